@@ -1,0 +1,303 @@
+//! A typed client for the Alto REST API. `altoctl` is a thin shell over it, and the
+//! integration tests drive the server through it, so the CLI and the tests exercise the same
+//! code paths a console or script would.
+//!
+//! **Must never:** embed server logic or talk to the database; every call is an HTTP request.
+
+use alto_api_types as api;
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api { status: u16, code: String, message: String, request_id: Option<String> },
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("unexpected response (HTTP {status}): {body}")]
+    Unexpected { status: u16, body: String },
+    #[error("invalid server URL: {0}")]
+    BadUrl(String),
+}
+
+impl ClientError {
+    /// The stable error code, for API errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Which user collection or audit chain: a tenant's, or the platform's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Platform,
+    Tenant(Uuid),
+}
+
+impl Scope {
+    fn users(self) -> String {
+        match self {
+            Scope::Platform => "/api/v1/platform/users".into(),
+            Scope::Tenant(t) => format!("/api/v1/tenants/{t}/users"),
+        }
+    }
+
+    fn audit(self) -> String {
+        match self {
+            Scope::Platform => "/api/v1/platform/audit".into(),
+            Scope::Tenant(t) => format!("/api/v1/tenants/{t}/audit"),
+        }
+    }
+}
+
+/// Audit list filters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+struct PageQ<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+}
+
+/// An API client, optionally holding a bearer token (session or host credential).
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(base_url: &str) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::BadUrl(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("altoctl/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(Client { base, http, token: None })
+    }
+
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// A request to `path` (starting with `/`) carrying the token, for calls without a typed
+    /// method.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(rb: RequestBuilder) -> Result<T> {
+        let resp = rb.send().await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if status.is_success() {
+            let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            return serde_json::from_slice(body).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            });
+        }
+        match serde_json::from_slice::<api::ErrorBody>(&bytes) {
+            Ok(e) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: e.error.code.as_str().to_owned(),
+                message: e.error.message,
+                request_id: e.error.request_id,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            }),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Self::send(self.request(Method::GET, path)).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Self::send(self.request(Method::POST, path).json(body)).await
+    }
+
+    async fn patch<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Self::send(self.request(Method::PATCH, path).json(body)).await
+    }
+
+    async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Self::send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    // --- Auth ------------------------------------------------------------------------------
+
+    /// Logs in and keeps the returned bearer token.
+    pub async fn login(&mut self, username: &str, password: &str) -> Result<api::LoginResponse> {
+        let body = api::LoginRequest { username: username.into(), password: password.into() };
+        let resp: api::LoginResponse = self.post("/api/v1/auth/login", &body).await?;
+        self.token = Some(resp.token.clone());
+        Ok(resp)
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        Self::send::<serde_json::Value>(self.request(Method::POST, "/api/v1/auth/logout")).await?;
+        Ok(())
+    }
+
+    pub async fn me(&self) -> Result<api::Me> {
+        self.get("/api/v1/auth/me").await
+    }
+
+    // --- Tenants ---------------------------------------------------------------------------
+
+    pub async fn list_tenants(&self, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::Tenant>> {
+        Self::send(self.request(Method::GET, "/api/v1/tenants").query(&PageQ { limit, cursor, status: None })).await
+    }
+
+    pub async fn create_tenant(&self, req: &api::CreateTenant) -> Result<api::CreatedTenant> {
+        self.post("/api/v1/tenants", req).await
+    }
+
+    pub async fn get_tenant(&self, id: Uuid) -> Result<api::Tenant> {
+        self.get(&format!("/api/v1/tenants/{id}")).await
+    }
+
+    pub async fn update_tenant(&self, id: Uuid, req: &api::UpdateTenant) -> Result<api::Tenant> {
+        self.patch(&format!("/api/v1/tenants/{id}"), req).await
+    }
+
+    // --- Users -----------------------------------------------------------------------------
+
+    pub async fn list_users(&self, scope: Scope, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::User>> {
+        Self::send(self.request(Method::GET, &scope.users()).query(&PageQ { limit, cursor, status: None })).await
+    }
+
+    pub async fn create_user(&self, scope: Scope, req: &api::CreateUser) -> Result<api::User> {
+        self.post(&scope.users(), req).await
+    }
+
+    pub async fn get_user(&self, scope: Scope, id: Uuid) -> Result<api::User> {
+        self.get(&format!("{}/{id}", scope.users())).await
+    }
+
+    pub async fn update_user(&self, scope: Scope, id: Uuid, req: &api::UpdateUser) -> Result<api::User> {
+        self.patch(&format!("{}/{id}", scope.users()), req).await
+    }
+
+    pub async fn set_roles(&self, scope: Scope, id: Uuid, roles: &[alto_model::Role]) -> Result<api::User> {
+        self.put(&format!("{}/{id}/roles", scope.users()), &api::SetRoles { roles: roles.to_vec() }).await
+    }
+
+    // --- Hosts -----------------------------------------------------------------------------
+
+    pub async fn list_hosts(&self, tenant: Uuid, status: Option<&str>, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::Host>> {
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/hosts"))
+                .query(&PageQ { limit, cursor, status }),
+        )
+        .await
+    }
+
+    pub async fn create_host(&self, tenant: Uuid, req: &api::CreateHost) -> Result<api::CreatedHost> {
+        self.post(&format!("/api/v1/tenants/{tenant}/hosts"), req).await
+    }
+
+    pub async fn get_host(&self, tenant: Uuid, host: Uuid) -> Result<api::Host> {
+        self.get(&format!("/api/v1/tenants/{tenant}/hosts/{host}")).await
+    }
+
+    pub async fn update_host(&self, tenant: Uuid, host: Uuid, req: &api::UpdateHost) -> Result<api::Host> {
+        self.patch(&format!("/api/v1/tenants/{tenant}/hosts/{host}"), req).await
+    }
+
+    pub async fn decommission_host(&self, tenant: Uuid, host: Uuid) -> Result<api::Host> {
+        Self::send(self.request(Method::DELETE, &format!("/api/v1/tenants/{tenant}/hosts/{host}"))).await
+    }
+
+    pub async fn new_enrollment_token(&self, tenant: Uuid, host: Uuid) -> Result<api::EnrollmentToken> {
+        Self::send(self.request(Method::POST, &format!("/api/v1/tenants/{tenant}/hosts/{host}/enrollment-tokens"))).await
+    }
+
+    pub async fn list_credentials(&self, tenant: Uuid, host: Uuid) -> Result<Vec<api::Credential>> {
+        self.get(&format!("/api/v1/tenants/{tenant}/hosts/{host}/credentials")).await
+    }
+
+    pub async fn revoke_credential(&self, tenant: Uuid, host: Uuid, cred: Uuid) -> Result<api::Credential> {
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/hosts/{host}/credentials/{cred}/revoke"),
+        ))
+        .await
+    }
+
+    // --- Agent -----------------------------------------------------------------------------
+
+    /// Enrolls with a one-time token (no bearer needed).
+    pub async fn enroll(&self, req: &api::EnrollRequest) -> Result<api::IssuedCredential> {
+        self.post("/api/v1/agent/enroll", req).await
+    }
+
+    /// Heartbeat; the client's token must be a host credential.
+    pub async fn heartbeat(&self, req: &api::HeartbeatRequest) -> Result<api::HeartbeatResponse> {
+        self.post("/api/v1/agent/heartbeat", req).await
+    }
+
+    pub async fn rotate_credential(&self) -> Result<api::IssuedCredential> {
+        Self::send(self.request(Method::POST, "/api/v1/agent/credentials/rotate")).await
+    }
+
+    // --- Audit -----------------------------------------------------------------------------
+
+    pub async fn list_audit(&self, scope: Scope, q: &AuditQuery) -> Result<api::Page<api::AuditEntry>> {
+        Self::send(self.request(Method::GET, &scope.audit()).query(q)).await
+    }
+
+    pub async fn verify_audit(&self, scope: Scope) -> Result<api::AuditVerifyReport> {
+        self.get(&format!("{}/verify", scope.audit())).await
+    }
+}

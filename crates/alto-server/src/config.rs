@@ -1,0 +1,339 @@
+//! Server configuration: defaults → TOML file → `ALTO_*` environment → command-line flags,
+//! validated into [`Config`]. Every key is documented in `docs/configuration.md`.
+//!
+//! Environment variables use `__` between section and key: `ALTO_HTTP__LISTEN=0.0.0.0:8080`,
+//! `ALTO_DATABASE__URL=postgres://…`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the server keeps its state: the embedded PostgreSQL cluster, the initial admin
+    /// password file.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub agents: AgentsConfig,
+    pub bootstrap: BootstrapConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// URL printed for people and used in links; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Mark session cookies `Secure` (set when serving behind TLS).
+    pub secure_cookies: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// Per-request time limit.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// External PostgreSQL URL with owner rights. Absent: run the embedded cluster.
+    pub url: Option<String>,
+    /// Password for the `alto_app` login role (external servers that require one).
+    pub app_password: Option<String>,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Directory with `initdb` and `postgres` for the embedded cluster (auto-detected).
+    pub pg_bin_dir: Option<PathBuf>,
+    /// TCP port of the embedded cluster on 127.0.0.1; 0 picks a free one.
+    pub embedded_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of a login session (cookie or bearer token).
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Failed logins for one username within `failure_window` before it is locked.
+    pub max_failed_logins: u32,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// First lockout; doubles with each further failure, up to 24 hours.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// How long a host enrollment token stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrollment_token_ttl: Duration,
+    /// After a rotation, how long the previous credential keeps working.
+    #[serde(with = "humantime_serde")]
+    pub credential_overlap: Duration,
+    /// Heartbeat interval agents are told to use.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A host not heard from for this long is marked offline.
+    #[serde(with = "humantime_serde")]
+    pub offline_after: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// Username of the platform administrator created on first start.
+    pub admin_username: String,
+    /// Its password; absent: a random one is generated, printed once and written to
+    /// `<data_dir>/initial-admin-password` (mode 0600).
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,alto_server=debug`. `RUST_LOG` overrides.
+    pub filter: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    // SAFETY-free wrapper would need libc; HOME is a good enough signal for the default.
+    match std::env::var_os("HOME") {
+        Some(h) if h != "/root" && !h.is_empty() => Path::new(&h).join(".local/share/alto"),
+        _ => PathBuf::from("/var/lib/alto"),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            agents: AgentsConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            secure_cookies: false,
+            trust_forwarded_for: false,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            app_password: None,
+            max_connections: 20,
+            acquire_timeout: Duration::from_secs(10),
+            pg_bin_dir: None,
+            embedded_port: 0,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_failed_logins: 5,
+            failure_window: Duration::from_secs(15 * 60),
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            enrollment_token_ttl: Duration::from_secs(24 * 3600),
+            credential_overlap: Duration::from_secs(24 * 3600),
+            heartbeat_interval: Duration::from_secs(30),
+            offline_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        Self { admin_username: "admin".into(), admin_password: None }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+/// Flags that override everything else. `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HttpOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DatabaseOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LogOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<LogFormat>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads the layers. `file` must exist if given.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.is_file() {
+                return Err(ConfigError::MissingFile(f.to_owned()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("ALTO_").split("__")).merge(Serialized::defaults(flags));
+        let cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes must be at least 1024");
+        }
+        if self.database.max_connections < 2 {
+            return bad("database.max_connections must be at least 2");
+        }
+        if self.auth.max_failed_logins == 0 {
+            return bad("auth.max_failed_logins must be at least 1");
+        }
+        if self.auth.session_ttl < Duration::from_secs(60) {
+            return bad("auth.session_ttl must be at least 1m");
+        }
+        if self.agents.offline_after <= self.agents.heartbeat_interval {
+            return bad("agents.offline_after must be longer than agents.heartbeat_interval");
+        }
+        if let Some(p) = &self.bootstrap.admin_password {
+            alto_model::validate::password(p)
+                .map_err(|e| ConfigError::Invalid(format!("bootstrap.admin_password: {e}")))?;
+        }
+        alto_model::validate::username(&self.bootstrap.admin_username)
+            .map_err(|e| ConfigError::Invalid(format!("bootstrap.admin_username: {e}")))?;
+        if let Some(u) = &self.database.url {
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return bad("database.url must start with postgres:// or postgresql://");
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL people should open.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.http.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alto.toml");
+        std::fs::write(
+            &file,
+            "[http]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 4096\n[auth]\nlockout = \"5m\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ALTO_HTTP__MAX_BODY_BYTES", "8192");
+            let flags = Overrides {
+                http: Some(HttpOverrides { listen: Some("127.0.0.1:9100".parse().unwrap()) }),
+                ..Default::default()
+            };
+            let cfg = Config::load(Some(&file), &flags).unwrap();
+            assert_eq!(cfg.http.listen.port(), 9100, "flag beats file");
+            assert_eq!(cfg.http.max_body_bytes, 8192, "env beats file");
+            assert_eq!(cfg.auth.lockout, Duration::from_secs(300), "file beats default");
+            assert_eq!(cfg.auth.max_failed_logins, 5, "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("alto.toml");
+        std::fs::write(&file, "[http]\nlisten_on = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("listen_on"), "{err}");
+        std::fs::write(&file, "[database]\nurl = \"mysql://x\"\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
+        let err = Config::load(Some(&dir.path().join("nope.toml")), &Overrides::default())
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

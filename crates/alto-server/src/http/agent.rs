@@ -1,0 +1,196 @@
+//! Endpoints agents call: enrollment (with a one-time token), heartbeat and credential
+//! rotation (with the host credential). The tenant and host always come from the token or
+//! credential, never from the request body.
+
+use alto_api_types::{
+    EnrollRequest, ErrorCode, HeartbeatRequest, HeartbeatResponse, IssuedCredential,
+};
+use alto_db::{hosts, TenantCtx};
+use alto_model::CustomerId;
+use axum::extract::State;
+use axum::Json;
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ClientIp};
+use crate::audit::{self, Actor};
+use crate::auth::Host;
+use crate::secrets;
+use crate::state::AppState;
+
+type Err = alto_api_types::ErrorBody;
+
+fn bad_token() -> ApiError {
+    ApiError::new(ErrorCode::InvalidEnrollmentToken, "the enrollment token is invalid, used or expired")
+}
+
+/// Trades a one-time enrollment token for the host's credential (shown once).
+#[utoipa::path(post, path = "/api/v1/agent/enroll", tag = "agent", request_body = EnrollRequest,
+    responses((status = 200, body = IssuedCredential), (status = 401, body = Err)))]
+pub(super) async fn enroll(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> ApiResult<Json<IssuedCredential>> {
+    alto_model::validate::hostname(&req.hostname).map_err(ApiError::validation)?;
+    if req.agent_version.is_empty() || req.agent_version.len() > 64 {
+        return Err(ApiError::validation("agent_version must be 1 to 64 characters"));
+    }
+    if !secrets::looks_like(&req.token, secrets::ENROLL_PREFIX) {
+        return Err(bad_token());
+    }
+    let now = state.now();
+    let mut tx = state.db.begin(TenantCtx::Anonymous).await?;
+    let found = hosts::auth_enrollment_token(&mut tx, &secrets::token_hash(&req.token)).await?;
+    tx.commit().await?;
+    let actor = |host: Option<Uuid>| Actor {
+        kind: "host",
+        id: host.map(|h| h.to_string()),
+        name: Some(req.hostname.clone()),
+        ip: ip.to_opt_string(),
+    };
+    let Some(t) = found else {
+        let e = audit::entry(&state, None, &actor(None), "host.enroll", None, "failure",
+            serde_json::json!({ "reason": "unknown token" }));
+        audit::record_alone(&state, TenantCtx::Platform, e).await;
+        return Err(bad_token());
+    };
+    let tenant = CustomerId(t.customer_id);
+    let ctx = TenantCtx::Tenant(tenant);
+    let mut tx = state.db.begin(ctx).await?;
+    let host = hosts::get(&mut tx, t.customer_id, t.host_id).await?;
+    let tenant_row = alto_db::tenants::get(&mut tx, t.customer_id).await?;
+    let refusal = if t.used_at.is_some() {
+        Some("token already used")
+    } else if t.expires_at <= now {
+        Some("token expired")
+    } else if host.status == "decommissioned" {
+        Some("host decommissioned")
+    } else if tenant_row.status != "active" {
+        Some("tenant suspended")
+    } else if !hosts::consume_enrollment(&mut tx, t.token_id, now).await? {
+        Some("token already used")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        drop(tx);
+        let e = audit::entry(&state, Some(tenant), &actor(Some(t.host_id)), "host.enroll",
+            Some(("host", t.host_id.to_string())), "failure", serde_json::json!({ "reason": reason }));
+        audit::record_alone(&state, ctx, e).await;
+        return Err(bad_token());
+    }
+    let secret = secrets::new_token(secrets::HOST_PREFIX);
+    let cred_id = Uuid::now_v7();
+    // Re-enrollment replaces the machine's identity: earlier credentials end now.
+    hosts::add_credential(&mut tx, cred_id, t.customer_id, t.host_id,
+        &secrets::token_hash(&secret), "enrollment", now, now).await?;
+    hosts::set_agent_info(&mut tx, t.customer_id, t.host_id, &req.agent_version,
+        req.os.as_deref(), &req.hostname, now).await?;
+    let e = audit::entry(&state, Some(tenant), &actor(Some(t.host_id)), "host.enroll",
+        Some(("credential", cred_id.to_string())), "success",
+        serde_json::json!({ "host_id": t.host_id, "agent_version": req.agent_version }));
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(IssuedCredential {
+        host_id: t.host_id,
+        tenant_id: t.customer_id,
+        credential_id: cred_id,
+        credential: secret,
+        previous_expires_at: None,
+    }))
+}
+
+/// Reports liveness, agent version and volume usage.
+#[utoipa::path(post, path = "/api/v1/agent/heartbeat", tag = "agent", request_body = HeartbeatRequest,
+    responses((status = 200, body = HeartbeatResponse), (status = 401, body = Err)),
+    security(("bearer" = [])))]
+pub(super) async fn heartbeat(
+    State(state): State<AppState>,
+    host: Host,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> ApiResult<Json<HeartbeatResponse>> {
+    if req.agent_version.is_empty() || req.agent_version.len() > 64 {
+        return Err(ApiError::validation("agent_version must be 1 to 64 characters"));
+    }
+    if let Some(h) = &req.hostname {
+        alto_model::validate::hostname(h).map_err(ApiError::validation)?;
+    }
+    if req.volumes.len() > 256 {
+        return Err(ApiError::validation("at most 256 volumes"));
+    }
+    for v in &req.volumes {
+        if v.mount_point.is_empty() || v.mount_point.len() > 4096 || v.free_bytes > v.total_bytes {
+            return Err(ApiError::validation(format!(
+                "volume `{}`: mount_point must be 1 to 4096 bytes and free_bytes ≤ total_bytes",
+                v.mount_point.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    let now = state.now();
+    let volumes = serde_json::to_value(&req.volumes).unwrap_or_default();
+    let ip = host.ip.to_opt_string();
+    let mut tx = state.db.begin(host.ctx()).await?;
+    let prev = hosts::heartbeat(
+        &mut tx,
+        host.customer_id.0,
+        host.host_id,
+        &hosts::Heartbeat {
+            agent_version: &req.agent_version,
+            os: req.os.as_deref(),
+            hostname: req.hostname.as_deref(),
+            volumes,
+            source_ip: ip.as_deref(),
+        },
+        now,
+    )
+    .await?;
+    if prev != "online" {
+        let e = audit::entry(&state, Some(host.customer_id), &host.actor(), "host.online",
+            Some(("host", host.host_id.to_string())), "success",
+            serde_json::json!({ "previous": prev, "agent_version": req.agent_version }));
+        audit::record(&mut tx, &e).await?;
+        crate::events::publish(&mut tx, &serde_json::json!({
+            "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
+            "status": "online", "previous": prev })).await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("alto_agent_heartbeats_total").increment(1);
+    Ok(Json(HeartbeatResponse {
+        host_id: host.host_id,
+        status: "online".into(),
+        server_time: now,
+        heartbeat_interval_seconds: state.config.agents.heartbeat_interval.as_secs(),
+    }))
+}
+
+/// Issues a new credential. The one used for this call keeps working for the configured
+/// overlap window, so an agent can switch without a gap.
+#[utoipa::path(post, path = "/api/v1/agent/credentials/rotate", tag = "agent",
+    responses((status = 200, body = IssuedCredential), (status = 401, body = Err)),
+    security(("bearer" = [])))]
+pub(super) async fn rotate(
+    State(state): State<AppState>,
+    host: Host,
+) -> ApiResult<Json<IssuedCredential>> {
+    let now = state.now();
+    let overlap_end =
+        now + chrono::Duration::from_std(state.config.agents.credential_overlap).unwrap_or_default();
+    let secret = secrets::new_token(secrets::HOST_PREFIX);
+    let cred_id = Uuid::now_v7();
+    let mut tx = state.db.begin(host.ctx()).await?;
+    hosts::add_credential(&mut tx, cred_id, host.customer_id.0, host.host_id,
+        &secrets::token_hash(&secret), "rotation", now, overlap_end).await?;
+    let e = audit::entry(&state, Some(host.customer_id), &host.actor(), "host.credential_rotate",
+        Some(("credential", cred_id.to_string())), "success",
+        serde_json::json!({ "previous": host.credential_id, "previous_expires_at": overlap_end }));
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(IssuedCredential {
+        host_id: host.host_id,
+        tenant_id: host.customer_id.0,
+        credential_id: cred_id,
+        credential: secret,
+        previous_expires_at: Some(overlap_end),
+    }))
+}

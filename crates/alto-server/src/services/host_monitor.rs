@@ -1,0 +1,62 @@
+//! Marks hosts offline when their heartbeats stop, and announces it.
+
+use std::time::Duration;
+
+use alto_db::{hosts, TenantCtx};
+use alto_model::CustomerId;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{self, Actor};
+use crate::state::AppState;
+
+/// One sweep. Only one replica sweeps at a time (transaction-scoped advisory lock).
+/// Returns how many hosts went offline.
+pub async fn sweep(state: &AppState) -> Result<usize, alto_db::DbError> {
+    let now = state.now();
+    let cutoff = now - chrono::Duration::from_std(state.config.agents.offline_after).unwrap_or_default();
+    let mut tx = state.db.begin(TenantCtx::Platform).await?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(73010002)")
+        .fetch_one(&mut *tx)
+        .await?;
+    if !got {
+        return Ok(0);
+    }
+    let gone = hosts::mark_stale_offline(&mut tx, cutoff, now).await?;
+    for h in &gone {
+        let e = audit::entry(
+            state,
+            Some(CustomerId(h.customer_id)),
+            &Actor::system(),
+            "host.offline",
+            Some(("host", h.id.to_string())),
+            "success",
+            serde_json::json!({ "last_seen_at": h.last_seen_at }),
+        );
+        audit::record(&mut tx, &e).await?;
+        crate::events::publish(
+            &mut tx,
+            &serde_json::json!({ "type": "host_status", "customer_id": h.customer_id,
+                                 "host_id": h.id, "status": "offline", "previous": "online" }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(gone.len())
+}
+
+/// Sweeps every `interval` until cancelled.
+pub async fn run(state: AppState, interval: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                match sweep(&state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(hosts = n, "hosts marked offline"),
+                    Err(e) => tracing::warn!(error = %e, "host monitor sweep failed"),
+                }
+            }
+        }
+    }
+}

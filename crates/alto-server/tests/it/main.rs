@@ -1,0 +1,10 @@
+//! Integration tests: a real server over HTTP on its own real PostgreSQL database.
+
+mod audit;
+mod auth;
+mod errors;
+mod events;
+mod hosts;
+mod isolation;
+mod meta;
+mod rbac;

@@ -1,0 +1,71 @@
+//! Health, readiness, metrics, OpenAPI, embedded start.
+
+use alto_test_support::TestApp;
+
+#[tokio::test]
+async fn health_ready_metrics_and_openapi() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{}/healthz", app.base_url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(format!("{}/readyz", app.base_url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Make a request that shows up in metrics, then scrape.
+    app.admin.me().await.unwrap();
+    let text = http.get(format!("{}/metrics", app.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("alto_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/api/v1/auth/me\""), "{text}");
+    assert!(text.contains("alto_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("alto_db_pool_connections"), "{text}");
+
+    let doc: serde_json::Value =
+        http.get(format!("{}/api/v1/openapi.json", app.base_url)).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/auth/login", "/api/v1/tenants/{tenant_id}/hosts", "/api/v1/agent/heartbeat",
+                 "/api/v1/tenants/{tenant_id}/audit/verify", "/api/v1/events"] {
+        assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
+    }
+    assert!(doc["components"]["schemas"].get("ErrorCode").is_some());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_with_embedded_postgres_starts_and_stops() {
+    // No database URL: the server runs its own cluster under the data directory.
+    let dir = tempfile::Builder::new().prefix("alto-embedded-").tempdir_in("/tmp").unwrap();
+    let mut config = alto_server::Config::default();
+    config.data_dir = dir.path().join("data");
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+    let clock = std::sync::Arc::new(alto_model::SystemClock);
+    let app = alto_server::Application::build(config.clone(), clock.clone()).await.unwrap();
+    let admin = app.initial_admin().cloned().expect("first start creates an admin");
+    let pw_file = admin.password_file.clone().expect("generated password is saved");
+    assert_eq!(std::fs::read_to_string(&pw_file).unwrap().trim(), admin.password);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&pw_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let url = format!("http://{}", app.local_addr());
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let s2 = stop.clone();
+    let h = tokio::spawn(app.run(async move { s2.notified().await }));
+    let mut c = alto_client::Client::new(&url).unwrap();
+    c.login(&admin.username, &admin.password).await.unwrap();
+    c.create_tenant(&alto_api_types::CreateTenant { name: "Persisted".into(), admin: None }).await.unwrap();
+    stop.notify_one();
+    h.await.unwrap().unwrap();
+
+    // A second start reuses the cluster and its data and creates no second admin.
+    let app = alto_server::Application::build(config, clock).await.unwrap();
+    assert!(app.initial_admin().is_none());
+    let url = format!("http://{}", app.local_addr());
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let s2 = stop.clone();
+    let h = tokio::spawn(app.run(async move { s2.notified().await }));
+    let mut c = alto_client::Client::new(&url).unwrap();
+    c.login(&admin.username, &admin.password).await.unwrap();
+    let tenants = c.list_tenants(None, None).await.unwrap();
+    assert_eq!(tenants.items.len(), 1);
+    assert_eq!(tenants.items[0].name, "Persisted");
+    stop.notify_one();
+    h.await.unwrap().unwrap();
+}

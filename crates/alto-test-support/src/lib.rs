@@ -1,0 +1,348 @@
+//! Test harness: real PostgreSQL and a real server over HTTP.
+//!
+//! * [`TestDb::new`] gives each test its own database, created from a migrated template, on
+//!   a private throwaway cluster started once per test process (or on the server named by
+//!   `ALTO_TEST_DATABASE_URL`, an owner/superuser URL).
+//! * [`TestApp::spawn`] runs `alto-server` in-process on 127.0.0.1 with a [`FakeClock`] and
+//!   returns a logged-in platform-admin client.
+//!
+//! **Must never:** be a dependency of production code, or talk to anything but loopback.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use alto_client::Client;
+use alto_model::FakeClock;
+use alto_pg_embed::{Cluster, ClusterOptions, Durability, PgInstall};
+use alto_server::{Application, Config};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// Platform admin credentials of every [`TestApp`].
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-password-1";
+
+/// A per-process PostgreSQL: either a private cluster or an external server.
+struct Server {
+    /// Superuser/owner URL of the maintenance database (`postgres`).
+    admin_url: String,
+    _cluster: Option<Cluster>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static TEMPLATE: Mutex<Option<String>> = Mutex::const_new(None);
+
+fn root() -> PathBuf {
+    PathBuf::from("/tmp/alto-test-pg")
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes clusters of test processes that no longer exist.
+fn sweep_stale() {
+    let Ok(rd) = std::fs::read_dir(root()) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("p").and_then(|s| s.split('-').next()).and_then(|p| p.parse().ok()) {
+            if !pid_alive(pid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+fn start_server() -> Server {
+    if let Ok(url) = std::env::var("ALTO_TEST_DATABASE_URL") {
+        return Server { admin_url: url, _cluster: None };
+    }
+    let install = PgInstall::discover(None)
+        .expect("PostgreSQL binaries are required for tests: run scripts/setup.sh (apt-get install postgresql)");
+    let base = root();
+    std::fs::create_dir_all(&base).expect("create /tmp/alto-test-pg");
+    set_mode(&base, 0o755);
+    sweep_stale();
+    // initdb once per machine into a template directory, then copy it per process.
+    let template = base.join(format!("template-{}", install.bin_dir.display().to_string().replace('/', "_")));
+    if !template.join("PG_VERSION").is_file() {
+        let tmp = base.join(format!("p{}-initdb", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        alto_pg_embed::init_if_needed(&install, &tmp).expect("initdb");
+        if std::fs::rename(&tmp, &template).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    let mine = base.join(format!("p{}-{}", std::process::id(), Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&mine).expect("create cluster dir");
+    set_mode(&mine, 0o755);
+    let data = mine.join("data");
+    alto_pg_embed::copy_cluster(&template, &data).expect("copy template cluster");
+    let mut opts = ClusterOptions::new(&data);
+    opts.durability = Durability::Throwaway;
+    let cluster = Cluster::start(&install, &opts).expect("start test cluster");
+    Server { admin_url: cluster.superuser_url("postgres"), _cluster: Some(cluster) }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(start_server)
+}
+
+fn with_db(url: &str, db: &str) -> PgConnectOptions {
+    let opts: PgConnectOptions = url.parse().expect("valid database URL");
+    opts.database(db)
+}
+
+/// A fresh database for one test, migrated (from a template database).
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    /// Owner (superuser) URL of this database.
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin_url = tokio::task::spawn_blocking(|| server().admin_url.clone())
+            .await
+            .expect("server start");
+        let template = template_db(&admin_url).await;
+        let name = format!("alto_t_{}_{}", std::process::id(), Uuid::new_v4().simple());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(with_db(&admin_url, "postgres"))
+            .await
+            .expect("connect to test server");
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let opts = with_db(&admin_url, &name);
+        let url = format!(
+            "postgres://{}@{}:{}/{}",
+            opts.get_username(),
+            opts.get_host(),
+            opts.get_port(),
+            name
+        );
+        TestDb { url, name }
+    }
+
+    /// An owner connection (bypasses RLS; for assertions and tampering).
+    pub async fn owner_pool(&self) -> PgPool {
+        PgPoolOptions::new().max_connections(2).connect(&self.url).await.expect("owner pool")
+    }
+}
+
+async fn template_db(admin_url: &str) -> String {
+    let mut guard = TEMPLATE.lock().await;
+    if let Some(t) = guard.as_ref() {
+        return t.clone();
+    }
+    let hash = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for m in alto_db::MIGRATOR.iter() {
+            m.version.hash(&mut h);
+            m.checksum.hash(&mut h);
+        }
+        h.finish()
+    };
+    let name = format!("alto_tpl_{hash:016x}");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(with_db(admin_url, "postgres"))
+        .await
+        .expect("connect to test server");
+    let mut conn = admin.acquire().await.expect("conn");
+    sqlx::query("SELECT pg_advisory_lock(73010099)").execute(&mut *conn).await.expect("lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("query");
+    if !exists {
+        let building = format!("{name}_build");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).execute(&mut *conn).await.expect("drop");
+        sqlx::query(&format!("CREATE DATABASE {building}")).execute(&mut *conn).await.expect("create template");
+        alto_db::migrate(&with_db(admin_url, &building), None).await.expect("migrate template");
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}")).execute(&mut *conn).await.expect("rename");
+    }
+    // Drop databases left by test processes that died.
+    let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'alto\\_t\\_%'")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+    for db in stale {
+        let pid = db.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !pid_alive(p)) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut *conn).await;
+        }
+    }
+    sqlx::query("SELECT pg_advisory_unlock(73010099)").execute(&mut *conn).await.expect("unlock");
+    drop(conn);
+    admin.close().await;
+    *guard = Some(name.clone());
+    name
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub base_url: String,
+    pub clock: FakeClock,
+    pub db: TestDb,
+    /// Logged in as the platform administrator.
+    pub admin: Client,
+    pub data_dir: tempfile::TempDir,
+    stop: Arc<tokio::sync::Notify>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A tenant with an administrator, made through the API.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: Uuid,
+    pub name: String,
+    pub admin: Client,
+    pub admin_id: Uuid,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with a configuration tweak applied to the test defaults.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        init_logging();
+        let db = TestDb::new().await;
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.data_dir = data_dir.path().to_owned();
+        config.http.listen = "127.0.0.1:0".parse().expect("addr");
+        config.database.url = Some(db.url.clone());
+        config.database.max_connections = 10;
+        config.bootstrap.admin_password = Some(ADMIN_PASSWORD.into());
+        tweak(&mut config);
+        let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let clock = FakeClock::new(start);
+        let app = Application::build(config, Arc::new(clock.clone())).await.expect("server starts");
+        let addr = app.local_addr();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let s2 = stop.clone();
+        let handle = tokio::spawn(async move {
+            let _ = app.run(async move { s2.notified().await }).await;
+        });
+        let base_url = format!("http://{addr}");
+        let mut admin = Client::new(&base_url).expect("client");
+        admin.login(ADMIN_USER, ADMIN_PASSWORD).await.expect("admin login");
+        TestApp { addr, base_url, clock, db, admin, data_dir, stop, handle: Some(handle) }
+    }
+
+    /// An anonymous client.
+    pub fn client(&self) -> Client {
+        Client::new(&self.base_url).expect("client")
+    }
+
+    /// Logs in and returns the client.
+    pub async fn login(&self, username: &str, password: &str) -> Client {
+        let mut c = self.client();
+        c.login(username, password).await.unwrap_or_else(|e| panic!("login {username}: {e}"));
+        c
+    }
+
+    /// Creates a tenant with an administrator `<name>-admin` (password [`ADMIN_PASSWORD`]).
+    pub async fn new_tenant(&self, name: &str) -> TestTenant {
+        let username = format!("{}-admin", name.to_lowercase());
+        let created = self
+            .admin
+            .create_tenant(&alto_api_types::CreateTenant {
+                name: name.into(),
+                admin: Some(alto_api_types::CreateUser {
+                    username: username.clone(),
+                    password: ADMIN_PASSWORD.into(),
+                    display_name: None,
+                    roles: vec![alto_model::Role::TenantAdmin],
+                }),
+            })
+            .await
+            .expect("create tenant");
+        let admin = self.login(&username, ADMIN_PASSWORD).await;
+        TestTenant {
+            id: created.tenant.id,
+            name: name.into(),
+            admin,
+            admin_id: created.admin.expect("admin").id,
+        }
+    }
+
+    /// Creates a user with `roles` in `tenant` and logs in as them.
+    pub async fn user_with(&self, tenant: &TestTenant, username: &str, roles: &[alto_model::Role]) -> Client {
+        tenant
+            .admin
+            .create_user(
+                alto_client::Scope::Tenant(tenant.id),
+                &alto_api_types::CreateUser {
+                    username: username.into(),
+                    password: ADMIN_PASSWORD.into(),
+                    display_name: None,
+                    roles: roles.to_vec(),
+                },
+            )
+            .await
+            .expect("create user");
+        self.login(username, ADMIN_PASSWORD).await
+    }
+
+    /// Registers and enrolls a host; returns (host id, client holding the host credential).
+    pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
+        let created = tenant
+            .admin
+            .create_host(tenant.id, &alto_api_types::CreateHost { name: name.into(), description: None })
+            .await
+            .expect("create host");
+        let issued = self
+            .client()
+            .enroll(&alto_api_types::EnrollRequest {
+                token: created.enrollment.token,
+                hostname: name.into(),
+                agent_version: "0.1.0".into(),
+                os: Some("linux".into()),
+            })
+            .await
+            .expect("enroll");
+        (created.host.id, self.client().with_token(issued.credential))
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn shutdown(mut self) {
+        self.stop.notify_one();
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+    }
+}
+
+fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+    }
+}
