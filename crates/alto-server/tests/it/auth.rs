@@ -1,1 +1,172 @@
-//! auth tests.
+//! Login, sessions, cookies, logout, lockout, password changes.
+
+use alto_api_types::{CreateUser, UpdateUser};
+use alto_client::{AuditQuery, Scope};
+use alto_model::Role;
+use alto_test_support::{TestApp, ADMIN_PASSWORD, ADMIN_USER};
+
+#[tokio::test]
+async fn login_sets_a_strict_httponly_cookie_that_authenticates() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/auth/login", app.base_url))
+        .json(&serde_json::json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("alto_session=alto_s_"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let me: serde_json::Value = http
+        .get(format!("{}/api/v1/auth/me", app.base_url))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], ADMIN_USER);
+    assert_eq!(me["roles"], serde_json::json!(["platform_admin"]));
+    assert!(me["tenant_id"].is_null());
+
+    // Logout through the cookie ends the session for cookie and token alike.
+    let r = http.post(format!("{}/api/v1/auth/logout", app.base_url)).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http.get(format!("{}/api/v1/auth/me", app.base_url)).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let app = TestApp::spawn().await;
+    let mut c = app.client();
+    let a = c.login(ADMIN_USER, "wrong password here").await.unwrap_err();
+    let b = c.login("nobody-here", "wrong password here").await.unwrap_err();
+    assert_eq!(a.code(), Some("invalid_credentials"));
+    assert_eq!(b.code(), Some("invalid_credentials"));
+    assert_eq!(a.to_string(), b.to_string());
+    // Both are in the platform audit chain as failures.
+    let log = app
+        .admin
+        .list_audit(Scope::Platform, &AuditQuery { action: Some("auth.login".into()), outcome: Some("failure".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let names: Vec<_> = log.items.iter().filter_map(|e| e.actor_name.clone()).collect();
+    assert!(names.contains(&"nobody-here".to_owned()) && names.contains(&ADMIN_USER.to_owned()), "{names:?}");
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_name_until_the_lockout_ends() {
+    let app = TestApp::spawn().await;
+    let mut c = app.client();
+    for _ in 0..5 {
+        assert_eq!(c.login(ADMIN_USER, "not the password").await.unwrap_err().code(), Some("invalid_credentials"));
+    }
+    // Even the right password is refused while locked, with Retry-After.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", app.base_url))
+        .json(&serde_json::json!({ "username": ADMIN_USER, "password": ADMIN_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+
+    app.clock.advance(chrono::Duration::minutes(16));
+    c.login(ADMIN_USER, ADMIN_PASSWORD).await.expect("lockout over");
+}
+
+#[tokio::test]
+async fn sessions_expire_and_disabling_a_user_ends_them() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let op = app.user_with(&t, "op1", &[Role::Operator]).await;
+    op.me().await.unwrap();
+
+    // Disable: the live session stops at once, and login is refused.
+    let users = t.admin.list_users(Scope::Tenant(t.id), None, None).await.unwrap();
+    let op_id = users.items.iter().find(|u| u.username == "op1").unwrap().id;
+    t.admin
+        .update_user(Scope::Tenant(t.id), op_id, &UpdateUser { disabled: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(op.me().await.unwrap_err().code(), Some("unauthenticated"));
+    assert_eq!(app.client().login("op1", ADMIN_PASSWORD).await.unwrap_err().code(), Some("invalid_credentials"));
+
+    // Expiry: default TTL is 12 h.
+    app.clock.advance(chrono::Duration::hours(11));
+    t.admin.me().await.unwrap();
+    app.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(t.admin.me().await.unwrap_err().code(), Some("unauthenticated"));
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_sessions_and_needs_the_current_one() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let r = t
+        .admin
+        .request(reqwest::Method::POST, "/api/v1/auth/password")
+        .json(&serde_json::json!({ "current_password": "wrong", "new_password": "a-brand-new-password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = t
+        .admin
+        .request(reqwest::Method::POST, "/api/v1/auth/password")
+        .json(&serde_json::json!({ "current_password": ADMIN_PASSWORD, "new_password": "short" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = t
+        .admin
+        .request(reqwest::Method::POST, "/api/v1/auth/password")
+        .json(&serde_json::json!({ "current_password": ADMIN_PASSWORD, "new_password": "a-brand-new-password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(t.admin.me().await.is_err(), "old session ended");
+    app.login("acme-admin", "a-brand-new-password").await;
+}
+
+#[tokio::test]
+async fn platform_staff_can_be_created_with_platform_roles_only() {
+    let app = TestApp::spawn().await;
+    let err = app
+        .admin
+        .create_user(Scope::Platform, &CreateUser {
+            username: "ops".into(),
+            password: ADMIN_PASSWORD.into(),
+            display_name: None,
+            roles: vec![Role::TenantAdmin],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("validation_failed"));
+    let u = app
+        .admin
+        .create_user(Scope::Platform, &CreateUser {
+            username: "auditor@msp".into(),
+            password: ADMIN_PASSWORD.into(),
+            display_name: Some("MSP auditor".into()),
+            roles: vec![Role::Auditor],
+        })
+        .await
+        .unwrap();
+    assert_eq!(u.tenant_id, None);
+    // The last platform admin cannot be demoted.
+    let me = app.admin.me().await.unwrap();
+    let err = app.admin.set_roles(Scope::Platform, me.user_id, &[Role::Support]).await.unwrap_err();
+    assert_eq!(err.code(), Some("validation_failed"));
+    assert_eq!(app.admin.me().await.unwrap().roles, vec![Role::PlatformAdmin]);
+}
