@@ -251,6 +251,12 @@ impl TestApp {
         TestApp { addr, base_url, clock, db, admin, data_dir, stop, handle: Some(handle) }
     }
 
+    /// The server's current (fake) time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use alto_model::Clock as _;
+        self.clock.now()
+    }
+
     /// An anonymous client.
     pub fn client(&self) -> Client {
         Client::new(&self.base_url).expect("client")
