@@ -35,7 +35,9 @@ impl ClientError {
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => Some(*status),
+            ClientError::Api { status, .. } | ClientError::Unexpected { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -195,8 +197,17 @@ impl Client {
 
     // --- Tenants ---------------------------------------------------------------------------
 
-    pub async fn list_tenants(&self, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::Tenant>> {
-        Self::send(self.request(Method::GET, "/api/v1/tenants").query(&PageQ { limit, cursor, status: None })).await
+    pub async fn list_tenants(
+        &self,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::Tenant>> {
+        Self::send(self.request(Method::GET, "/api/v1/tenants").query(&PageQ {
+            limit,
+            cursor,
+            status: None,
+        }))
+        .await
     }
 
     pub async fn create_tenant(&self, req: &api::CreateTenant) -> Result<api::CreatedTenant> {
@@ -213,8 +224,18 @@ impl Client {
 
     // --- Users -----------------------------------------------------------------------------
 
-    pub async fn list_users(&self, scope: Scope, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::User>> {
-        Self::send(self.request(Method::GET, &scope.users()).query(&PageQ { limit, cursor, status: None })).await
+    pub async fn list_users(
+        &self,
+        scope: Scope,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::User>> {
+        Self::send(self.request(Method::GET, &scope.users()).query(&PageQ {
+            limit,
+            cursor,
+            status: None,
+        }))
+        .await
     }
 
     pub async fn create_user(&self, scope: Scope, req: &api::CreateUser) -> Result<api::User> {
@@ -225,25 +246,49 @@ impl Client {
         self.get(&format!("{}/{id}", scope.users())).await
     }
 
-    pub async fn update_user(&self, scope: Scope, id: Uuid, req: &api::UpdateUser) -> Result<api::User> {
+    pub async fn update_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        req: &api::UpdateUser,
+    ) -> Result<api::User> {
         self.patch(&format!("{}/{id}", scope.users()), req).await
     }
 
-    pub async fn set_roles(&self, scope: Scope, id: Uuid, roles: &[alto_model::Role]) -> Result<api::User> {
-        self.put(&format!("{}/{id}/roles", scope.users()), &api::SetRoles { roles: roles.to_vec() }).await
+    pub async fn set_roles(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        roles: &[alto_model::Role],
+    ) -> Result<api::User> {
+        self.put(&format!("{}/{id}/roles", scope.users()), &api::SetRoles { roles: roles.to_vec() })
+            .await
     }
 
     // --- Hosts -----------------------------------------------------------------------------
 
-    pub async fn list_hosts(&self, tenant: Uuid, status: Option<&str>, limit: Option<i64>, cursor: Option<&str>) -> Result<api::Page<api::Host>> {
+    pub async fn list_hosts(
+        &self,
+        tenant: Uuid,
+        status: Option<&str>,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::Host>> {
         Self::send(
-            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/hosts"))
-                .query(&PageQ { limit, cursor, status }),
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/hosts")).query(&PageQ {
+                limit,
+                cursor,
+                status,
+            }),
         )
         .await
     }
 
-    pub async fn create_host(&self, tenant: Uuid, req: &api::CreateHost) -> Result<api::CreatedHost> {
+    pub async fn create_host(
+        &self,
+        tenant: Uuid,
+        req: &api::CreateHost,
+    ) -> Result<api::CreatedHost> {
         self.post(&format!("/api/v1/tenants/{tenant}/hosts"), req).await
     }
 
@@ -251,23 +296,42 @@ impl Client {
         self.get(&format!("/api/v1/tenants/{tenant}/hosts/{host}")).await
     }
 
-    pub async fn update_host(&self, tenant: Uuid, host: Uuid, req: &api::UpdateHost) -> Result<api::Host> {
+    pub async fn update_host(
+        &self,
+        tenant: Uuid,
+        host: Uuid,
+        req: &api::UpdateHost,
+    ) -> Result<api::Host> {
         self.patch(&format!("/api/v1/tenants/{tenant}/hosts/{host}"), req).await
     }
 
     pub async fn decommission_host(&self, tenant: Uuid, host: Uuid) -> Result<api::Host> {
-        Self::send(self.request(Method::DELETE, &format!("/api/v1/tenants/{tenant}/hosts/{host}"))).await
+        Self::send(self.request(Method::DELETE, &format!("/api/v1/tenants/{tenant}/hosts/{host}")))
+            .await
     }
 
-    pub async fn new_enrollment_token(&self, tenant: Uuid, host: Uuid) -> Result<api::EnrollmentToken> {
-        Self::send(self.request(Method::POST, &format!("/api/v1/tenants/{tenant}/hosts/{host}/enrollment-tokens"))).await
+    pub async fn new_enrollment_token(
+        &self,
+        tenant: Uuid,
+        host: Uuid,
+    ) -> Result<api::EnrollmentToken> {
+        Self::send(self.request(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/hosts/{host}/enrollment-tokens"),
+        ))
+        .await
     }
 
     pub async fn list_credentials(&self, tenant: Uuid, host: Uuid) -> Result<Vec<api::Credential>> {
         self.get(&format!("/api/v1/tenants/{tenant}/hosts/{host}/credentials")).await
     }
 
-    pub async fn revoke_credential(&self, tenant: Uuid, host: Uuid, cred: Uuid) -> Result<api::Credential> {
+    pub async fn revoke_credential(
+        &self,
+        tenant: Uuid,
+        host: Uuid,
+        cred: Uuid,
+    ) -> Result<api::Credential> {
         Self::send(self.request(
             Method::POST,
             &format!("/api/v1/tenants/{tenant}/hosts/{host}/credentials/{cred}/revoke"),
@@ -293,7 +357,11 @@ impl Client {
 
     // --- Audit -----------------------------------------------------------------------------
 
-    pub async fn list_audit(&self, scope: Scope, q: &AuditQuery) -> Result<api::Page<api::AuditEntry>> {
+    pub async fn list_audit(
+        &self,
+        scope: Scope,
+        q: &AuditQuery,
+    ) -> Result<api::Page<api::AuditEntry>> {
         Self::send(self.request(Method::GET, &scope.audit()).query(q)).await
     }
 

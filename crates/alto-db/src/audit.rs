@@ -151,9 +151,7 @@ pub async fn verify_chain(tx: &mut Tx, chain: Option<Uuid>) -> Result<ChainRepor
           ORDER BY coalesce(customer_id, '00000000-0000-0000-0000-000000000000'::uuid), seq"
     );
     {
-        let mut rows = sqlx::query_as::<_, EntryRow>(&sql)
-        .bind(chain)
-        .fetch(&mut **tx);
+        let mut rows = sqlx::query_as::<_, EntryRow>(&sql).bind(chain).fetch(&mut **tx);
         while let Some(row) = rows.try_next().await? {
             if let Err(f) = verifier.push(&row.record(), &row.prev_hash, &row.hash) {
                 fault = Some(f);

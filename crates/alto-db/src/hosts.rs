@@ -148,6 +148,7 @@ pub async fn decommission(
 // --- Enrollment -----------------------------------------------------------------------------
 
 /// Stores a new enrollment token hash; earlier unused tokens of the host stop working.
+#[allow(clippy::too_many_arguments)]
 pub async fn create_enrollment(
     tx: &mut Tx,
     id: Uuid,

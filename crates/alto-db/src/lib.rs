@@ -178,13 +178,47 @@ pub struct Cursor {
 }
 
 /// Splits `limit + 1` fetched rows into a page and a next cursor.
-pub(crate) fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    key: impl Fn(&T) -> Cursor,
-) -> Page<T> {
+pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more { rows.last().map(key) } else { None };
     Page { items: rows, next }
+}
+
+/// Publishes `payload` on `channel`; delivered to listeners when `tx` commits.
+pub async fn notify(tx: &mut Tx, channel: &str, payload: &str) -> Result<(), DbError> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Takes a transaction-scoped advisory lock if free: the way one replica of several claims
+/// singleton work. Released at commit or rollback.
+pub async fn try_singleton_lock(tx: &mut Tx, key: i64) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await?)
+}
+
+/// Creates database `name` on the server at `maintenance_url` unless it exists.
+pub async fn ensure_database(maintenance_url: &str, name: &str) -> Result<(), DbError> {
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(DbError::Other(sqlx::Error::Configuration("invalid database name".into())));
+    }
+    let opts = PgConnectOptions::from_str(maintenance_url).map_err(DbError::Connect)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .map_err(DbError::Connect)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&pool)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
+    }
+    pool.close().await;
+    Ok(())
 }

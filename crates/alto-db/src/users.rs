@@ -307,3 +307,21 @@ pub async fn throttle_reset(tx: &mut Tx, username: &str) -> Result<(), DbError> 
         .await?;
     Ok(())
 }
+
+/// `(revoked_at, expires_at)` of a session, for re-checking long-lived connections.
+pub async fn session_state(
+    tx: &mut Tx,
+    id: Uuid,
+) -> Result<Option<(Option<DateTime<Utc>>, DateTime<Utc>)>, DbError> {
+    Ok(sqlx::query_as("SELECT revoked_at, expires_at FROM sessions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// Number of platform-scope users (bootstrap runs only when there are none).
+pub async fn count_platform_users(tx: &mut Tx) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT count(*) FROM users WHERE customer_id IS NULL")
+        .fetch_one(&mut **tx)
+        .await?)
+}

@@ -215,7 +215,10 @@ mod tests {
         for (r, p, h) in &c[..3] {
             v.push(r, p, h).unwrap();
         }
-        assert_eq!(v.finish(5, &c[4].2), Err(ChainFault::TruncatedTail { last_present: 3, head_seq: 5 }));
+        assert_eq!(
+            v.finish(5, &c[4].2),
+            Err(ChainFault::TruncatedTail { last_present: 3, head_seq: 5 })
+        );
     }
 
     #[test]

@@ -8,8 +8,19 @@ use serde::{Deserialize, Serialize};
 use crate::CustomerId;
 
 /// A role a user holds, either platform-wide or within one tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Runs the whole service: every tenant, tenant lifecycle, platform users.
@@ -206,12 +217,7 @@ impl Permission {
 
 /// Whether a principal with `roles` at `scope` may exercise `perm` on `tenant` (`None` for
 /// platform-level objects such as the tenant list itself).
-pub fn allows(
-    scope: Scope,
-    roles: &[Role],
-    perm: Permission,
-    tenant: Option<CustomerId>,
-) -> bool {
+pub fn allows(scope: Scope, roles: &[Role], perm: Permission, tenant: Option<CustomerId>) -> bool {
     let in_scope = match (scope, tenant) {
         (Scope::Platform, _) => true,
         (Scope::Tenant(own), Some(t)) => own == t,

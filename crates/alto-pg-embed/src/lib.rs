@@ -222,12 +222,8 @@ pub fn init_if_needed(install: &PgInstall, data_dir: &Path) -> Result<bool, Embe
 
 /// Copies an initialised cluster directory (fast per-test clusters from one `initdb`).
 pub fn copy_cluster(from: &Path, to: &Path) -> Result<(), EmbedError> {
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .map_err(io_err(Path::new("cp")))?;
+    let out =
+        Command::new("cp").arg("-a").arg(from).arg(to).output().map_err(io_err(Path::new("cp")))?;
     if !out.status.success() {
         return Err(EmbedError::Command {
             what: "cp -a".into(),
@@ -394,7 +390,9 @@ impl Cluster {
     ) -> Result<(), EmbedError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(status) = self.exited.lock().map_err(|_| ()).and_then(|r| r.try_recv().map_err(|_| ())) {
+            if let Ok(status) =
+                self.exited.lock().map_err(|_| ()).and_then(|r| r.try_recv().map_err(|_| ()))
+            {
                 return Err(EmbedError::ExitedEarly { status, log: tail(&self.log_path, 15) });
             }
             let ok = command(install, "pg_isready", who)

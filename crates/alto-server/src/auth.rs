@@ -6,7 +6,7 @@
 //! tenant that does not exist, so responses never hint at other tenants.
 
 use alto_api_types::ErrorCode;
-use alto_db::{TenantCtx, users};
+use alto_db::{users, TenantCtx};
 use alto_model::rbac::allows;
 use alto_model::{CustomerId, Permission, Role, Scope};
 use axum::extract::{FromRef, FromRequestParts};
@@ -158,7 +158,10 @@ pub async fn authenticate_session(
     let Some(s) = found else { return Err(ApiError::unauthenticated()) };
     let now = app.now();
     if s.revoked_at.is_some() || s.expires_at <= now || s.disabled {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "the session has ended; log in again"));
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "the session has ended; log in again",
+        ));
     }
     let scope = match s.customer_id {
         None => Scope::Platform,
@@ -218,7 +221,11 @@ where
 }
 
 /// Resolves a host credential. Revoked or expired credentials are refused and audited.
-pub async fn authenticate_host(app: &AppState, token: &str, ip: ClientIp) -> Result<Host, ApiError> {
+pub async fn authenticate_host(
+    app: &AppState,
+    token: &str,
+    ip: ClientIp,
+) -> Result<Host, ApiError> {
     if !secrets::looks_like(token, secrets::HOST_PREFIX) {
         return Err(ApiError::unauthenticated());
     }

@@ -34,10 +34,7 @@ pub async fn ensure_admin(
     clock: &dyn Clock,
 ) -> Result<Option<InitialAdmin>, DbError> {
     let mut tx = db.begin(TenantCtx::Platform).await?;
-    let platform_users: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM users WHERE customer_id IS NULL")
-            .fetch_one(&mut *tx)
-            .await?;
+    let platform_users = users::count_platform_users(&mut tx).await?;
     if platform_users > 0 {
         return Ok(None);
     }

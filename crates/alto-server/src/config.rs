@@ -299,6 +299,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("alto.toml");
@@ -332,8 +333,8 @@ mod tests {
         std::fs::write(&file, "[database]\nurl = \"mysql://x\"\n").unwrap();
         let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("postgres://"), "{err}");
-        let err = Config::load(Some(&dir.path().join("nope.toml")), &Overrides::default())
-            .unwrap_err();
+        let err =
+            Config::load(Some(&dir.path().join("nope.toml")), &Overrides::default()).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
     }
 }

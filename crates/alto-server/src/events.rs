@@ -34,13 +34,11 @@ impl Event {
 }
 
 /// Publishes an event that is delivered when `tx` commits.
-pub async fn publish(tx: &mut alto_db::Tx, event: &serde_json::Value) -> Result<(), alto_db::DbError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(event.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+pub async fn publish(
+    tx: &mut alto_db::Tx,
+    event: &serde_json::Value,
+) -> Result<(), alto_db::DbError> {
+    alto_db::notify(tx, CHANNEL, &event.to_string()).await
 }
 
 /// Runs until `cancel`: LISTEN and forward to `out`. Reconnects after errors.

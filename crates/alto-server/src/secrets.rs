@@ -30,7 +30,9 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 pub fn looks_like(token: &str, prefix: &str) -> bool {
     token.len() == prefix.len() + 43
         && token.starts_with(prefix)
-        && token[prefix.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && token[prefix.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn argon() -> Argon2<'static> {
@@ -44,10 +46,7 @@ pub fn hash_password(password: &str) -> String {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt length");
-    argon()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    argon().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).unwrap_or_default()
 }
 
 /// Checks a password against a stored hash (blocking).

@@ -55,19 +55,12 @@ async fn start_embedded(cfg: &Config) -> Result<(Cluster, String), StartupError>
         Cluster::start(&install, &opts)
     })
     .await
-    .map_err(|e| StartupError::DataDir { path: cfg.data_dir.clone(), source: std::io::Error::other(e) })??;
+    .map_err(|e| StartupError::DataDir {
+        path: cfg.data_dir.clone(),
+        source: std::io::Error::other(e),
+    })??;
     // One database for Alto inside the private cluster.
-    let admin_url = cluster.superuser_url("postgres");
-    let pool = sqlx::PgPool::connect(&admin_url).await.map_err(alto_db::DbError::Connect)?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'alto')")
-            .fetch_one(&pool)
-            .await
-            .map_err(alto_db::DbError::from)?;
-    if !exists {
-        sqlx::query("CREATE DATABASE alto").execute(&pool).await.map_err(alto_db::DbError::from)?;
-    }
-    pool.close().await;
+    alto_db::ensure_database(&cluster.superuser_url("postgres"), "alto").await?;
     let url = cluster.superuser_url("alto");
     Ok((cluster, url))
 }
@@ -108,7 +101,8 @@ impl Application {
         tracing::info!("applying database migrations");
         let db = Db::connect_and_migrate(&db_cfg).await?;
         let initial_admin =
-            bootstrap::ensure_admin(&db, &config.bootstrap, &config.data_dir, clock.as_ref()).await?;
+            bootstrap::ensure_admin(&db, &config.bootstrap, &config.data_dir, clock.as_ref())
+                .await?;
         let listener = TcpListener::bind(config.http.listen)
             .await
             .map_err(|source| StartupError::Listen { addr: config.http.listen, source })?;
@@ -116,11 +110,16 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Listen { addr: config.http.listen, source })?;
         let (events, _) = broadcast::channel(1024);
-        let dummy_hash = Arc::new(crate::secrets::hash_password_async(crate::secrets::new_token("dummy")).await);
+        let dummy_hash =
+            Arc::new(crate::secrets::hash_password_async(crate::secrets::new_token("dummy")).await);
         let state = AppState { db, config: Arc::new(config), clock, events, dummy_hash };
         let cancel = CancellationToken::new();
         let tasks = vec![
-            tokio::spawn(crate::events::run_listener(state.db.clone(), state.events.clone(), cancel.child_token())),
+            tokio::spawn(crate::events::run_listener(
+                state.db.clone(),
+                state.events.clone(),
+                cancel.child_token(),
+            )),
             tokio::spawn(crate::services::host_monitor::run(
                 state.clone(),
                 state.config.agents.heartbeat_interval,
@@ -150,10 +149,13 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains requests, stops services, closes the
     /// pool and stops the embedded database, in that order.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Application { state, listener, cancel, embedded, tasks, .. } = self;
-        let app = crate::http::router(state.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            crate::http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stop = cancel.clone();
         let res = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

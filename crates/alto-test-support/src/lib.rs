@@ -48,7 +48,9 @@ fn sweep_stale() {
     let Ok(rd) = std::fs::read_dir(root()) else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("p").and_then(|s| s.split('-').next()).and_then(|p| p.parse().ok()) {
+        if let Some(pid) =
+            name.strip_prefix("p").and_then(|s| s.split('-').next()).and_then(|p| p.parse().ok())
+        {
             if !pid_alive(pid) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
@@ -67,7 +69,8 @@ fn start_server() -> Server {
     set_mode(&base, 0o755);
     sweep_stale();
     // initdb once per machine into a template directory, then copy it per process.
-    let template = base.join(format!("template-{}", install.bin_dir.display().to_string().replace('/', "_")));
+    let template =
+        base.join(format!("template-{}", install.bin_dir.display().to_string().replace('/', "_")));
     if !template.join("PG_VERSION").is_file() {
         let tmp = base.join(format!("p{}-initdb", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -111,9 +114,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> TestDb {
-        let admin_url = tokio::task::spawn_blocking(|| server().admin_url.clone())
-            .await
-            .expect("server start");
+        let admin_url =
+            tokio::task::spawn_blocking(|| server().admin_url.clone()).await.expect("server start");
         let template = template_db(&admin_url).await;
         let name = format!("alto_t_{}_{}", std::process::id(), Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
@@ -165,27 +167,40 @@ async fn template_db(admin_url: &str) -> String {
         .expect("connect to test server");
     let mut conn = admin.acquire().await.expect("conn");
     sqlx::query("SELECT pg_advisory_lock(73010099)").execute(&mut *conn).await.expect("lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut *conn)
-        .await
-        .expect("query");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("query");
     if !exists {
         let building = format!("{name}_build");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).execute(&mut *conn).await.expect("drop");
-        sqlx::query(&format!("CREATE DATABASE {building}")).execute(&mut *conn).await.expect("create template");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .execute(&mut *conn)
+            .await
+            .expect("drop");
+        sqlx::query(&format!("CREATE DATABASE {building}"))
+            .execute(&mut *conn)
+            .await
+            .expect("create template");
         alto_db::migrate(&with_db(admin_url, &building), None).await.expect("migrate template");
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}")).execute(&mut *conn).await.expect("rename");
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .execute(&mut *conn)
+            .await
+            .expect("rename");
     }
     // Drop databases left by test processes that died.
-    let stale: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'alto\\_t\\_%'")
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap_or_default();
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'alto\\_t\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
     for db in stale {
         let pid = db.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|p| !pid_alive(p)) {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut *conn).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
         }
     }
     sqlx::query("SELECT pg_advisory_unlock(73010099)").execute(&mut *conn).await.expect("unlock");
@@ -227,8 +242,7 @@ impl TestApp {
         init_logging();
         let db = TestDb::new().await;
         let data_dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::default();
-        config.data_dir = data_dir.path().to_owned();
+        let mut config = Config { data_dir: data_dir.path().to_owned(), ..Default::default() };
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
         config.database.url = Some(db.url.clone());
         config.database.max_connections = 10;
@@ -295,7 +309,12 @@ impl TestApp {
     }
 
     /// Creates a user with `roles` in `tenant` and logs in as them.
-    pub async fn user_with(&self, tenant: &TestTenant, username: &str, roles: &[alto_model::Role]) -> Client {
+    pub async fn user_with(
+        &self,
+        tenant: &TestTenant,
+        username: &str,
+        roles: &[alto_model::Role],
+    ) -> Client {
         tenant
             .admin
             .create_user(
@@ -316,7 +335,10 @@ impl TestApp {
     pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
         let created = tenant
             .admin
-            .create_host(tenant.id, &alto_api_types::CreateHost { name: name.into(), description: None })
+            .create_host(
+                tenant.id,
+                &alto_api_types::CreateHost { name: name.into(), description: None },
+            )
             .await
             .expect("create host");
         let issued = self
@@ -349,6 +371,9 @@ impl Drop for TestApp {
 
 fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info,sqlx=warn").with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info,sqlx=warn")
+            .with_test_writer()
+            .try_init();
     }
 }

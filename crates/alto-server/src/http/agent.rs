@@ -21,7 +21,10 @@ use crate::state::AppState;
 type Err = alto_api_types::ErrorBody;
 
 fn bad_token() -> ApiError {
-    ApiError::new(ErrorCode::InvalidEnrollmentToken, "the enrollment token is invalid, used or expired")
+    ApiError::new(
+        ErrorCode::InvalidEnrollmentToken,
+        "the enrollment token is invalid, used or expired",
+    )
 }
 
 /// Trades a one-time enrollment token for the host's credential (shown once).
@@ -50,8 +53,15 @@ pub(super) async fn enroll(
         ip: ip.to_opt_string(),
     };
     let Some(t) = found else {
-        let e = audit::entry(&state, None, &actor(None), "host.enroll", None, "failure",
-            serde_json::json!({ "reason": "unknown token" }));
+        let e = audit::entry(
+            &state,
+            None,
+            &actor(None),
+            "host.enroll",
+            None,
+            "failure",
+            serde_json::json!({ "reason": "unknown token" }),
+        );
         audit::record_alone(&state, TenantCtx::Platform, e).await;
         return Err(bad_token());
     };
@@ -75,21 +85,51 @@ pub(super) async fn enroll(
     };
     if let Some(reason) = refusal {
         drop(tx);
-        let e = audit::entry(&state, Some(tenant), &actor(Some(t.host_id)), "host.enroll",
-            Some(("host", t.host_id.to_string())), "failure", serde_json::json!({ "reason": reason }));
+        let e = audit::entry(
+            &state,
+            Some(tenant),
+            &actor(Some(t.host_id)),
+            "host.enroll",
+            Some(("host", t.host_id.to_string())),
+            "failure",
+            serde_json::json!({ "reason": reason }),
+        );
         audit::record_alone(&state, ctx, e).await;
         return Err(bad_token());
     }
     let secret = secrets::new_token(secrets::HOST_PREFIX);
     let cred_id = Uuid::now_v7();
     // Re-enrollment replaces the machine's identity: earlier credentials end now.
-    hosts::add_credential(&mut tx, cred_id, t.customer_id, t.host_id,
-        &secrets::token_hash(&secret), "enrollment", now, now).await?;
-    hosts::set_agent_info(&mut tx, t.customer_id, t.host_id, &req.agent_version,
-        req.os.as_deref(), &req.hostname, now).await?;
-    let e = audit::entry(&state, Some(tenant), &actor(Some(t.host_id)), "host.enroll",
-        Some(("credential", cred_id.to_string())), "success",
-        serde_json::json!({ "host_id": t.host_id, "agent_version": req.agent_version }));
+    hosts::add_credential(
+        &mut tx,
+        cred_id,
+        t.customer_id,
+        t.host_id,
+        &secrets::token_hash(&secret),
+        "enrollment",
+        now,
+        now,
+    )
+    .await?;
+    hosts::set_agent_info(
+        &mut tx,
+        t.customer_id,
+        t.host_id,
+        &req.agent_version,
+        req.os.as_deref(),
+        &req.hostname,
+        now,
+    )
+    .await?;
+    let e = audit::entry(
+        &state,
+        Some(tenant),
+        &actor(Some(t.host_id)),
+        "host.enroll",
+        Some(("credential", cred_id.to_string())),
+        "success",
+        serde_json::json!({ "host_id": t.host_id, "agent_version": req.agent_version }),
+    );
     audit::record(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(Json(IssuedCredential {
@@ -146,13 +186,23 @@ pub(super) async fn heartbeat(
     )
     .await?;
     if prev != "online" {
-        let e = audit::entry(&state, Some(host.customer_id), &host.actor(), "host.online",
-            Some(("host", host.host_id.to_string())), "success",
-            serde_json::json!({ "previous": prev, "agent_version": req.agent_version }));
+        let e = audit::entry(
+            &state,
+            Some(host.customer_id),
+            &host.actor(),
+            "host.online",
+            Some(("host", host.host_id.to_string())),
+            "success",
+            serde_json::json!({ "previous": prev, "agent_version": req.agent_version }),
+        );
         audit::record(&mut tx, &e).await?;
-        crate::events::publish(&mut tx, &serde_json::json!({
+        crate::events::publish(
+            &mut tx,
+            &serde_json::json!({
             "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
-            "status": "online", "previous": prev })).await?;
+            "status": "online", "previous": prev }),
+        )
+        .await?;
     }
     tx.commit().await?;
     metrics::counter!("alto_agent_heartbeats_total").increment(1);
@@ -174,16 +224,31 @@ pub(super) async fn rotate(
     host: Host,
 ) -> ApiResult<Json<IssuedCredential>> {
     let now = state.now();
-    let overlap_end =
-        now + chrono::Duration::from_std(state.config.agents.credential_overlap).unwrap_or_default();
+    let overlap_end = now
+        + chrono::Duration::from_std(state.config.agents.credential_overlap).unwrap_or_default();
     let secret = secrets::new_token(secrets::HOST_PREFIX);
     let cred_id = Uuid::now_v7();
     let mut tx = state.db.begin(host.ctx()).await?;
-    hosts::add_credential(&mut tx, cred_id, host.customer_id.0, host.host_id,
-        &secrets::token_hash(&secret), "rotation", now, overlap_end).await?;
-    let e = audit::entry(&state, Some(host.customer_id), &host.actor(), "host.credential_rotate",
-        Some(("credential", cred_id.to_string())), "success",
-        serde_json::json!({ "previous": host.credential_id, "previous_expires_at": overlap_end }));
+    hosts::add_credential(
+        &mut tx,
+        cred_id,
+        host.customer_id.0,
+        host.host_id,
+        &secrets::token_hash(&secret),
+        "rotation",
+        now,
+        overlap_end,
+    )
+    .await?;
+    let e = audit::entry(
+        &state,
+        Some(host.customer_id),
+        &host.actor(),
+        "host.credential_rotate",
+        Some(("credential", cred_id.to_string())),
+        "success",
+        serde_json::json!({ "previous": host.credential_id, "previous_expires_at": overlap_end }),
+    );
     audit::record(&mut tx, &e).await?;
     tx.commit().await?;
     Ok(Json(IssuedCredential {

@@ -54,10 +54,14 @@ async fn do_list(
     };
     if let Some(o) = q.outcome.as_deref() {
         if !matches!(o, "success" | "failure" | "denied") {
-            return Err(ApiError::new(ErrorCode::InvalidQuery, "outcome must be success, failure or denied"));
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "outcome must be success, failure or denied",
+            ));
         }
     }
-    let filter = ListFilter { action_prefix: q.action, outcome: q.outcome, since: q.since, until: q.until };
+    let filter =
+        ListFilter { action_prefix: q.action, outcome: q.outcome, since: q.since, until: q.until };
     let mut tx = state.db.begin(ctx).await?;
     let rows = db_audit::list(&mut tx, chain, &filter, before, limit + 1).await?;
     tx.commit().await?;

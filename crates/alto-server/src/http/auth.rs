@@ -141,7 +141,11 @@ pub(super) async fn login(
 
     let u = crate::auth::authenticate_session(&state, &token, ip).await?;
     let me = me_of(&u, &row);
-    let cookie = session_cookie(&token, state.config.auth.session_ttl.as_secs(), state.config.http.secure_cookies);
+    let cookie = session_cookie(
+        &token,
+        state.config.auth.session_ttl.as_secs(),
+        state.config.http.secure_cookies,
+    );
     let mut resp = axum::Json(LoginResponse { token, expires_at, me }).into_response();
     if let Ok(v) = cookie.parse() {
         resp.headers_mut().insert(header::SET_COOKIE, v);

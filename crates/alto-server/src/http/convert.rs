@@ -1,7 +1,9 @@
 //! Database rows to wire types.
 
 use alto_api_types as api;
-use alto_db::{audit::EntryRow, hosts::CredentialRow, hosts::HostRow, tenants::CustomerRow, users::UserRow};
+use alto_db::{
+    audit::EntryRow, hosts::CredentialRow, hosts::HostRow, tenants::CustomerRow, users::UserRow,
+};
 use alto_model::Role;
 use chrono::{DateTime, Utc};
 

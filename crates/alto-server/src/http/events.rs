@@ -78,15 +78,12 @@ async fn stream(state: AppState, user: User, mut socket: WebSocket) {
 
 async fn check_session(state: &AppState, user: &User) -> bool {
     let Ok(mut tx) = state.db.begin(alto_db::TenantCtx::Platform).await else { return true };
-    let row: Result<Option<(Option<chrono::DateTime<chrono::Utc>>, chrono::DateTime<chrono::Utc>)>, _> =
-        sqlx::query_as("SELECT revoked_at, expires_at FROM sessions WHERE id = $1")
-            .bind(user.session_id)
-            .fetch_optional(&mut *tx)
-            .await;
+    let row = alto_db::users::session_state(&mut tx, user.session_id).await;
     let _ = tx.commit().await;
     match row {
         Ok(Some((revoked, expires))) => revoked.is_none() && expires > state.now(),
         Ok(None) => false,
+        // A database hiccup does not cut live consoles off; the next check decides.
         Err(_) => true,
     }
 }

@@ -32,9 +32,10 @@ where
 
 fn json_rejection(rej: &JsonRejection) -> ApiError {
     match rej {
-        JsonRejection::JsonDataError(e) => {
-            ApiError::new(ErrorCode::InvalidJson, format!("invalid request body: {}", e.body_text()))
-        }
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid request body: {}", e.body_text()),
+        ),
         JsonRejection::JsonSyntaxError(e) => {
             ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {}", e.body_text()))
         }
@@ -158,8 +159,11 @@ impl PageQuery {
 
 pub fn encode_cursor(c: alto_db::Cursor) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{}", c.created_at.timestamp_micros(), c.id))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        c.created_at.timestamp_micros(),
+        c.id
+    ))
 }
 
 fn decode_cursor(s: &str) -> Result<alto_db::Cursor, ApiError> {

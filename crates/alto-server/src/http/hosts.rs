@@ -1,6 +1,8 @@
 //! Hosts and their agent credentials, managed by tenant administrators.
 
-use alto_api_types::{CreateHost, CreatedHost, Credential, EnrollmentToken, Host, Page, UpdateHost};
+use alto_api_types::{
+    CreateHost, CreatedHost, Credential, EnrollmentToken, Host, Page, UpdateHost,
+};
 use alto_db::hosts;
 use alto_model::{CustomerId, Permission};
 use axum::extract::State;
@@ -64,8 +66,8 @@ async fn issue_enrollment(
 ) -> ApiResult<EnrollmentToken> {
     let now = state.now();
     let token = secrets::new_token(secrets::ENROLL_PREFIX);
-    let expires_at =
-        now + chrono::Duration::from_std(state.config.agents.enrollment_token_ttl).unwrap_or_default();
+    let expires_at = now
+        + chrono::Duration::from_std(state.config.agents.enrollment_token_ttl).unwrap_or_default();
     hosts::create_enrollment(
         tx,
         Uuid::now_v7(),

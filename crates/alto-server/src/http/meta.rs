@@ -21,7 +21,10 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let version = env!("CARGO_PKG_VERSION").to_owned();
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "ready".into(), version })),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "database unavailable".into(), version })),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health { status: "database unavailable".into(), version }),
+        ),
     }
 }
 
@@ -34,7 +37,8 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     let idle = pool.num_idle() as f64;
     metrics::gauge!("alto_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("alto_db_pool_connections", "state" => "in_use").set(size - idle);
-    metrics::gauge!("alto_db_pool_max_connections").set(f64::from(state.config.database.max_connections));
+    metrics::gauge!("alto_db_pool_max_connections")
+        .set(f64::from(state.config.database.max_connections));
     let body = crate::telemetry::render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -48,10 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{tenant_id}/users/{user_id}", get(users::get).patch(users::update))
         .route("/tenants/{tenant_id}/users/{user_id}/roles", put(users::set_roles))
         .route("/platform/users", get(users::list_platform).post(users::create_platform))
-        .route(
-            "/platform/users/{user_id}",
-            get(users::get_platform).patch(users::update_platform),
-        )
+        .route("/platform/users/{user_id}", get(users::get_platform).patch(users::update_platform))
         .route("/platform/users/{user_id}/roles", put(users::set_roles_platform))
         .route("/tenants/{tenant_id}/hosts", get(hosts::list).post(hosts::create))
         .route(
@@ -203,7 +200,9 @@ struct SecurityAddon;
 
 impl utoipa::Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
         let c = openapi.components.get_or_insert_with(Default::default);
         c.add_security_scheme(
             "bearer",
@@ -215,4 +214,3 @@ impl utoipa::Modify for SecurityAddon {
         );
     }
 }
-

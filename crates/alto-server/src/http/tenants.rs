@@ -68,7 +68,15 @@ pub(super) async fn create(
     let details = serde_json::json!({ "name": name });
     let target = || Some(("tenant", id.to_string()));
     for chain in [None, Some(id)] {
-        let e = audit::entry(&state, chain, &user.actor(), "tenant.create", target(), "success", details.clone());
+        let e = audit::entry(
+            &state,
+            chain,
+            &user.actor(),
+            "tenant.create",
+            target(),
+            "success",
+            details.clone(),
+        );
         audit::record(&mut tx, &e).await?;
     }
     let admin = match (&req.admin, admin_hash) {
@@ -123,8 +131,15 @@ pub(super) async fn update(
     let row = tenants::update(&mut tx, tenant_id, name, req.status.as_deref(), now).await?;
     let details = serde_json::json!({ "name": name, "status": req.status });
     for chain in [None, Some(CustomerId(tenant_id))] {
-        let e = audit::entry(&state, chain, &user.actor(), "tenant.update",
-            Some(("tenant", tenant_id.to_string())), "success", details.clone());
+        let e = audit::entry(
+            &state,
+            chain,
+            &user.actor(),
+            "tenant.update",
+            Some(("tenant", tenant_id.to_string())),
+            "success",
+            details.clone(),
+        );
         audit::record(&mut tx, &e).await?;
     }
     tx.commit().await?;

@@ -9,16 +9,17 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{self, Actor};
 use crate::state::AppState;
 
+/// Advisory-lock key of the sweep.
+const HOST_MONITOR_LOCK: i64 = 73010002;
+
 /// One sweep. Only one replica sweeps at a time (transaction-scoped advisory lock).
 /// Returns how many hosts went offline.
 pub async fn sweep(state: &AppState) -> Result<usize, alto_db::DbError> {
     let now = state.now();
-    let cutoff = now - chrono::Duration::from_std(state.config.agents.offline_after).unwrap_or_default();
+    let cutoff =
+        now - chrono::Duration::from_std(state.config.agents.offline_after).unwrap_or_default();
     let mut tx = state.db.begin(TenantCtx::Platform).await?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(73010002)")
-        .fetch_one(&mut *tx)
-        .await?;
-    if !got {
+    if !alto_db::try_singleton_lock(&mut tx, HOST_MONITOR_LOCK).await? {
         return Ok(0);
     }
     let gone = hosts::mark_stale_offline(&mut tx, cutoff, now).await?;

@@ -10,7 +10,10 @@ use alto_test_support::{TestApp, TestTenant};
 async fn busy_tenant(app: &TestApp) -> TestTenant {
     let t = app.new_tenant("Acme").await;
     for i in 0..4 {
-        t.admin.create_host(t.id, &CreateHost { name: format!("fs{i}"), description: None }).await.unwrap();
+        t.admin
+            .create_host(t.id, &CreateHost { name: format!("fs{i}"), description: None })
+            .await
+            .unwrap();
     }
     t
 }
@@ -29,9 +32,18 @@ async fn tamper(app: &TestApp, sql: &str) {
 async fn mutations_are_chained_and_verify() {
     let app = TestApp::spawn().await;
     let t = busy_tenant(&app).await;
-    let log = t.admin.list_audit(Scope::Tenant(t.id), &AuditQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
+    let log = t
+        .admin
+        .list_audit(Scope::Tenant(t.id), &AuditQuery { limit: Some(1000), ..Default::default() })
+        .await
+        .unwrap();
     // tenant.create, user.create, login, and per host: host.create + enrollment token.
-    assert_eq!(log.items.len(), 3 + 4 * 2, "{:?}", log.items.iter().map(|e| &e.action).collect::<Vec<_>>());
+    assert_eq!(
+        log.items.len(),
+        3 + 4 * 2,
+        "{:?}",
+        log.items.iter().map(|e| &e.action).collect::<Vec<_>>()
+    );
     let seqs: Vec<i64> = log.items.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=11).rev().collect::<Vec<_>>());
     for w in log.items.windows(2) {
@@ -47,8 +59,19 @@ async fn mutations_are_chained_and_verify() {
     let all = app.admin.verify_audit(Scope::Platform).await.unwrap();
     assert!(all.ok && all.chains.len() == 2, "{all:?}");
     // Paging.
-    let p1 = t.admin.list_audit(Scope::Tenant(t.id), &AuditQuery { limit: Some(4), ..Default::default() }).await.unwrap();
-    let p2 = t.admin.list_audit(Scope::Tenant(t.id), &AuditQuery { limit: Some(4), cursor: p1.next_cursor.clone(), ..Default::default() }).await.unwrap();
+    let p1 = t
+        .admin
+        .list_audit(Scope::Tenant(t.id), &AuditQuery { limit: Some(4), ..Default::default() })
+        .await
+        .unwrap();
+    let p2 = t
+        .admin
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { limit: Some(4), cursor: p1.next_cursor.clone(), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(p2.items[0].seq, p1.items[3].seq - 1);
 }
 
@@ -98,7 +121,14 @@ async fn the_app_role_cannot_change_or_forge_entries() {
 async fn an_altered_entry_is_named() {
     let app = TestApp::spawn().await;
     let t = busy_tenant(&app).await;
-    tamper(&app, &format!("UPDATE audit_log SET actor_name = 'someone-else' WHERE customer_id = '{}' AND seq = 5", t.id)).await;
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_log SET actor_name = 'someone-else' WHERE customer_id = '{}' AND seq = 5",
+            t.id
+        ),
+    )
+    .await;
     let r = t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap();
     assert!(!r.ok);
     let f = r.chains[0].fault.clone().unwrap();
@@ -119,7 +149,8 @@ async fn a_recomputed_hash_breaks_the_next_link() {
     tamper(&app, &format!(
         "UPDATE audit_log SET action = 'host.nothing', hash = audit_hash(seq, customer_id, occurred_at, actor_kind, actor_id, actor_name, \
          'host.nothing', target_kind, target_id, outcome, source_ip, details, prev_hash) WHERE customer_id = '{}' AND seq = 6", t.id)).await;
-    let f = t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
+    let f =
+        t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
     assert_eq!((f.kind.as_str(), f.seq), ("broken_link", 7), "{f:?}");
 }
 
@@ -127,14 +158,21 @@ async fn a_recomputed_hash_breaks_the_next_link() {
 async fn deleted_entries_are_named() {
     let app = TestApp::spawn().await;
     let t = busy_tenant(&app).await;
-    tamper(&app, &format!("DELETE FROM audit_log WHERE customer_id = '{}' AND seq IN (3, 4)", t.id)).await;
-    let f = t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
+    tamper(
+        &app,
+        &format!("DELETE FROM audit_log WHERE customer_id = '{}' AND seq IN (3, 4)", t.id),
+    )
+    .await;
+    let f =
+        t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
     assert_eq!((f.kind.as_str(), f.seq), ("missing", 3), "{f:?}");
 
     let app = TestApp::spawn().await;
     let t = busy_tenant(&app).await;
-    tamper(&app, &format!("DELETE FROM audit_log WHERE customer_id = '{}' AND seq >= 10", t.id)).await;
-    let f = t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
+    tamper(&app, &format!("DELETE FROM audit_log WHERE customer_id = '{}' AND seq >= 10", t.id))
+        .await;
+    let f =
+        t.admin.verify_audit(Scope::Tenant(t.id)).await.unwrap().chains[0].fault.clone().unwrap();
     assert_eq!((f.kind.as_str(), f.seq), ("truncated_tail", 10), "{f:?}");
 }
 
@@ -145,11 +183,28 @@ async fn auditors_read_and_verify_but_support_cannot() {
     let aud = app.user_with(&t, "aud", &[Role::Auditor]).await;
     let sup = app.user_with(&t, "sup", &[Role::Support]).await;
     assert!(aud.verify_audit(Scope::Tenant(t.id)).await.unwrap().ok);
-    assert!(!aud.list_audit(Scope::Tenant(t.id), &AuditQuery::default()).await.unwrap().items.is_empty());
-    assert_eq!(sup.list_audit(Scope::Tenant(t.id), &AuditQuery::default()).await.unwrap_err().code(), Some("forbidden"));
+    assert!(!aud
+        .list_audit(Scope::Tenant(t.id), &AuditQuery::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(
+        sup.list_audit(Scope::Tenant(t.id), &AuditQuery::default()).await.unwrap_err().code(),
+        Some("forbidden")
+    );
     // Tenant auditors cannot read the platform chain.
-    assert_eq!(aud.list_audit(Scope::Platform, &AuditQuery::default()).await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(
+        aud.list_audit(Scope::Platform, &AuditQuery::default()).await.unwrap_err().code(),
+        Some("not_found")
+    );
     // Bad filters are refused.
-    let err = aud.list_audit(Scope::Tenant(t.id), &AuditQuery { outcome: Some("maybe".into()), ..Default::default() }).await.unwrap_err();
+    let err = aud
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { outcome: Some("maybe".into()), ..Default::default() },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("invalid_query"));
 }

@@ -34,9 +34,19 @@ async fn login_sets_a_strict_httponly_cookie_that_authenticates() {
     assert!(me["tenant_id"].is_null());
 
     // Logout through the cookie ends the session for cookie and token alike.
-    let r = http.post(format!("{}/api/v1/auth/logout", app.base_url)).header("cookie", &pair).send().await.unwrap();
+    let r = http
+        .post(format!("{}/api/v1/auth/logout", app.base_url))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let r = http.get(format!("{}/api/v1/auth/me", app.base_url)).header("cookie", &pair).send().await.unwrap();
+    let r = http
+        .get(format!("{}/api/v1/auth/me", app.base_url))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -52,11 +62,21 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     // Both are in the platform audit chain as failures.
     let log = app
         .admin
-        .list_audit(Scope::Platform, &AuditQuery { action: Some("auth.login".into()), outcome: Some("failure".into()), ..Default::default() })
+        .list_audit(
+            Scope::Platform,
+            &AuditQuery {
+                action: Some("auth.login".into()),
+                outcome: Some("failure".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let names: Vec<_> = log.items.iter().filter_map(|e| e.actor_name.clone()).collect();
-    assert!(names.contains(&"nobody-here".to_owned()) && names.contains(&ADMIN_USER.to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"nobody-here".to_owned()) && names.contains(&ADMIN_USER.to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -64,7 +84,10 @@ async fn repeated_failures_lock_the_name_until_the_lockout_ends() {
     let app = TestApp::spawn().await;
     let mut c = app.client();
     for _ in 0..5 {
-        assert_eq!(c.login(ADMIN_USER, "not the password").await.unwrap_err().code(), Some("invalid_credentials"));
+        assert_eq!(
+            c.login(ADMIN_USER, "not the password").await.unwrap_err().code(),
+            Some("invalid_credentials")
+        );
     }
     // Even the right password is refused while locked, with Retry-After.
     let r = reqwest::Client::new()
@@ -94,11 +117,18 @@ async fn sessions_expire_and_disabling_a_user_ends_them() {
     let users = t.admin.list_users(Scope::Tenant(t.id), None, None).await.unwrap();
     let op_id = users.items.iter().find(|u| u.username == "op1").unwrap().id;
     t.admin
-        .update_user(Scope::Tenant(t.id), op_id, &UpdateUser { disabled: Some(true), ..Default::default() })
+        .update_user(
+            Scope::Tenant(t.id),
+            op_id,
+            &UpdateUser { disabled: Some(true), ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(op.me().await.unwrap_err().code(), Some("unauthenticated"));
-    assert_eq!(app.client().login("op1", ADMIN_PASSWORD).await.unwrap_err().code(), Some("invalid_credentials"));
+    assert_eq!(
+        app.client().login("op1", ADMIN_PASSWORD).await.unwrap_err().code(),
+        Some("invalid_credentials")
+    );
 
     // Expiry: default TTL is 12 h.
     app.clock.advance(chrono::Duration::hours(11));
@@ -144,23 +174,29 @@ async fn platform_staff_can_be_created_with_platform_roles_only() {
     let app = TestApp::spawn().await;
     let err = app
         .admin
-        .create_user(Scope::Platform, &CreateUser {
-            username: "ops".into(),
-            password: ADMIN_PASSWORD.into(),
-            display_name: None,
-            roles: vec![Role::TenantAdmin],
-        })
+        .create_user(
+            Scope::Platform,
+            &CreateUser {
+                username: "ops".into(),
+                password: ADMIN_PASSWORD.into(),
+                display_name: None,
+                roles: vec![Role::TenantAdmin],
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("validation_failed"));
     let u = app
         .admin
-        .create_user(Scope::Platform, &CreateUser {
-            username: "auditor@msp".into(),
-            password: ADMIN_PASSWORD.into(),
-            display_name: Some("MSP auditor".into()),
-            roles: vec![Role::Auditor],
-        })
+        .create_user(
+            Scope::Platform,
+            &CreateUser {
+                username: "auditor@msp".into(),
+                password: ADMIN_PASSWORD.into(),
+                display_name: Some("MSP auditor".into()),
+                roles: vec![Role::Auditor],
+            },
+        )
         .await
         .unwrap();
     assert_eq!(u.tenant_id, None);

@@ -8,9 +8,13 @@ use futures::StreamExt as _;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, token: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+async fn connect(
+    app: &TestApp,
+    token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{}/api/v1/events", app.addr).into_client_request().unwrap();
     if let Some(t) = token {
         req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
@@ -40,15 +44,29 @@ async fn events_are_tenant_scoped_and_need_authentication() {
     let mut ws_p = connect(&app, app.admin.token()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let created = a.admin.create_host(a.id, &CreateHost { name: "fs1".into(), description: None }).await.unwrap();
+    let created = a
+        .admin
+        .create_host(a.id, &CreateHost { name: "fs1".into(), description: None })
+        .await
+        .unwrap();
     let issued = app
         .client()
-        .enroll(&alto_api_types::EnrollRequest { token: created.enrollment.token, hostname: "fs1".into(), agent_version: "1".into(), os: None })
+        .enroll(&alto_api_types::EnrollRequest {
+            token: created.enrollment.token,
+            hostname: "fs1".into(),
+            agent_version: "1".into(),
+            os: None,
+        })
         .await
         .unwrap();
     app.client()
         .with_token(issued.credential)
-        .heartbeat(&HeartbeatRequest { agent_version: "1".into(), os: None, hostname: None, volumes: vec![] })
+        .heartbeat(&HeartbeatRequest {
+            agent_version: "1".into(),
+            os: None,
+            hostname: None,
+            volumes: vec![],
+        })
         .await
         .unwrap();
 
@@ -56,9 +74,20 @@ async fn events_are_tenant_scoped_and_need_authentication() {
     let got_b = drain(&mut ws_b, Duration::from_millis(200)).await;
     let got_p = drain(&mut ws_p, Duration::from_millis(200)).await;
     let actions: Vec<&str> = got_a.iter().filter_map(|e| e["action"].as_str()).collect();
-    assert!(actions.contains(&"host.create") && actions.contains(&"host.enroll") && actions.contains(&"host.online"), "{got_a:?}");
-    assert!(got_a.iter().any(|e| e["type"] == "host_status" && e["status"] == "online"), "{got_a:?}");
+    assert!(
+        actions.contains(&"host.create")
+            && actions.contains(&"host.enroll")
+            && actions.contains(&"host.online"),
+        "{got_a:?}"
+    );
+    assert!(
+        got_a.iter().any(|e| e["type"] == "host_status" && e["status"] == "online"),
+        "{got_a:?}"
+    );
     assert!(got_a.iter().all(|e| e["customer_id"] == serde_json::json!(a.id)), "{got_a:?}");
     assert!(got_b.is_empty(), "tenant B saw tenant A's events: {got_b:?}");
-    assert!(got_p.iter().any(|e| e["customer_id"] == serde_json::json!(a.id)), "platform staff see all: {got_p:?}");
+    assert!(
+        got_p.iter().any(|e| e["customer_id"] == serde_json::json!(a.id)),
+        "platform staff see all: {got_p:?}"
+    );
 }

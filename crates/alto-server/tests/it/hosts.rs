@@ -6,7 +6,12 @@ use alto_client::{AuditQuery, Scope};
 use alto_test_support::{TestApp, ADMIN_PASSWORD};
 
 fn enroll_req(token: &str) -> EnrollRequest {
-    EnrollRequest { token: token.into(), hostname: "fs1.example".into(), agent_version: "0.1.0".into(), os: Some("linux".into()) }
+    EnrollRequest {
+        token: token.into(),
+        hostname: "fs1.example".into(),
+        agent_version: "0.1.0".into(),
+        os: Some("linux".into()),
+    }
 }
 
 fn hb(v: &str) -> HeartbeatRequest {
@@ -14,7 +19,12 @@ fn hb(v: &str) -> HeartbeatRequest {
         agent_version: v.into(),
         os: Some("Debian 12".into()),
         hostname: Some("fs1.example".into()),
-        volumes: vec![Volume { mount_point: "/srv".into(), fs_type: Some("ext4".into()), total_bytes: 1000, free_bytes: 250 }],
+        volumes: vec![Volume {
+            mount_point: "/srv".into(),
+            fs_type: Some("ext4".into()),
+            total_bytes: 1000,
+            free_bytes: 250,
+        }],
     }
 }
 
@@ -22,7 +32,14 @@ fn hb(v: &str) -> HeartbeatRequest {
 async fn enrollment_token_is_one_time_and_expires() {
     let app = TestApp::spawn().await;
     let t = app.new_tenant("Acme").await;
-    let created = t.admin.create_host(t.id, &CreateHost { name: "fs1".into(), description: Some("file server".into()) }).await.unwrap();
+    let created = t
+        .admin
+        .create_host(
+            t.id,
+            &CreateHost { name: "fs1".into(), description: Some("file server".into()) },
+        )
+        .await
+        .unwrap();
     assert_eq!(created.host.status, "pending");
     let token = created.enrollment.token.clone();
     assert!(token.starts_with("alto_e_"));
@@ -31,23 +48,49 @@ async fn enrollment_token_is_one_time_and_expires() {
     assert_eq!((issued.host_id, issued.tenant_id), (created.host.id, t.id));
     assert!(issued.credential.starts_with("alto_h_"));
     // Second use fails, and so does a garbage token.
-    assert_eq!(app.client().enroll(&enroll_req(&token)).await.unwrap_err().code(), Some("invalid_enrollment_token"));
-    assert_eq!(app.client().enroll(&enroll_req("alto_e_nope")).await.unwrap_err().code(), Some("invalid_enrollment_token"));
+    assert_eq!(
+        app.client().enroll(&enroll_req(&token)).await.unwrap_err().code(),
+        Some("invalid_enrollment_token")
+    );
+    assert_eq!(
+        app.client().enroll(&enroll_req("alto_e_nope")).await.unwrap_err().code(),
+        Some("invalid_enrollment_token")
+    );
     // The credential is stored only as a hash.
     let pool = app.db.owner_pool().await;
-    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT secret_hash FROM host_credentials").fetch_all(&pool).await.unwrap();
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT secret_hash FROM host_credentials")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1);
-    assert!(!stored[0].windows(10).any(|w| issued.credential.as_bytes().windows(10).any(|x| x == w)));
+    assert!(!stored[0].windows(10).any(|w| issued
+        .credential
+        .as_bytes()
+        .windows(10)
+        .any(|x| x == w)));
     assert_eq!(stored[0].len(), 32);
 
     // A new token for re-enrollment expires after its TTL (24 h).
     let again = t.admin.new_enrollment_token(t.id, created.host.id).await.unwrap();
     app.clock.advance(chrono::Duration::hours(25));
-    assert_eq!(app.client().enroll(&enroll_req(&again.token)).await.unwrap_err().code(), Some("invalid_enrollment_token"));
+    assert_eq!(
+        app.client().enroll(&enroll_req(&again.token)).await.unwrap_err().code(),
+        Some("invalid_enrollment_token")
+    );
     let admin = app.login("acme-admin", ADMIN_PASSWORD).await; // the session outlived its TTL
-    let log = admin.list_audit(Scope::Tenant(t.id), &AuditQuery { action: Some("host.enroll".into()), ..Default::default() }).await.unwrap();
-    let outcomes: Vec<_> =
-        log.items.iter().filter(|e| e.action == "host.enroll").map(|e| e.outcome.as_str()).collect();
+    let log = admin
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { action: Some("host.enroll".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = log
+        .items
+        .iter()
+        .filter(|e| e.action == "host.enroll")
+        .map(|e| e.outcome.as_str())
+        .collect();
     assert_eq!(outcomes, vec!["failure", "failure", "success"], "newest first");
 }
 
@@ -91,7 +134,13 @@ async fn rotation_keeps_the_old_credential_for_the_overlap_window_only() {
     assert_eq!(err.code(), Some("unauthenticated"));
     new.heartbeat(&hb("1")).await.expect("new still works");
     let admin = app.login("acme-admin", ADMIN_PASSWORD).await; // the session outlived its TTL
-    let log = admin.list_audit(Scope::Tenant(t.id), &AuditQuery { action: Some("host.credential_rotate".into()), ..Default::default() }).await.unwrap();
+    let log = admin
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { action: Some("host.credential_rotate".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(log.items.len(), 1);
 }
 
@@ -105,8 +154,16 @@ async fn revocation_is_immediate_and_decommission_revokes_everything() {
     let revoked = t.admin.revoke_credential(t.id, host, cred).await.unwrap();
     assert_eq!(revoked.state, "revoked");
     assert_eq!(agent.heartbeat(&hb("1")).await.unwrap_err().code(), Some("unauthenticated"));
-    let log = t.admin.list_audit(Scope::Tenant(t.id), &AuditQuery { action: Some("host.".into()), ..Default::default() }).await.unwrap();
-    let actions: Vec<_> = log.items.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
+    let log = t
+        .admin
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { action: Some("host.".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let actions: Vec<_> =
+        log.items.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
     assert!(actions.contains(&("host.credential_revoke", "success")), "{actions:?}");
     assert!(actions.contains(&("host.auth", "failure")), "{actions:?}");
 
@@ -118,7 +175,10 @@ async fn revocation_is_immediate_and_decommission_revokes_everything() {
     let h = t.admin.decommission_host(t.id, host).await.unwrap();
     assert_eq!(h.status, "decommissioned");
     assert_eq!(agent.heartbeat(&hb("1")).await.unwrap_err().code(), Some("unauthenticated"));
-    assert_eq!(t.admin.new_enrollment_token(t.id, host).await.unwrap_err().code(), Some("conflict"));
+    assert_eq!(
+        t.admin.new_enrollment_token(t.id, host).await.unwrap_err().code(),
+        Some("conflict")
+    );
 }
 
 #[tokio::test]
@@ -156,17 +216,25 @@ async fn host_lists_page_and_filter() {
     let app = TestApp::spawn().await;
     let t = app.new_tenant("Acme").await;
     for i in 0..5 {
-        t.admin.create_host(t.id, &CreateHost { name: format!("fs{i}"), description: None }).await.unwrap();
+        t.admin
+            .create_host(t.id, &CreateHost { name: format!("fs{i}"), description: None })
+            .await
+            .unwrap();
         app.clock.advance(chrono::Duration::seconds(1));
     }
     let p1 = t.admin.list_hosts(t.id, None, Some(2), None).await.unwrap();
     let p2 = t.admin.list_hosts(t.id, None, Some(2), p1.next_cursor.as_deref()).await.unwrap();
     let p3 = t.admin.list_hosts(t.id, None, Some(2), p2.next_cursor.as_deref()).await.unwrap();
-    let names: Vec<_> = [p1.items, p2.items, p3.items.clone()].concat().into_iter().map(|h| h.name).collect();
+    let names: Vec<_> =
+        [p1.items, p2.items, p3.items.clone()].concat().into_iter().map(|h| h.name).collect();
     assert_eq!(names, vec!["fs0", "fs1", "fs2", "fs3", "fs4"]);
     assert!(p3.next_cursor.is_none());
     assert_eq!(t.admin.list_hosts(t.id, Some("online"), None, None).await.unwrap().items.len(), 0);
     assert_eq!(t.admin.list_hosts(t.id, Some("pending"), None, None).await.unwrap().items.len(), 5);
-    let err = t.admin.create_host(t.id, &CreateHost { name: "fs1".into(), description: None }).await.unwrap_err();
+    let err = t
+        .admin
+        .create_host(t.id, &CreateHost { name: "fs1".into(), description: None })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("conflict"));
 }

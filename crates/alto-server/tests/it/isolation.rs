@@ -32,7 +32,12 @@ async fn world() -> World {
     World { app, a, b, a_host, a_agent, b_host, b_agent, b_oper }
 }
 
-async fn status_code(c: &Client, m: Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+async fn status_code(
+    c: &Client,
+    m: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
     let mut rb = c.request(m, path);
     if let Some(b) = body {
         rb = rb.json(&b);
@@ -53,14 +58,36 @@ async fn other_tenants_admin_and_operator_get_not_found_everywhere() {
         (Method::PATCH, format!("/api/v1/tenants/{a}"), Some(serde_json::json!({"name": "pwned"}))),
         (Method::GET, format!("/api/v1/tenants/{a}/users"), None),
         (Method::GET, format!("/api/v1/tenants/{a}/users/{a_user}"), None),
-        (Method::PATCH, format!("/api/v1/tenants/{a}/users/{a_user}"), Some(serde_json::json!({"disabled": true}))),
-        (Method::PUT, format!("/api/v1/tenants/{a}/users/{a_user}/roles"), Some(serde_json::json!({"roles": ["support"]}))),
-        (Method::POST, format!("/api/v1/tenants/{a}/users"), Some(serde_json::json!({"username": "mole", "password": "long enough password", "roles": ["tenant_admin"]}))),
+        (
+            Method::PATCH,
+            format!("/api/v1/tenants/{a}/users/{a_user}"),
+            Some(serde_json::json!({"disabled": true})),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{a}/users/{a_user}/roles"),
+            Some(serde_json::json!({"roles": ["support"]})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{a}/users"),
+            Some(
+                serde_json::json!({"username": "mole", "password": "long enough password", "roles": ["tenant_admin"]}),
+            ),
+        ),
         (Method::GET, format!("/api/v1/tenants/{a}/hosts"), None),
         (Method::GET, format!("/api/v1/tenants/{a}/hosts/{ah}"), None),
-        (Method::PATCH, format!("/api/v1/tenants/{a}/hosts/{ah}"), Some(serde_json::json!({"name": "pwned"}))),
+        (
+            Method::PATCH,
+            format!("/api/v1/tenants/{a}/hosts/{ah}"),
+            Some(serde_json::json!({"name": "pwned"})),
+        ),
         (Method::DELETE, format!("/api/v1/tenants/{a}/hosts/{ah}"), None),
-        (Method::POST, format!("/api/v1/tenants/{a}/hosts"), Some(serde_json::json!({"name": "implant"}))),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{a}/hosts"),
+            Some(serde_json::json!({"name": "implant"})),
+        ),
         (Method::POST, format!("/api/v1/tenants/{a}/hosts/{ah}/enrollment-tokens"), None),
         (Method::GET, format!("/api/v1/tenants/{a}/hosts/{ah}/credentials"), None),
         (Method::POST, format!("/api/v1/tenants/{a}/hosts/{ah}/credentials/{a_cred}/revoke"), None),
@@ -70,7 +97,11 @@ async fn other_tenants_admin_and_operator_get_not_found_everywhere() {
     for who in [&w.b.admin, &w.b_oper] {
         for (m, path, body) in &attempts {
             let (s, b) = status_code(who, m.clone(), path, body.clone()).await;
-            assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")), "{m} {path}: {b}");
+            assert_eq!(
+                (s, b["error"]["code"].as_str()),
+                (404, Some("not_found")),
+                "{m} {path}: {b}"
+            );
         }
     }
     // Mixed paths: B's tenant with A's object ids.
@@ -85,7 +116,11 @@ async fn other_tenants_admin_and_operator_get_not_found_everywhere() {
         (Method::PATCH, format!("/api/v1/tenants/{b}/users/{a_user}")),
     ] {
         let body = (m == Method::PATCH).then(|| serde_json::json!({"description": "x"}));
-        let body = if path.contains("/users/") { body.map(|_| serde_json::json!({"disabled": true})) } else { body };
+        let body = if path.contains("/users/") {
+            body.map(|_| serde_json::json!({"disabled": true}))
+        } else {
+            body
+        };
         let (s, b) = status_code(&w.b.admin, m.clone(), &path, body).await;
         assert_eq!(s, 404, "{m} {path}: {b}");
     }
@@ -103,8 +138,15 @@ async fn other_tenants_admin_and_operator_get_not_found_everywhere() {
     assert_eq!(w.a.admin.list_users(Scope::Tenant(a), None, None).await.unwrap().items.len(), 1);
     w.a.admin.me().await.expect("A's admin still enabled");
     // A's audit trail holds nothing done by B's people.
-    let log = w.a.admin.list_audit(Scope::Tenant(a), &AuditQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
-    assert!(log.items.iter().all(|e| !matches!(e.actor_name.as_deref(), Some("beta-admin" | "beta-op"))));
+    let log =
+        w.a.admin
+            .list_audit(Scope::Tenant(a), &AuditQuery { limit: Some(1000), ..Default::default() })
+            .await
+            .unwrap();
+    assert!(log
+        .items
+        .iter()
+        .all(|e| !matches!(e.actor_name.as_deref(), Some("beta-admin" | "beta-op"))));
 }
 
 #[tokio::test]
@@ -113,41 +155,106 @@ async fn forged_tenant_ids_in_bodies_and_queries_are_refused() {
     let a = w.a.id;
     let b = w.b.id;
     // A body naming another tenant is refused outright (unknown field), nothing is created.
-    let (s, body) = status_code(&w.b.admin, Method::POST, &format!("/api/v1/tenants/{b}/hosts"),
-        Some(serde_json::json!({"name": "forged", "tenant_id": a}))).await;
+    let (s, body) = status_code(
+        &w.b.admin,
+        Method::POST,
+        &format!("/api/v1/tenants/{b}/hosts"),
+        Some(serde_json::json!({"name": "forged", "tenant_id": a})),
+    )
+    .await;
     assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_json")), "{body}");
     let (s, body) = status_code(&w.b.admin, Method::POST, &format!("/api/v1/tenants/{b}/users"),
         Some(serde_json::json!({"username": "forged", "password": "long enough password", "roles": ["operator"], "customer_id": a}))).await;
     assert_eq!(s, 400, "{body}");
     // A query string naming another tenant is refused.
-    let (s, body) = status_code(&w.b.admin, Method::GET, &format!("/api/v1/tenants/{b}/hosts?tenant_id={a}"), None).await;
+    let (s, body) = status_code(
+        &w.b.admin,
+        Method::GET,
+        &format!("/api/v1/tenants/{b}/hosts?tenant_id={a}"),
+        None,
+    )
+    .await;
     assert_eq!((s, body["error"]["code"].as_str()), (400, Some("invalid_query")), "{body}");
     // Agents: the host comes from the credential; a body naming another host is refused.
-    let (s, _) = status_code(&w.b_agent, Method::POST, "/api/v1/agent/heartbeat",
-        Some(serde_json::json!({"agent_version": "1", "host_id": w.a_host}))).await;
+    let (s, _) = status_code(
+        &w.b_agent,
+        Method::POST,
+        "/api/v1/agent/heartbeat",
+        Some(serde_json::json!({"agent_version": "1", "host_id": w.a_host})),
+    )
+    .await;
     assert_eq!(s, 400);
-    assert!(w.a.admin.list_hosts(a, None, None, None).await.unwrap().items.iter().all(|h| h.name != "forged"));
-    assert!(w.b.admin.list_hosts(b, None, None, None).await.unwrap().items.iter().all(|h| h.name != "forged"));
-    assert_eq!(w.a.admin.get_host(a, w.a_host).await.unwrap().status, "pending", "A's host untouched");
+    assert!(w
+        .a
+        .admin
+        .list_hosts(a, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|h| h.name != "forged"));
+    assert!(w
+        .b
+        .admin
+        .list_hosts(b, None, None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|h| h.name != "forged"));
+    assert_eq!(
+        w.a.admin.get_host(a, w.a_host).await.unwrap().status,
+        "pending",
+        "A's host untouched"
+    );
 }
 
 #[tokio::test]
 async fn host_credentials_reach_only_their_own_host() {
     let w = world().await;
     // A heartbeat with B's credential updates B's host and nothing else.
-    w.b_agent.heartbeat(&HeartbeatRequest { agent_version: "9.9".into(), os: None, hostname: None, volumes: vec![] }).await.unwrap();
-    assert_eq!(w.b.admin.get_host(w.b.id, w.b_host).await.unwrap().agent_version.as_deref(), Some("9.9"));
-    assert_eq!(w.a.admin.get_host(w.a.id, w.a_host).await.unwrap().agent_version.as_deref(), Some("0.1.0"));
+    w.b_agent
+        .heartbeat(&HeartbeatRequest {
+            agent_version: "9.9".into(),
+            os: None,
+            hostname: None,
+            volumes: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        w.b.admin.get_host(w.b.id, w.b_host).await.unwrap().agent_version.as_deref(),
+        Some("9.9")
+    );
+    assert_eq!(
+        w.a.admin.get_host(w.a.id, w.a_host).await.unwrap().agent_version.as_deref(),
+        Some("0.1.0")
+    );
     // Host credentials are not user sessions: the admin API refuses them.
-    for path in [format!("/api/v1/tenants/{}/hosts", w.a.id), format!("/api/v1/tenants/{}/hosts", w.b.id), "/api/v1/auth/me".into()] {
+    for path in [
+        format!("/api/v1/tenants/{}/hosts", w.a.id),
+        format!("/api/v1/tenants/{}/hosts", w.b.id),
+        "/api/v1/auth/me".into(),
+    ] {
         let (s, _) = status_code(&w.b_agent, Method::GET, &path, None).await;
         assert_eq!(s, 401, "{path}");
     }
     // And sessions are not host credentials.
-    let (s, _) = status_code(&w.b.admin, Method::POST, "/api/v1/agent/heartbeat", Some(serde_json::json!({"agent_version": "1"}))).await;
+    let (s, _) = status_code(
+        &w.b.admin,
+        Method::POST,
+        "/api/v1/agent/heartbeat",
+        Some(serde_json::json!({"agent_version": "1"})),
+    )
+    .await;
     assert_eq!(s, 401);
     // B's admin cannot rename A's host by guessing its id under B's tenant.
-    let err = w.b.admin.update_host(w.b.id, w.a_host, &UpdateHost { name: Some("x".into()), description: None }).await.unwrap_err();
+    let err = w
+        .b
+        .admin
+        .update_host(w.b.id, w.a_host, &UpdateHost { name: Some("x".into()), description: None })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("not_found"));
     let _ = &w.a_agent;
 }
@@ -171,11 +278,13 @@ async fn row_level_security_holds_without_where_clauses() {
         }
     };
     let b = TenantCtx::Tenant(CustomerId(w.b.id));
-    for table in ["SELECT count(*) FROM hosts WHERE customer_id <> (SELECT alto_tenant())",
-                  "SELECT count(*) FROM users WHERE customer_id IS DISTINCT FROM (SELECT alto_tenant())",
-                  "SELECT count(*) FROM host_credentials WHERE customer_id <> (SELECT alto_tenant())",
-                  "SELECT count(*) FROM audit_log WHERE customer_id IS DISTINCT FROM (SELECT alto_tenant())",
-                  "SELECT count(*) FROM customers WHERE id <> (SELECT alto_tenant())"] {
+    for table in [
+        "SELECT count(*) FROM hosts WHERE customer_id <> (SELECT alto_tenant())",
+        "SELECT count(*) FROM users WHERE customer_id IS DISTINCT FROM (SELECT alto_tenant())",
+        "SELECT count(*) FROM host_credentials WHERE customer_id <> (SELECT alto_tenant())",
+        "SELECT count(*) FROM audit_log WHERE customer_id IS DISTINCT FROM (SELECT alto_tenant())",
+        "SELECT count(*) FROM customers WHERE id <> (SELECT alto_tenant())",
+    ] {
         assert_eq!(count(table, b).await, 0, "{table}");
     }
     assert_eq!(count("SELECT count(*) FROM hosts", b).await, 1);
@@ -195,7 +304,11 @@ async fn row_level_security_holds_without_where_clauses() {
     drop(tx);
     // Updating another tenant's rows touches nothing.
     let mut tx = db.begin(b).await.unwrap();
-    let n = sqlx::query("UPDATE hosts SET name = 'pwned'").execute(&mut *tx).await.unwrap().rows_affected();
+    let n = sqlx::query("UPDATE hosts SET name = 'pwned'")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
     assert_eq!(n, 1, "only B's own host");
     drop(tx);
     // The app role cannot switch itself to a superuser or bypass RLS.

@@ -1,5 +1,7 @@
 //! Integration tests: a real server over HTTP on its own real PostgreSQL database.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
 mod audit;
 mod auth;
 mod errors;

@@ -13,17 +13,29 @@ async fn health_ready_metrics_and_openapi() {
 
     // Make a request that shows up in metrics, then scrape.
     app.admin.me().await.unwrap();
-    let text = http.get(format!("{}/metrics", app.base_url)).send().await.unwrap().text().await.unwrap();
+    let text =
+        http.get(format!("{}/metrics", app.base_url)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("alto_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/api/v1/auth/me\""), "{text}");
     assert!(text.contains("alto_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("alto_db_pool_connections"), "{text}");
 
-    let doc: serde_json::Value =
-        http.get(format!("{}/api/v1/openapi.json", app.base_url)).send().await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = http
+        .get(format!("{}/api/v1/openapi.json", app.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/auth/login", "/api/v1/tenants/{tenant_id}/hosts", "/api/v1/agent/heartbeat",
-                 "/api/v1/tenants/{tenant_id}/audit/verify", "/api/v1/events"] {
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/tenants/{tenant_id}/hosts",
+        "/api/v1/agent/heartbeat",
+        "/api/v1/tenants/{tenant_id}/audit/verify",
+        "/api/v1/events",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"].get("ErrorCode").is_some());
@@ -34,8 +46,8 @@ async fn health_ready_metrics_and_openapi() {
 async fn server_with_embedded_postgres_starts_and_stops() {
     // No database URL: the server runs its own cluster under the data directory.
     let dir = tempfile::Builder::new().prefix("alto-embedded-").tempdir_in("/tmp").unwrap();
-    let mut config = alto_server::Config::default();
-    config.data_dir = dir.path().join("data");
+    let mut config =
+        alto_server::Config { data_dir: dir.path().join("data"), ..Default::default() };
     config.http.listen = "127.0.0.1:0".parse().unwrap();
     let clock = std::sync::Arc::new(alto_model::SystemClock);
     let app = alto_server::Application::build(config.clone(), clock.clone()).await.unwrap();
@@ -50,7 +62,9 @@ async fn server_with_embedded_postgres_starts_and_stops() {
     let h = tokio::spawn(app.run(async move { s2.notified().await }));
     let mut c = alto_client::Client::new(&url).unwrap();
     c.login(&admin.username, &admin.password).await.unwrap();
-    c.create_tenant(&alto_api_types::CreateTenant { name: "Persisted".into(), admin: None }).await.unwrap();
+    c.create_tenant(&alto_api_types::CreateTenant { name: "Persisted".into(), admin: None })
+        .await
+        .unwrap();
     stop.notify_one();
     h.await.unwrap().unwrap();
 

@@ -27,17 +27,53 @@ fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
     let op = |name, method, path: String, body| Op { name, method, path, body };
     vec![
         op("tenant.get", Method::GET, format!("/api/v1/tenants/{t}"), None),
-        op("tenant.update", Method::PATCH, format!("/api/v1/tenants/{t}"), Some(serde_json::json!({"name": format!("Renamed {n}")}))),
-        op("tenant.create", Method::POST, "/api/v1/tenants".into(), Some(serde_json::json!({"name": format!("New tenant {n}")}))),
+        op(
+            "tenant.update",
+            Method::PATCH,
+            format!("/api/v1/tenants/{t}"),
+            Some(serde_json::json!({"name": format!("Renamed {n}")})),
+        ),
+        op(
+            "tenant.create",
+            Method::POST,
+            "/api/v1/tenants".into(),
+            Some(serde_json::json!({"name": format!("New tenant {n}")})),
+        ),
         op("users.list", Method::GET, format!("/api/v1/tenants/{t}/users"), None),
-        op("users.create", Method::POST, format!("/api/v1/tenants/{t}/users"),
-            Some(serde_json::json!({"username": format!("made-{n}"), "password": ADMIN_PASSWORD, "roles": ["support"]}))),
+        op(
+            "users.create",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/users"),
+            Some(
+                serde_json::json!({"username": format!("made-{n}"), "password": ADMIN_PASSWORD, "roles": ["support"]}),
+            ),
+        ),
         op("hosts.list", Method::GET, format!("/api/v1/tenants/{t}/hosts"), None),
         op("hosts.get", Method::GET, format!("/api/v1/tenants/{t}/hosts/{host}"), None),
-        op("hosts.create", Method::POST, format!("/api/v1/tenants/{t}/hosts"), Some(serde_json::json!({"name": format!("h-{n}")}))),
-        op("hosts.update", Method::PATCH, format!("/api/v1/tenants/{t}/hosts/{host}"), Some(serde_json::json!({"description": format!("d{n}")}))),
-        op("hosts.credentials", Method::GET, format!("/api/v1/tenants/{t}/hosts/{host}/credentials"), None),
-        op("hosts.enrollment", Method::POST, format!("/api/v1/tenants/{t}/hosts/{host}/enrollment-tokens"), None),
+        op(
+            "hosts.create",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/hosts"),
+            Some(serde_json::json!({"name": format!("h-{n}")})),
+        ),
+        op(
+            "hosts.update",
+            Method::PATCH,
+            format!("/api/v1/tenants/{t}/hosts/{host}"),
+            Some(serde_json::json!({"description": format!("d{n}")})),
+        ),
+        op(
+            "hosts.credentials",
+            Method::GET,
+            format!("/api/v1/tenants/{t}/hosts/{host}/credentials"),
+            None,
+        ),
+        op(
+            "hosts.enrollment",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/hosts/{host}/enrollment-tokens"),
+            None,
+        ),
         op("audit.list", Method::GET, format!("/api/v1/tenants/{t}/audit"), None),
         op("audit.verify", Method::GET, format!("/api/v1/tenants/{t}/audit/verify"), None),
         op("platform.users", Method::GET, "/api/v1/platform/users".into(), None),
@@ -54,7 +90,9 @@ fn expected(name: &str) -> [Want; 7] {
         "users.list" => [Allow, Allow, Deny, Allow, Allow, Allow, Allow],
         "users.create" => [Allow, Allow, Deny, Deny, Deny, Deny, Deny],
         "hosts.list" | "hosts.get" | "hosts.credentials" => [Allow; 7],
-        "hosts.create" | "hosts.update" | "hosts.enrollment" => [Allow, Allow, Deny, Deny, Deny, Deny, Deny],
+        "hosts.create" | "hosts.update" | "hosts.enrollment" => {
+            [Allow, Allow, Deny, Deny, Deny, Deny, Deny]
+        }
         "audit.list" | "audit.verify" => [Allow, Allow, Deny, Allow, Deny, Allow, Deny],
         "platform.users" => [Allow, Deny, Deny, Deny, Deny, Allow, Allow],
         "platform.audit" => [Allow, Deny, Deny, Deny, Deny, Allow, Deny],
@@ -64,12 +102,15 @@ fn expected(name: &str) -> [Want; 7] {
 
 async fn platform_user(app: &TestApp, name: &str, role: Role) -> Client {
     app.admin
-        .create_user(Scope::Platform, &CreateUser {
-            username: name.into(),
-            password: ADMIN_PASSWORD.into(),
-            display_name: None,
-            roles: vec![role],
-        })
+        .create_user(
+            Scope::Platform,
+            &CreateUser {
+                username: name.into(),
+                password: ADMIN_PASSWORD.into(),
+                display_name: None,
+                roles: vec![role],
+            },
+        )
         .await
         .unwrap();
     app.login(name, ADMIN_PASSWORD).await
@@ -137,12 +178,16 @@ async fn denied_writes_change_nothing_and_are_audited() {
     assert_eq!(t.admin.list_hosts(t.id, None, None, None).await.unwrap().items.len(), before);
     // An operator cannot make themselves admin either.
     let me = op.me().await.unwrap();
-    let err = op.set_roles(Scope::Tenant(t.id), me.user_id, &[Role::TenantAdmin]).await.unwrap_err();
+    let err =
+        op.set_roles(Scope::Tenant(t.id), me.user_id, &[Role::TenantAdmin]).await.unwrap_err();
     assert_eq!(err.code(), Some("forbidden"));
     assert_eq!(op.me().await.unwrap().roles, vec![Role::Operator]);
     let log = t
         .admin
-        .list_audit(Scope::Tenant(t.id), &alto_client::AuditQuery { outcome: Some("denied".into()), ..Default::default() })
+        .list_audit(
+            Scope::Tenant(t.id),
+            &alto_client::AuditQuery { outcome: Some("denied".into()), ..Default::default() },
+        )
         .await
         .unwrap();
     assert_eq!(log.items.len(), 2, "{:?}", log.items);
@@ -155,25 +200,42 @@ async fn tenant_admins_cannot_grant_platform_roles() {
     let t = app.new_tenant("Acme").await;
     let err = t
         .admin
-        .create_user(Scope::Tenant(t.id), &CreateUser {
-            username: "evil".into(),
-            password: ADMIN_PASSWORD.into(),
-            display_name: None,
-            roles: vec![Role::PlatformAdmin],
-        })
+        .create_user(
+            Scope::Tenant(t.id),
+            &CreateUser {
+                username: "evil".into(),
+                password: ADMIN_PASSWORD.into(),
+                display_name: None,
+                roles: vec![Role::PlatformAdmin],
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("validation_failed"));
-    let err = t.admin.set_roles(Scope::Tenant(t.id), t.admin_id, &[Role::PlatformAdmin]).await.unwrap_err();
+    let err = t
+        .admin
+        .set_roles(Scope::Tenant(t.id), t.admin_id, &[Role::PlatformAdmin])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("validation_failed"));
     // Role changes are audited with before and after.
     let op = app.user_with(&t, "oper", &[Role::Operator]).await;
     let op_id = op.me().await.unwrap().user_id;
     t.admin.set_roles(Scope::Tenant(t.id), op_id, &[Role::Operator, Role::Auditor]).await.unwrap();
-    assert_eq!(op.me().await.unwrap().roles, vec![Role::Auditor, Role::Operator], "takes effect at once");
+    assert_eq!(
+        op.me().await.unwrap().roles,
+        vec![Role::Auditor, Role::Operator],
+        "takes effect at once"
+    );
     let log = t
         .admin
-        .list_audit(Scope::Tenant(t.id), &alto_client::AuditQuery { action: Some("user.roles_change".into()), ..Default::default() })
+        .list_audit(
+            Scope::Tenant(t.id),
+            &alto_client::AuditQuery {
+                action: Some("user.roles_change".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(log.items[0].details["before"], serde_json::json!(["operator"]));
