@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The Alto demo: builds the server and CLI, starts alto-server with its embedded PostgreSQL
+# under ./alto-data, creates a demo tenant with an administrator and a registered host, and
+# prints the console URL and logins. Runs until Ctrl-C.
+#
+#   ALTO_DEMO_LISTEN   address to listen on (default 127.0.0.1:8080)
+#   ALTO_DEMO_DATA     data directory (default ./alto-data)
+#   ALTO_DEMO_EXIT=1   stop after the demo is set up (for scripted checks)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+LISTEN="${ALTO_DEMO_LISTEN:-127.0.0.1:8080}"
+DATA="${ALTO_DEMO_DATA:-$PWD/alto-data}"
+URL="http://$LISTEN"
+mkdir -p "$DATA"
+# As root, the embedded PostgreSQL runs as the `postgres` user, which must reach the data
+# directory; fall back to /var/lib/alto-demo when the checkout sits under a private directory.
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DATA" 2>/dev/null; then
+  chmod 711 "$DATA" 2>/dev/null || true
+  if ! runuser -u postgres -- test -x "$DATA" 2>/dev/null; then
+    DATA=/var/lib/alto-demo; mkdir -p "$DATA"
+    echo "note: using $DATA (the postgres user cannot reach the checkout)" >&2
+  fi
+fi
+
+echo "== building alto-server and altoctl (release)" >&2
+cargo build --release --locked -p alto-server -p alto-cli
+BIN="$PWD/target/release"
+
+LOG="$DATA/server.log"
+"$BIN/alto-server" --data-dir "$DATA" --listen "$LISTEN" >"$DATA/server.out" 2>"$LOG" &
+SERVER=$!
+stop() { kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+trap stop EXIT INT TERM
+
+for _ in $(seq 1 150); do
+  if curl -fsS "$URL/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$SERVER" 2>/dev/null; then echo "alto-server exited; log:" >&2; tail -n 30 "$LOG" >&2; exit 1; fi
+  sleep 0.2
+done
+curl -fsS "$URL/readyz" >/dev/null || { echo "alto-server did not become ready; see $LOG" >&2; exit 1; }
+
+ADMIN_PW_FILE="$DATA/initial-admin-password"
+[ -f "$ADMIN_PW_FILE" ] || { echo "no $ADMIN_PW_FILE (was the admin password changed or set by config?)" >&2; exit 1; }
+ADMIN_PW="$(cat "$ADMIN_PW_FILE")"
+
+export ALTO_SERVER="$URL" ALTO_CONFIG_DIR="$DATA/altoctl"
+ctl() { "$BIN/altoctl" "$@"; }
+ctl login --username admin --password-stdin <<<"$ADMIN_PW" >/dev/null
+
+DEMO_PW="demo-password-123"
+TENANT_ID="$(ctl --output json tenants list | python3 -c 'import json,sys; d=json.load(sys.stdin); print(next((t["id"] for t in d["items"] if t["name"]=="Demo Customer"), ""))')"
+if [ -z "$TENANT_ID" ]; then
+  TENANT_ID="$(ctl --output json tenants create --name "Demo Customer" --admin-username demo-admin --admin-password "$DEMO_PW" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["tenant"]["id"])')"
+  ctl --output json hosts create --tenant "$TENANT_ID" --name demo-host --description "sample file server" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  enrollment token for demo-host:", d["enrollment"]["token"])'
+fi
+
+cat <<TXT
+
+  Alto is running.
+    Console / API:  $URL        (OpenAPI: $URL/api/v1/openapi.json, metrics: $URL/metrics)
+    Platform admin: admin / $ADMIN_PW
+    Tenant admin:   demo-admin / $DEMO_PW   (tenant "Demo Customer", $TENANT_ID)
+    CLI:            ALTO_SERVER=$URL $BIN/altoctl login --username admin
+    Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
+
+TXT
+ctl audit verify --platform
+if [ "${ALTO_DEMO_EXIT:-0}" = "1" ]; then exit 0; fi
+echo "Press Ctrl-C to stop." >&2
+wait "$SERVER"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Alto needs to build, run and test on a Debian machine. Idempotent: a second
+# run changes nothing and takes a second.
+#
+#   - PostgreSQL server binaries (initdb, postgres): the embedded database and test clusters.
+#   - A C toolchain and pkg-config for crates that build C code.
+# The Rust toolchain itself (cargo, rustc) must already be installed.
+set -euo pipefail
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    log "not root and no sudo: install the Debian packages listed in scripts/setup.sh by hand"; fi
+fi
+
+have_pg() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
+
+missing=()
+have_pg || missing+=(postgresql)
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # policy-rc.d may refuse to start the system cluster; Alto does not need it running.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+have_pg || { log "PostgreSQL server binaries are still missing after installing 'postgresql'"; exit 1; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo is not installed: install the Rust toolchain (https://rustup.rs) and re-run"
+  exit 1
+fi
+log "ready: $(cargo --version), PostgreSQL $(ls /usr/lib/postgresql | sort -n | tail -1)"

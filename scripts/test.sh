@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every check and test: formatting, clippy, and the whole
+# workspace's tests against real PostgreSQL (private throwaway clusters started by the test
+# harness, or the server named by ALTO_TEST_DATABASE_URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked
