@@ -206,3 +206,31 @@ async fn platform_staff_can_be_created_with_platform_roles_only() {
     assert_eq!(err.code(), Some("validation_failed"));
     assert_eq!(app.admin.me().await.unwrap().roles, vec![Role::PlatformAdmin]);
 }
+
+#[tokio::test]
+async fn a_suspended_tenant_is_locked_out_until_reactivated() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (_, agent) = app.enrolled_host(&t, "fs1").await;
+    let hb = alto_api_types::HeartbeatRequest {
+        agent_version: "1".into(),
+        os: None,
+        hostname: None,
+        volumes: vec![],
+    };
+    agent.heartbeat(&hb).await.unwrap();
+    let upd = |s: &str| alto_api_types::UpdateTenant { name: None, status: Some(s.into()) };
+    app.admin.update_tenant(t.id, &upd("suspended")).await.unwrap();
+    assert_eq!(t.admin.me().await.unwrap_err().code(), Some("tenant_suspended"));
+    assert_eq!(
+        app.client().login("acme-admin", ADMIN_PASSWORD).await.unwrap_err().code(),
+        Some("tenant_suspended")
+    );
+    assert_eq!(agent.heartbeat(&hb).await.unwrap_err().code(), Some("tenant_suspended"));
+    // Tenant admins cannot lift it themselves (platform-only), platform admins can.
+    app.admin.update_tenant(t.id, &upd("active")).await.unwrap();
+    t.admin.me().await.unwrap();
+    agent.heartbeat(&hb).await.unwrap();
+    let err = t.admin.update_tenant(t.id, &upd("suspended")).await.unwrap_err();
+    assert_eq!(err.code(), Some("not_found"));
+}

@@ -86,14 +86,20 @@ async fn server_with_embedded_postgres_starts_and_stops() {
 
 #[test]
 fn permissions_doc_matches_the_matrix() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/permissions.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/permissions.md"))
+            .unwrap();
     let start = doc.find("<!-- matrix:start -->\n").unwrap() + "<!-- matrix:start -->\n".len();
     let end = doc.find("<!-- matrix:end -->").unwrap();
     let expected = alto_model::rbac::matrix_markdown();
     if doc[start..end] != expected {
         if std::env::var_os("ALTO_BLESS").is_some() {
             let fixed = format!("{}{}{}", &doc[..start], expected, &doc[end..]);
-            std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/permissions.md"), fixed).unwrap();
+            std::fs::write(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/permissions.md"),
+                fixed,
+            )
+            .unwrap();
             return;
         }
         panic!("docs/permissions.md is stale; re-run with ALTO_BLESS=1:\n{expected}");
@@ -103,8 +109,13 @@ fn permissions_doc_matches_the_matrix() {
 #[test]
 fn configuration_example_lists_every_key() {
     // The example file is the effective default configuration; a new key must be added there.
-    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/alto-server.example.toml")).unwrap();
-    let parsed: alto_server::Config = toml::from_str(&example).expect("example parses with deny_unknown_fields");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/alto-server.example.toml"
+    ))
+    .unwrap();
+    let parsed: alto_server::Config =
+        toml::from_str(&example).expect("example parses with deny_unknown_fields");
     let mut defaults = alto_server::Config::default();
     defaults.data_dir = parsed.data_dir.clone();
     assert_eq!(parsed, defaults);
