@@ -116,8 +116,7 @@ fn configuration_example_lists_every_key() {
     .unwrap();
     let parsed: alto_server::Config =
         toml::from_str(&example).expect("example parses with deny_unknown_fields");
-    let mut defaults = alto_server::Config::default();
-    defaults.data_dir = parsed.data_dir.clone();
+    let defaults = alto_server::Config { data_dir: parsed.data_dir.clone(), ..Default::default() };
     assert_eq!(parsed, defaults);
     let rendered = toml::to_string_pretty(&alto_server::Config::default()).unwrap();
     for line in rendered.lines().filter(|l| l.contains(" = ")) {
