@@ -34,6 +34,10 @@ pub enum ErrorCode {
     Conflict,
     /// The enrollment token is unknown, used or expired.
     InvalidEnrollmentToken,
+    /// An uploaded scan batch is malformed; the message names the part and row at fault.
+    InvalidBatch,
+    /// The body does not match its declared SHA-256.
+    ChecksumMismatch,
     /// The tenant is suspended.
     TenantSuspended,
     /// The HTTP method is not supported on this path.
@@ -50,7 +54,9 @@ impl ErrorCode {
             ErrorCode::InvalidJson
             | ErrorCode::ValidationFailed
             | ErrorCode::InvalidId
-            | ErrorCode::InvalidQuery => 400,
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidBatch
+            | ErrorCode::ChecksumMismatch => 400,
             ErrorCode::Unauthenticated
             | ErrorCode::InvalidCredentials
             | ErrorCode::InvalidEnrollmentToken => 401,
@@ -81,6 +87,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::InvalidEnrollmentToken => "invalid_enrollment_token",
+            ErrorCode::InvalidBatch => "invalid_batch",
+            ErrorCode::ChecksumMismatch => "checksum_mismatch",
             ErrorCode::TenantSuspended => "tenant_suspended",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unavailable => "unavailable",

@@ -315,3 +315,75 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+// --- Scans and inventory -------------------------------------------------------------------
+
+/// Answer to one uploaded scan part.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScanPartAccepted {
+    pub scan_id: Uuid,
+    pub part: i32,
+    /// Rows in this part.
+    pub rows: u64,
+    /// `receiving` (more parts expected) or `queued` (the last part arrived; ingest queued).
+    pub status: String,
+    /// True when this exact part had been received before (a retry); nothing was changed.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Scan {
+    pub id: Uuid,
+    pub host_id: Uuid,
+    /// `full` (files missing from it are marked deleted) or `partial`.
+    pub kind: String,
+    /// `receiving`, `queued`, `ingesting`, `completed` or `failed`.
+    pub status: String,
+    pub parts_expected: Option<i32>,
+    pub rows_staged: i64,
+    pub bytes_received: i64,
+    pub error: Option<String>,
+    /// After ingest: `rows`, `inserted`, `updated`, `unchanged`, `deleted`.
+    pub stats: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InventoryBucket {
+    pub key: String,
+    pub files: i64,
+    pub bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InventorySummary {
+    pub files: i64,
+    pub bytes: i64,
+    pub by_extension: Vec<InventoryBucket>,
+    /// Bands `0-30d`, `30-90d`, `90-180d`, `180d-1y`, `1-2y`, `2-5y`, `5y+` by last access.
+    pub accessed_age: Vec<InventoryBucket>,
+    pub modified_age: Vec<InventoryBucket>,
+    pub largest_directories: Vec<InventoryBucket>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InventoryFile {
+    pub id: Uuid,
+    pub host_id: Uuid,
+    /// The path; if `path_escaped`, bytes that are not UTF-8 appear as `\xHH` and `\` as `\\`.
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub last_accessed: Option<DateTime<Utc>>,
+    pub file_extension: Option<String>,
+    pub permissions: Option<String>,
+    pub owner: Option<String>,
+    /// Stubbed according to the stub registry.
+    pub is_stubbed: bool,
+    /// The last scan saw the stub attribute on the file.
+    pub scan_is_stub: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub last_scan_time: Option<DateTime<Utc>>,
+}

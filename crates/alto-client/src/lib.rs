@@ -355,6 +355,73 @@ impl Client {
         Self::send(self.request(Method::POST, "/api/v1/agent/credentials/rotate")).await
     }
 
+    /// Uploads one part of a scan (the client's token must be a host credential).
+    /// `content_type` is the batch format's (e.g. `application/vnd.apache.parquet`).
+    pub async fn upload_scan_part(
+        &self,
+        scan_id: Uuid,
+        part: i32,
+        last: bool,
+        kind: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<api::ScanPartAccepted> {
+        use sha2::Digest as _;
+        let sha = hex::encode(sha2::Sha256::digest(&body));
+        Self::send(
+            self.request(Method::POST, "/api/v1/scan-results")
+                .query(&[
+                    ("scan_id", scan_id.to_string()),
+                    ("part", part.to_string()),
+                    ("last", last.to_string()),
+                    ("kind", kind.to_owned()),
+                ])
+                .header("content-type", content_type)
+                .header("x-alto-sha256", sha)
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn get_scan(&self, tenant: Uuid, scan: Uuid) -> Result<api::Scan> {
+        self.get(&format!("/api/v1/tenants/{tenant}/scans/{scan}")).await
+    }
+
+    pub async fn list_scans(&self, tenant: Uuid, host: Option<Uuid>) -> Result<Vec<api::Scan>> {
+        let mut rb = self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/scans"));
+        if let Some(h) = host {
+            rb = rb.query(&[("host_id", h.to_string())]);
+        }
+        Self::send(rb).await
+    }
+
+    /// Inventory summary of a tenant, or one host.
+    pub async fn inventory_summary(
+        &self,
+        tenant: Uuid,
+        host: Option<Uuid>,
+    ) -> Result<api::InventorySummary> {
+        let mut rb =
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/inventory/summary"));
+        if let Some(h) = host {
+            rb = rb.query(&[("host_id", h.to_string())]);
+        }
+        Self::send(rb).await
+    }
+
+    /// Inventory files; `query` holds the filters as `(name, value)` pairs.
+    pub async fn inventory_files(
+        &self,
+        tenant: Uuid,
+        query: &[(&str, String)],
+    ) -> Result<api::Page<api::InventoryFile>> {
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/inventory/files"))
+                .query(query),
+        )
+        .await
+    }
+
     // --- Audit -----------------------------------------------------------------------------
 
     pub async fn list_audit(

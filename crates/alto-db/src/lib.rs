@@ -12,6 +12,9 @@
 pub mod audit;
 pub mod error;
 pub mod hosts;
+pub mod inventory;
+pub mod jobs;
+pub mod scans;
 pub mod tenants;
 pub mod users;
 

@@ -89,6 +89,7 @@ pub enum Permission {
     UserManage,
     HostRead,
     HostManage,
+    InventoryRead,
     AuditRead,
     AuditVerify,
     EventsSubscribe,
@@ -102,13 +103,14 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 16] = [
+    pub const ALL: [Permission; 17] = [
         Permission::TenantRead,
         Permission::TenantManage,
         Permission::UserRead,
         Permission::UserManage,
         Permission::HostRead,
         Permission::HostManage,
+        Permission::InventoryRead,
         Permission::AuditRead,
         Permission::AuditVerify,
         Permission::EventsSubscribe,
@@ -129,6 +131,7 @@ impl Permission {
             Permission::UserManage => "user.manage",
             Permission::HostRead => "host.read",
             Permission::HostManage => "host.manage",
+            Permission::InventoryRead => "inventory.read",
             Permission::AuditRead => "audit.read",
             Permission::AuditVerify => "audit.verify",
             Permission::EventsSubscribe => "events.subscribe",
@@ -150,6 +153,7 @@ impl Permission {
             Permission::UserManage => "create, disable users; grant and revoke roles",
             Permission::HostRead => "list hosts, status, volumes, credentials metadata",
             Permission::HostManage => "register hosts, enrollment tokens, revoke credentials",
+            Permission::InventoryRead => "browse the file inventory and scans",
             Permission::AuditRead => "read the audit trail",
             Permission::AuditVerify => "verify the audit hash chain",
             Permission::EventsSubscribe => "subscribe to live events",
@@ -175,6 +179,7 @@ pub fn role_grants(role: Role, perm: Permission) -> bool {
             perm,
             P::TenantRead
                 | P::HostRead
+                | P::InventoryRead
                 | P::EventsSubscribe
                 | P::RuleRead
                 | P::RuleManage
@@ -188,6 +193,7 @@ pub fn role_grants(role: Role, perm: Permission) -> bool {
             P::TenantRead
                 | P::UserRead
                 | P::HostRead
+                | P::InventoryRead
                 | P::AuditRead
                 | P::AuditVerify
                 | P::EventsSubscribe
@@ -200,6 +206,7 @@ pub fn role_grants(role: Role, perm: Permission) -> bool {
             P::TenantRead
                 | P::UserRead
                 | P::HostRead
+                | P::InventoryRead
                 | P::EventsSubscribe
                 | P::RuleRead
                 | P::JobRead

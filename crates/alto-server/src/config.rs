@@ -22,8 +22,31 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
+    pub ingest: IngestConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Largest accepted scan part (one upload request).
+    pub max_part_bytes: usize,
+    /// How long staged scan rows are kept (whole days).
+    #[serde(with = "humantime_serde")]
+    pub staging_retention: Duration,
+    /// Parallel ingest workers per server replica.
+    pub workers: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_part_bytes: 64 * 1024 * 1024,
+            staging_retention: Duration::from_secs(7 * 24 * 3600),
+            workers: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +156,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             agents: AgentsConfig::default(),
+            ingest: IngestConfig::default(),
             bootstrap: BootstrapConfig::default(),
             log: LogConfig::default(),
         }
@@ -270,6 +294,12 @@ impl Config {
         }
         if self.auth.session_ttl < Duration::from_secs(60) {
             return bad("auth.session_ttl must be at least 1m");
+        }
+        if self.ingest.max_part_bytes < 4096 {
+            return bad("ingest.max_part_bytes must be at least 4096");
+        }
+        if self.ingest.workers == 0 || self.ingest.workers > 64 {
+            return bad("ingest.workers must be 1 to 64");
         }
         if self.agents.offline_after <= self.agents.heartbeat_interval {
             return bad("agents.offline_after must be longer than agents.heartbeat_interval");

@@ -42,7 +42,12 @@ pub async fn publish(
 }
 
 /// Runs until `cancel`: LISTEN and forward to `out`. Reconnects after errors.
-pub async fn run_listener(db: Db, out: broadcast::Sender<Arc<Event>>, cancel: CancellationToken) {
+pub async fn run_listener(
+    db: Db,
+    out: broadcast::Sender<Arc<Event>>,
+    jobs: Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+) {
     loop {
         let mut listener = match sqlx::postgres::PgListener::connect_with(db.pool()).await {
             Ok(l) => l,
@@ -54,7 +59,7 @@ pub async fn run_listener(db: Db, out: broadcast::Sender<Arc<Event>>, cancel: Ca
                 }
             }
         };
-        if let Err(e) = listener.listen(CHANNEL).await {
+        if let Err(e) = listener.listen_all([CHANNEL, alto_db::jobs::CHANNEL]).await {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -63,6 +68,7 @@ pub async fn run_listener(db: Db, out: broadcast::Sender<Arc<Event>>, cancel: Ca
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 msg = listener.recv() => match msg {
+                    Ok(n) if n.channel() == alto_db::jobs::CHANNEL => jobs.notify_waiters(),
                     Ok(n) => {
                         if let Some(ev) = Event::parse(n.payload()) {
                             let _ = out.send(Arc::new(ev));

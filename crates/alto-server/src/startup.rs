@@ -112,12 +112,15 @@ impl Application {
         let (events, _) = broadcast::channel(1024);
         let dummy_hash =
             Arc::new(crate::secrets::hash_password_async(crate::secrets::new_token("dummy")).await);
-        let state = AppState { db, config: Arc::new(config), clock, events, dummy_hash };
+        let jobs_wakeup = Arc::new(tokio::sync::Notify::new());
+        let state =
+            AppState { db, config: Arc::new(config), clock, events, dummy_hash, jobs_wakeup };
         let cancel = CancellationToken::new();
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(crate::events::run_listener(
                 state.db.clone(),
                 state.events.clone(),
+                state.jobs_wakeup.clone(),
                 cancel.child_token(),
             )),
             tokio::spawn(crate::services::host_monitor::run(
@@ -126,6 +129,14 @@ impl Application {
                 cancel.child_token(),
             )),
         ];
+        for n in 0..state.config.ingest.workers {
+            let worker = format!("{}-ingest-{n}", addr);
+            tasks.push(tokio::spawn(crate::services::ingest::run(
+                state.clone(),
+                worker,
+                cancel.child_token(),
+            )));
+        }
         tracing::info!(%addr, "listening");
         Ok(Application { state, listener, addr, cancel, embedded, initial_admin, tasks })
     }

@@ -20,6 +20,8 @@ pub struct AppState {
     /// An Argon2id hash of a random password, verified against when a login names an unknown
     /// user, so both cases cost the same time.
     pub dummy_hash: Arc<String>,
+    /// Woken when a job is enqueued (by `LISTEN alto_jobs`, on every replica).
+    pub jobs_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {

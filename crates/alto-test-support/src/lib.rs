@@ -354,6 +354,18 @@ impl TestApp {
         (created.host.id, self.client().with_token(issued.credential))
     }
 
+    /// Waits (up to 30 s) until the scan is ingested or failed; returns it.
+    pub async fn wait_for_scan(&self, tenant: &TestTenant, scan: Uuid) -> alto_api_types::Scan {
+        for _ in 0..300 {
+            let s = tenant.admin.get_scan(tenant.id, scan).await.expect("scan");
+            if matches!(s.status.as_str(), "completed" | "failed") {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("scan {scan} was not ingested within 30 s");
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn shutdown(mut self) {
         self.stop.notify_one();
@@ -375,5 +387,42 @@ fn init_logging() {
             .with_env_filter("info,sqlx=warn")
             .with_test_writer()
             .try_init();
+    }
+}
+
+/// Encodes records as one batch file in `format`.
+pub fn batch_bytes(format: alto_batch::Format, records: &[alto_batch::ScanRecord]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("part");
+    let mut w = alto_batch::BatchWriter::new(std::fs::File::create(&path).expect("create"), format)
+        .expect("writer");
+    for r in records {
+        w.write(r).expect("write");
+    }
+    w.finish().expect("finish");
+    std::fs::read(&path).expect("read back")
+}
+
+/// A plausible scanned file at `path` (bytes) with `size`, modified `age_days` before
+/// `now_us`.
+pub fn file_record(path: &[u8], size: u64, now_us: i64, age_days: i64) -> alto_batch::ScanRecord {
+    let t = now_us - age_days * 86_400_000_000;
+    alto_batch::ScanRecord {
+        path: path.to_vec(),
+        size,
+        mtime_us: t,
+        atime_us: t,
+        ctime_us: t,
+        mode: 0o100644,
+        uid: 1000,
+        gid: 1000,
+        inode: u64::from(
+            path.iter().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(*b))),
+        ),
+        device: 2049,
+        nlink: 1,
+        owner: "alice".into(),
+        hash: String::new(),
+        stub: None,
     }
 }

@@ -10,7 +10,9 @@ mod auth;
 mod convert;
 mod events;
 mod hosts;
+mod inventory;
 mod meta;
+mod scans;
 mod tenants;
 mod users;
 
@@ -67,6 +69,14 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/enroll", post(agent::enroll))
         .route("/agent/heartbeat", post(agent::heartbeat))
         .route("/agent/credentials/rotate", post(agent::rotate))
+        .route(
+            "/scan-results",
+            post(scans::upload).layer(DefaultBodyLimit::max(state.config.ingest.max_part_bytes)),
+        )
+        .route("/tenants/{tenant_id}/scans", get(scans::list))
+        .route("/tenants/{tenant_id}/scans/{scan_id}", get(scans::get))
+        .route("/tenants/{tenant_id}/inventory/summary", get(inventory::summary))
+        .route("/tenants/{tenant_id}/inventory/files", get(inventory::files))
         .route("/tenants/{tenant_id}/audit", get(audit::list))
         .route("/tenants/{tenant_id}/audit/verify", get(audit::verify))
         .route("/platform/audit", get(audit::list_platform))
@@ -177,6 +187,7 @@ async fn openapi_json() -> impl IntoResponse {
         hosts::list, hosts::create, hosts::get, hosts::update, hosts::decommission,
         hosts::new_enrollment_token, hosts::list_credentials, hosts::revoke_credential,
         agent::enroll, agent::heartbeat, agent::rotate,
+        scans::upload, scans::list, scans::get, inventory::summary, inventory::files,
         audit::list, audit::verify, audit::list_platform, audit::verify_platform,
         events::subscribe,
         meta::healthz, meta::readyz, meta::metrics,
@@ -189,6 +200,7 @@ async fn openapi_json() -> impl IntoResponse {
         (name = "users", description = "Users and roles"),
         (name = "hosts", description = "Hosts, enrollment, agent credentials"),
         (name = "agent", description = "Endpoints agents call with their host credential"),
+        (name = "inventory", description = "Scans and the file inventory"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "events", description = "Live events over WebSocket"),
         (name = "meta", description = "Health and metrics"),

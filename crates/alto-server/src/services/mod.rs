@@ -2,3 +2,4 @@
 //! (advisory locks, rows), never through memory, so replicas can come and go.
 
 pub mod host_monitor;
+pub mod ingest;

@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 mod events;
 mod hosts;
+mod ingest;
 mod isolation;
 mod meta;
 mod rbac;

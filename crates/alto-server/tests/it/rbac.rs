@@ -74,6 +74,13 @@ fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
             format!("/api/v1/tenants/{t}/hosts/{host}/enrollment-tokens"),
             None,
         ),
+        op(
+            "inventory.summary",
+            Method::GET,
+            format!("/api/v1/tenants/{t}/inventory/summary"),
+            None,
+        ),
+        op("inventory.scans", Method::GET, format!("/api/v1/tenants/{t}/scans"), None),
         op("audit.list", Method::GET, format!("/api/v1/tenants/{t}/audit"), None),
         op("audit.verify", Method::GET, format!("/api/v1/tenants/{t}/audit/verify"), None),
         op("platform.users", Method::GET, "/api/v1/platform/users".into(), None),
@@ -90,6 +97,7 @@ fn expected(name: &str) -> [Want; 7] {
         "users.list" => [Allow, Allow, Deny, Allow, Allow, Allow, Allow],
         "users.create" => [Allow, Allow, Deny, Deny, Deny, Deny, Deny],
         "hosts.list" | "hosts.get" | "hosts.credentials" => [Allow; 7],
+        "inventory.summary" | "inventory.scans" => [Allow; 7],
         "hosts.create" | "hosts.update" | "hosts.enrollment" => {
             [Allow, Allow, Deny, Deny, Deny, Deny, Deny]
         }

@@ -1,0 +1,303 @@
+//! Scan uploads and ingest: scans and parts, staging with `COPY`, the atomic merge into
+//! `file_inventory`, and inventory queries.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use crate::{DbError, Tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScanRow {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub parts_expected: Option<i32>,
+    pub rows_staged: i64,
+    pub bytes_received: i64,
+    pub staged_on: NaiveDate,
+    pub error: Option<String>,
+    pub stats: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const COLS: &str = "id, customer_id, host_id, kind, status, parts_expected, rows_staged,
+    bytes_received, staged_on, error, stats, created_at, completed_at";
+
+/// Locks the scan row if it exists (visible in the caller's tenant).
+pub async fn get_for_update(tx: &mut Tx, id: Uuid) -> Result<Option<ScanRow>, DbError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLS} FROM scans WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+pub async fn get(tx: &mut Tx, customer_id: Uuid, id: Uuid) -> Result<ScanRow, DbError> {
+    sqlx::query_as(&format!("SELECT {COLS} FROM scans WHERE customer_id = $1 AND id = $2"))
+        .bind(customer_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(DbError::NotFound("scan"))
+}
+
+pub async fn list(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ScanRow>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLS} FROM scans WHERE customer_id = $1 AND ($2::uuid IS NULL OR host_id = $2)
+          ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+pub async fn create(
+    tx: &mut Tx,
+    id: Uuid,
+    customer_id: Uuid,
+    host_id: Uuid,
+    kind: &str,
+    now: DateTime<Utc>,
+) -> Result<ScanRow, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO scans (id, customer_id, host_id, kind, status, staged_on, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'receiving', $5, $6, $6) RETURNING {COLS}"
+    ))
+    .bind(id)
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(kind)
+    .bind(now.date_naive())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// The stored SHA-256 of a part, if that part was received.
+pub async fn part_sha(tx: &mut Tx, scan: Uuid, part: i32) -> Result<Option<String>, DbError> {
+    Ok(sqlx::query_scalar("SELECT sha256 FROM scan_parts WHERE scan_id = $1 AND part_no = $2")
+        .bind(scan)
+        .bind(part)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+/// COPYs one part's rows (in PostgreSQL CSV, columns as [`STAGING_COLUMNS`]) into staging
+/// and records the part.
+#[allow(clippy::too_many_arguments)]
+pub async fn stage_part(
+    tx: &mut Tx,
+    scan: &ScanRow,
+    part: i32,
+    sha256: &str,
+    rows: i64,
+    bytes: i64,
+    copy_csv: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query("SELECT scan_staging.ensure_partition($1)")
+        .bind(scan.staged_on)
+        .execute(&mut **tx)
+        .await?;
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY scan_staging.rows ({STAGING_COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .await?;
+    for chunk in copy_csv.chunks(1 << 20) {
+        copy.send(chunk).await?;
+    }
+    copy.finish().await?;
+    sqlx::query(
+        "INSERT INTO scan_parts (scan_id, customer_id, part_no, sha256, rows, bytes, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(scan.id)
+    .bind(scan.customer_id)
+    .bind(part)
+    .bind(sha256)
+    .bind(rows)
+    .bind(bytes)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE scans SET rows_staged = rows_staged + $2, bytes_received = bytes_received + $3,
+                updated_at = $4 WHERE id = $1",
+    )
+    .bind(scan.id)
+    .bind(rows)
+    .bind(bytes)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Column order of the COPY text built by the server.
+pub const STAGING_COLUMNS: &str = "scan_id, part_no, row_no, staged_on, file_path, path_escaped,
+    file_size, last_modified, last_accessed, last_changed, file_extension, permissions, owner,
+    file_hash, mode, uid, gid, inode, device, nlink, is_stub, stub_object";
+
+/// Part numbers received so far.
+pub async fn parts(tx: &mut Tx, scan: Uuid) -> Result<Vec<i32>, DbError> {
+    Ok(sqlx::query_scalar("SELECT part_no FROM scan_parts WHERE scan_id = $1 ORDER BY part_no")
+        .bind(scan)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+/// A path staged twice in one scan: `(path, part, row)` of the second occurrence.
+pub async fn first_duplicate(
+    tx: &mut Tx,
+    scan: &ScanRow,
+) -> Result<Option<(String, i32, i32)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT file_path, max(part_no), max(row_no) FROM scan_staging.rows
+          WHERE scan_id = $1 AND staged_on = $2
+          GROUP BY file_path, path_escaped HAVING count(*) > 1 LIMIT 1",
+    )
+    .bind(scan.id)
+    .bind(scan.staged_on)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+pub async fn set_status(
+    tx: &mut Tx,
+    id: Uuid,
+    status: &str,
+    parts_expected: Option<i32>,
+    error: Option<&str>,
+    stats: Option<&serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE scans SET status = $2, parts_expected = coalesce($3, parts_expected),
+                error = $4, stats = coalesce($5, stats), updated_at = $6,
+                completed_at = CASE WHEN $2 IN ('completed', 'failed') THEN $6 ELSE completed_at END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(parts_expected)
+    .bind(error)
+    .bind(stats)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What a merge changed.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct MergeStats {
+    pub rows: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub unchanged: i64,
+    pub deleted: i64,
+}
+
+/// Merges a staged scan into `file_inventory`: new files inserted, changed files updated,
+/// unchanged files not written at all, and — for a full scan — live files missing from the
+/// scan marked deleted. Stub state owned by the stub registry (`is_stubbed`,
+/// `stub_created_at`, `tiered_location`) is never touched. Runs in the caller's transaction.
+pub async fn merge(tx: &mut Tx, scan: &ScanRow, now: DateTime<Utc>) -> Result<MergeStats, DbError> {
+    // One ingest per host at a time.
+    sqlx::query("SELECT 1 FROM hosts WHERE customer_id = $1 AND id = $2 FOR UPDATE")
+        .bind(scan.customer_id)
+        .bind(scan.host_id)
+        .execute(&mut **tx)
+        .await?;
+    let (inserted, updated): (i64, i64) = sqlx::query_as(
+        "WITH up AS (
+           INSERT INTO file_inventory AS f (customer_id, host_id, file_path, path_escaped,
+               file_size, last_modified, last_accessed, last_changed, file_extension, permissions,
+               owner, file_hash, mode, uid, gid, inode, device, nlink, scan_is_stub,
+               last_scan_time, last_scan_id, created_at, updated_at)
+           SELECT $1, $2, s.file_path, s.path_escaped, s.file_size, s.last_modified,
+                  s.last_accessed, s.last_changed, s.file_extension, s.permissions, s.owner,
+                  s.file_hash, s.mode, s.uid, s.gid, s.inode, s.device, s.nlink, s.is_stub,
+                  $4, $3, $4, $4
+             FROM scan_staging.rows s
+            WHERE s.scan_id = $3 AND s.staged_on = $5
+            ORDER BY s.file_path
+           ON CONFLICT (customer_id, host_id, file_path, path_escaped) DO UPDATE SET
+               file_size = EXCLUDED.file_size, last_modified = EXCLUDED.last_modified,
+               last_accessed = EXCLUDED.last_accessed, last_changed = EXCLUDED.last_changed,
+               file_extension = EXCLUDED.file_extension, permissions = EXCLUDED.permissions,
+               owner = EXCLUDED.owner, file_hash = coalesce(EXCLUDED.file_hash, f.file_hash),
+               mode = EXCLUDED.mode, uid = EXCLUDED.uid, gid = EXCLUDED.gid,
+               inode = EXCLUDED.inode, device = EXCLUDED.device, nlink = EXCLUDED.nlink,
+               scan_is_stub = EXCLUDED.scan_is_stub, deleted_at = NULL,
+               last_scan_time = EXCLUDED.last_scan_time, last_scan_id = EXCLUDED.last_scan_id,
+               updated_at = EXCLUDED.updated_at
+           WHERE (f.file_size, f.last_modified, f.last_accessed, f.last_changed, f.mode, f.uid,
+                  f.gid, f.inode, f.device, f.nlink, f.owner, f.scan_is_stub, f.deleted_at IS NULL)
+                 IS DISTINCT FROM
+                 (EXCLUDED.file_size, EXCLUDED.last_modified, EXCLUDED.last_accessed,
+                  EXCLUDED.last_changed, EXCLUDED.mode, EXCLUDED.uid, EXCLUDED.gid,
+                  EXCLUDED.inode, EXCLUDED.device, EXCLUDED.nlink, EXCLUDED.owner,
+                  EXCLUDED.scan_is_stub, true)
+           RETURNING (xmax = 0) AS ins)
+         SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up",
+    )
+    .bind(scan.customer_id)
+    .bind(scan.host_id)
+    .bind(scan.id)
+    .bind(now)
+    .bind(scan.staged_on)
+    .fetch_one(&mut **tx)
+    .await?;
+    let deleted = if scan.kind == "full" {
+        sqlx::query(
+            "UPDATE file_inventory f SET deleted_at = $4, updated_at = $4
+              WHERE f.customer_id = $1 AND f.host_id = $2 AND f.deleted_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM scan_staging.rows s
+                                 WHERE s.scan_id = $3 AND s.staged_on = $5
+                                   AND s.file_path = f.file_path
+                                   AND s.path_escaped = f.path_escaped)",
+        )
+        .bind(scan.customer_id)
+        .bind(scan.host_id)
+        .bind(scan.id)
+        .bind(now)
+        .bind(scan.staged_on)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as i64
+    } else {
+        0
+    };
+    sqlx::query(
+        "UPDATE hosts h SET last_scan_at = $3, updated_at = $3,
+                file_count = t.n, total_bytes = t.bytes
+           FROM (SELECT count(*) AS n, coalesce(sum(file_size), 0)::bigint AS bytes
+                   FROM file_inventory
+                  WHERE customer_id = $1 AND host_id = $2 AND deleted_at IS NULL) t
+          WHERE h.customer_id = $1 AND h.id = $2",
+    )
+    .bind(scan.customer_id)
+    .bind(scan.host_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let rows = scan.rows_staged;
+    Ok(MergeStats { rows, inserted, updated, unchanged: rows - inserted - updated, deleted })
+}
+
+/// Drops staging partitions of days before `keep_from`.
+pub async fn drop_staging_before(tx: &mut Tx, keep_from: NaiveDate) -> Result<i32, DbError> {
+    Ok(sqlx::query_scalar("SELECT scan_staging.drop_older_than($1)")
+        .bind(keep_from)
+        .fetch_one(&mut **tx)
+        .await?)
+}

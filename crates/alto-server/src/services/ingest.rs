@@ -1,0 +1,156 @@
+//! The ingest worker: claims `ingest` jobs and merges each completed scan into the
+//! inventory in one transaction; also drops expired staging partitions.
+
+use std::time::Duration;
+
+use alto_db::{jobs, scans, DbError, TenantCtx};
+use alto_model::CustomerId;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor};
+use crate::state::AppState;
+
+/// Job kind of a scan merge.
+pub const KIND: &str = "ingest";
+
+/// Claims and runs one ingest job. Returns false when there was none.
+pub async fn step(state: &AppState, worker: &str) -> Result<bool, DbError> {
+    let now = state.now();
+    let mut tx = state.db.begin(TenantCtx::Platform).await?;
+    let Some(job) =
+        jobs::claim(&mut tx, &[KIND], worker, chrono::Duration::minutes(30), now).await?
+    else {
+        return Ok(false);
+    };
+    tx.commit().await?;
+    let ctx = TenantCtx::Tenant(CustomerId(job.customer_id));
+    let scan_id =
+        job.payload.get("scan_id").and_then(|v| v.as_str()).and_then(|s| s.parse::<Uuid>().ok());
+    let started = std::time::Instant::now();
+    let outcome = match scan_id {
+        Some(id) => ingest_scan(state, ctx, id).await,
+        None => Err(DbError::NotFound("scan")),
+    };
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    match outcome {
+        Ok(stats) => {
+            jobs::complete(&mut tx, job.id, &serde_json::to_value(stats).unwrap_or_default(), now)
+                .await?;
+            metrics::counter!("alto_ingest_scans_total", "outcome" => "completed").increment(1);
+            metrics::counter!("alto_ingest_rows_total").increment(stats.rows.max(0) as u64);
+            metrics::histogram!("alto_ingest_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            tracing::info!(scan = ?scan_id, rows = stats.rows, inserted = stats.inserted,
+                updated = stats.updated, deleted = stats.deleted, "scan ingested");
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let transient =
+                matches!(e, DbError::Connect(_) | DbError::Other(sqlx::Error::PoolTimedOut));
+            let retry = transient.then(|| {
+                now + chrono::Duration::seconds(2i64.pow(job.attempts.clamp(1, 8) as u32))
+            });
+            let st = jobs::fail(&mut tx, job.id, &msg, retry, now).await?;
+            if st == "failed" {
+                if let Some(id) = scan_id {
+                    scans::set_status(&mut tx, id, "failed", None, Some(&msg), None, now).await?;
+                }
+            }
+            metrics::counter!("alto_ingest_scans_total", "outcome" => "failed").increment(1);
+            tracing::error!(scan = ?scan_id, error = %msg, state = %st, "ingest failed");
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn ingest_scan(
+    state: &AppState,
+    ctx: TenantCtx,
+    id: Uuid,
+) -> Result<scans::MergeStats, DbError> {
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    let scan = scans::get_for_update(&mut tx, id).await?.ok_or(DbError::NotFound("scan"))?;
+    if scan.status == "completed" {
+        // A retried job after a commit whose acknowledgement was lost: nothing to do.
+        return Ok(serde_json::from_value(scan.stats.clone()).unwrap_or_default());
+    }
+    scans::set_status(&mut tx, id, "ingesting", None, None, None, now).await?;
+    let stats = scans::merge(&mut tx, &scan, now).await?;
+    let stats_json = serde_json::to_value(stats).unwrap_or_default();
+    scans::set_status(&mut tx, id, "completed", None, None, Some(&stats_json), now).await?;
+    let tenant = CustomerId(scan.customer_id);
+    let e = audit::entry(
+        state,
+        Some(tenant),
+        &Actor::system(),
+        "scan.ingest",
+        Some(("scan", id.to_string())),
+        "success",
+        serde_json::json!({ "host_id": scan.host_id, "stats": stats_json }),
+    );
+    audit::record(&mut tx, &e).await?;
+    crate::events::publish(
+        &mut tx,
+        &serde_json::json!({
+        "type": "scan_completed", "customer_id": scan.customer_id, "host_id": scan.host_id,
+        "scan_id": id, "stats": stats_json }),
+    )
+    .await?;
+    // The planner hook: the planner subscribes to this channel (per host).
+    alto_db::notify(
+        &mut tx,
+        "alto_planner",
+        &serde_json::json!({ "customer_id": scan.customer_id, "host_id": scan.host_id })
+            .to_string(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(stats)
+}
+
+/// Drops staging partitions older than the retention.
+pub async fn expire_staging(state: &AppState) -> Result<i32, DbError> {
+    let keep = state.now()
+        - chrono::Duration::from_std(state.config.ingest.staging_retention).unwrap_or_default();
+    let mut tx = state.db.begin(TenantCtx::Platform).await?;
+    let n = scans::drop_staging_before(&mut tx, keep.date_naive()).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Works through ingest jobs until cancelled; wakes on `alto_jobs` notifications.
+pub async fn run(state: AppState, worker: String, cancel: CancellationToken) {
+    let mut last_expiry = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            match step(&state, &worker).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest worker step failed");
+                    break;
+                }
+            }
+        }
+        if last_expiry.elapsed() > Duration::from_secs(3600) {
+            last_expiry = std::time::Instant::now();
+            match expire_staging(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(partitions = n, "dropped expired scan staging"),
+                Err(e) => tracing::warn!(error = %e, "staging expiry failed"),
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = state.jobs_wakeup.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
