@@ -358,15 +358,15 @@ BEGIN
                            'stub_registry', 'jobs', 'audit_log']
   LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (alto_all_tenants() OR customer_id = alto_tenant()) '
-                   'WITH CHECK (alto_all_tenants() OR customer_id = alto_tenant())', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING ((SELECT alto_all_tenants()) OR customer_id = (SELECT alto_tenant())) '
+                   'WITH CHECK ((SELECT alto_all_tenants()) OR customer_id = (SELECT alto_tenant()))', t);
   END LOOP;
 END
 $$;
 ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON customers
-  USING (alto_all_tenants() OR id = alto_tenant())
-  WITH CHECK (alto_all_tenants());
+  USING ((SELECT alto_all_tenants()) OR id = (SELECT alto_tenant()))
+  WITH CHECK ((SELECT alto_all_tenants()));
 
 -- Grants: the app role gets exactly what it needs; nothing on the audit tables but SELECT.
 

@@ -46,12 +46,13 @@ CREATE TABLE scan_staging.rows (
   part_no        integer NOT NULL,
   row_no         integer NOT NULL,
   staged_on      date NOT NULL,
+  row_id         uuid NOT NULL,                -- time-ordered id the row gets if it is new
   file_path      text NOT NULL,
   path_escaped   boolean NOT NULL,
   file_size      bigint NOT NULL,
-  last_modified  timestamptz NOT NULL,
-  last_accessed  timestamptz NOT NULL,
-  last_changed   timestamptz NOT NULL,
+  mtime_us       bigint NOT NULL,              -- microseconds since the epoch (UTC)
+  atime_us       bigint NOT NULL,
+  ctime_us       bigint NOT NULL,
   file_extension text NOT NULL,
   permissions    text NOT NULL,
   owner          text NOT NULL,
@@ -77,9 +78,25 @@ BEGIN
     IF to_regclass('scan_staging.' || v_name) IS NULL THEN
       EXECUTE format('CREATE UNLOGGED TABLE scan_staging.%I PARTITION OF scan_staging.rows FOR VALUES FROM (%L) TO (%L)',
                      v_name, p_day, p_day + 1);
-      EXECUTE format('CREATE INDEX ON scan_staging.%I (scan_id, file_path, path_escaped)', v_name);
+      EXECUTE format('CREATE INDEX ON scan_staging.%I (scan_id)', v_name);
       EXECUTE format('GRANT SELECT, INSERT ON scan_staging.%I TO alto_app', v_name);
     END IF;
+  END IF;
+END
+$$;
+
+-- Refreshes planner statistics before a large merge (the app role may not ANALYZE tables it
+-- does not own). Without them a fresh partition looks empty and joins degrade to loops.
+CREATE FUNCTION scan_staging.analyze_for_merge(p_day date, p_inventory boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = scan_staging, pg_temp AS $$
+DECLARE
+  v_name text := 'rows_' || to_char(p_day, 'YYYYMMDD');
+BEGIN
+  IF to_regclass('scan_staging.' || v_name) IS NOT NULL THEN
+    EXECUTE format('ANALYZE scan_staging.%I', v_name);
+  END IF;
+  IF p_inventory THEN
+    ANALYZE public.file_inventory;
   END IF;
 END
 $$;
@@ -102,7 +119,18 @@ BEGIN
 END
 $$;
 
--- Inventory columns a scan carries beyond the seed's.
+-- Microseconds since the epoch to a timestamp, exactly (inlined by the planner).
+CREATE FUNCTION alto_us_to_ts(us bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT timestamptz 'epoch' + us * interval '1 microsecond'
+$$;
+GRANT EXECUTE ON FUNCTION alto_us_to_ts(bigint) TO alto_app;
+
+-- Inventory columns a scan carries beyond the seed's. The inventory is written only by the
+-- ingest merge, which takes host and tenant from the scan row; a per-row foreign-key check
+-- to hosts would cost more than the rest of the insert, so it is dropped (hosts are never
+-- deleted, only decommissioned).
+ALTER TABLE file_inventory DROP CONSTRAINT file_inventory_customer_id_host_id_fkey;
 ALTER TABLE file_inventory
   ADD COLUMN path_escaped  boolean NOT NULL DEFAULT false,
   ADD COLUMN last_changed  timestamptz,
@@ -131,8 +159,8 @@ BEGIN
   FOREACH t IN ARRAY ARRAY['scans', 'scan_parts']
   LOOP
     EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING (alto_all_tenants() OR customer_id = alto_tenant()) '
-                   'WITH CHECK (alto_all_tenants() OR customer_id = alto_tenant())', t);
+    EXECUTE format('CREATE POLICY tenant_isolation ON %I USING ((SELECT alto_all_tenants()) OR customer_id = (SELECT alto_tenant())) '
+                   'WITH CHECK ((SELECT alto_all_tenants()) OR customer_id = (SELECT alto_tenant()))', t);
   END LOOP;
 END
 $$;
@@ -141,4 +169,5 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA scan_staging FROM PUBLIC;
 GRANT USAGE ON SCHEMA scan_staging TO alto_app;
 GRANT SELECT, INSERT ON scan_staging.rows TO alto_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON scans, scan_parts TO alto_app;
-GRANT EXECUTE ON FUNCTION scan_staging.ensure_partition(date), scan_staging.drop_older_than(date) TO alto_app;
+GRANT EXECUTE ON FUNCTION scan_staging.ensure_partition(date), scan_staging.drop_older_than(date),
+  scan_staging.analyze_for_merge(date, boolean) TO alto_app;

@@ -142,8 +142,8 @@ pub async fn stage_part(
 }
 
 /// Column order of the COPY text built by the server.
-pub const STAGING_COLUMNS: &str = "scan_id, part_no, row_no, staged_on, file_path, path_escaped,
-    file_size, last_modified, last_accessed, last_changed, file_extension, permissions, owner,
+pub const STAGING_COLUMNS: &str = "scan_id, part_no, row_no, staged_on, row_id, file_path,
+    path_escaped, file_size, mtime_us, atime_us, ctime_us, file_extension, permissions, owner,
     file_hash, mode, uid, gid, inode, device, nlink, is_stub, stub_object";
 
 /// Part numbers received so far.
@@ -217,46 +217,77 @@ pub async fn merge(tx: &mut Tx, scan: &ScanRow, now: DateTime<Utc>) -> Result<Me
         .bind(scan.host_id)
         .execute(&mut **tx)
         .await?;
-    let (inserted, updated): (i64, i64) = sqlx::query_as(
-        "WITH up AS (
-           INSERT INTO file_inventory AS f (customer_id, host_id, file_path, path_escaped,
-               file_size, last_modified, last_accessed, last_changed, file_extension, permissions,
-               owner, file_hash, mode, uid, gid, inode, device, nlink, scan_is_stub,
-               last_scan_time, last_scan_id, created_at, updated_at)
-           SELECT $1, $2, s.file_path, s.path_escaped, s.file_size, s.last_modified,
-                  s.last_accessed, s.last_changed, s.file_extension, s.permissions, s.owner,
-                  s.file_hash, s.mode, s.uid, s.gid, s.inode, s.device, s.nlink, s.is_stub,
-                  $4, $3, $4, $4
-             FROM scan_staging.rows s
-            WHERE s.scan_id = $3 AND s.staged_on = $5
-            ORDER BY s.file_path
-           ON CONFLICT (customer_id, host_id, file_path, path_escaped) DO UPDATE SET
-               file_size = EXCLUDED.file_size, last_modified = EXCLUDED.last_modified,
-               last_accessed = EXCLUDED.last_accessed, last_changed = EXCLUDED.last_changed,
-               file_extension = EXCLUDED.file_extension, permissions = EXCLUDED.permissions,
-               owner = EXCLUDED.owner, file_hash = coalesce(EXCLUDED.file_hash, f.file_hash),
-               mode = EXCLUDED.mode, uid = EXCLUDED.uid, gid = EXCLUDED.gid,
-               inode = EXCLUDED.inode, device = EXCLUDED.device, nlink = EXCLUDED.nlink,
-               scan_is_stub = EXCLUDED.scan_is_stub, deleted_at = NULL,
-               last_scan_time = EXCLUDED.last_scan_time, last_scan_id = EXCLUDED.last_scan_id,
-               updated_at = EXCLUDED.updated_at
-           WHERE (f.file_size, f.last_modified, f.last_accessed, f.last_changed, f.mode, f.uid,
-                  f.gid, f.inode, f.device, f.nlink, f.owner, f.scan_is_stub, f.deleted_at IS NULL)
-                 IS DISTINCT FROM
-                 (EXCLUDED.file_size, EXCLUDED.last_modified, EXCLUDED.last_accessed,
-                  EXCLUDED.last_changed, EXCLUDED.mode, EXCLUDED.uid, EXCLUDED.gid,
-                  EXCLUDED.inode, EXCLUDED.device, EXCLUDED.nlink, EXCLUDED.owner,
-                  EXCLUDED.scan_is_stub, true)
-           RETURNING (xmax = 0) AS ins)
-         SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins) FROM up",
+    let t0 = std::time::Instant::now();
+    // Statistics first: a fresh partition (and, after a big first scan, the inventory) would
+    // otherwise look empty to the planner.
+    sqlx::query("SELECT scan_staging.analyze_for_merge($1, $2)")
+        .bind(scan.staged_on)
+        .bind(scan.rows_staged > 50_000)
+        .execute(&mut **tx)
+        .await?;
+    // Changed files: a hash join of the scan with the host's rows; unchanged rows are not
+    // written at all.
+    let updated = sqlx::query(
+        "UPDATE file_inventory f SET
+             file_size = s.file_size, last_modified = alto_us_to_ts(s.mtime_us),
+             last_accessed = alto_us_to_ts(s.atime_us), last_changed = alto_us_to_ts(s.ctime_us),
+             file_extension = s.file_extension, permissions = s.permissions, owner = s.owner,
+             file_hash = coalesce(s.file_hash, f.file_hash), mode = s.mode, uid = s.uid,
+             gid = s.gid, inode = s.inode, device = s.device, nlink = s.nlink,
+             scan_is_stub = s.is_stub, deleted_at = NULL, last_scan_time = $4,
+             last_scan_id = $3, updated_at = $4
+           FROM scan_staging.rows s
+          WHERE s.scan_id = $3 AND s.staged_on = $5
+            AND f.customer_id = $1 AND f.host_id = $2
+            AND f.file_path = s.file_path AND f.path_escaped = s.path_escaped
+            AND (f.file_size, f.last_modified, f.last_accessed, f.last_changed, f.mode, f.uid,
+                 f.gid, f.inode, f.device, f.nlink, f.owner, f.scan_is_stub, f.deleted_at IS NULL)
+                IS DISTINCT FROM
+                (s.file_size, alto_us_to_ts(s.mtime_us), alto_us_to_ts(s.atime_us),
+                 alto_us_to_ts(s.ctime_us), s.mode, s.uid, s.gid, s.inode, s.device, s.nlink,
+                 s.owner, s.is_stub, true)",
     )
     .bind(scan.customer_id)
     .bind(scan.host_id)
     .bind(scan.id)
     .bind(now)
     .bind(scan.staged_on)
-    .fetch_one(&mut **tx)
-    .await?;
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+    let t_update = t0.elapsed();
+    // New files: an anti-join, inserted in path order with ids made at upload (time-ordered).
+    let inserted = sqlx::query(
+        "INSERT INTO file_inventory (id, customer_id, host_id, file_path, path_escaped,
+             file_size, last_modified, last_accessed, last_changed, file_extension, permissions,
+             owner, file_hash, mode, uid, gid, inode, device, nlink, scan_is_stub,
+             last_scan_time, last_scan_id, created_at, updated_at)
+         SELECT s.row_id, $1, $2, s.file_path, s.path_escaped, s.file_size,
+                alto_us_to_ts(s.mtime_us), alto_us_to_ts(s.atime_us), alto_us_to_ts(s.ctime_us),
+                s.file_extension, s.permissions, s.owner, s.file_hash, s.mode, s.uid, s.gid,
+                s.inode, s.device, s.nlink, s.is_stub, $4, $3, $4, $4
+           FROM scan_staging.rows s
+          WHERE s.scan_id = $3 AND s.staged_on = $5
+            AND NOT EXISTS (SELECT 1 FROM file_inventory f
+                             WHERE f.customer_id = $1 AND f.host_id = $2
+                               AND f.file_path = s.file_path AND f.path_escaped = s.path_escaped)
+          ORDER BY s.file_path",
+    )
+    .bind(scan.customer_id)
+    .bind(scan.host_id)
+    .bind(scan.id)
+    .bind(now)
+    .bind(scan.staged_on)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+    let t_insert = t0.elapsed();
+    if inserted > 50_000 {
+        sqlx::query("SELECT scan_staging.analyze_for_merge($1, true)")
+            .bind(scan.staged_on)
+            .execute(&mut **tx)
+            .await?;
+    }
     let deleted = if scan.kind == "full" {
         sqlx::query(
             "UPDATE file_inventory f SET deleted_at = $4, updated_at = $4
@@ -291,6 +322,13 @@ pub async fn merge(tx: &mut Tx, scan: &ScanRow, now: DateTime<Utc>) -> Result<Me
     .execute(&mut **tx)
     .await?;
     let rows = scan.rows_staged;
+    tracing::info!(
+        scan = %scan.id,
+        update_ms = t_update.as_millis() as u64,
+        insert_ms = (t_insert - t_update).as_millis() as u64,
+        delete_and_totals_ms = (t0.elapsed() - t_insert).as_millis() as u64,
+        "merge timings"
+    );
     Ok(MergeStats { rows, inserted, updated, unchanged: rows - inserted - updated, deleted })
 }
 

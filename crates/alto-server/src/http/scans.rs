@@ -18,7 +18,6 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use chrono::SecondsFormat;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -70,12 +69,6 @@ fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-fn ts(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_default()
-}
-
 /// Parses and validates a part, producing PostgreSQL COPY CSV in staging column order.
 fn to_copy(
     body: Bytes,
@@ -107,13 +100,14 @@ fn to_copy(
         let stub = r.stub.as_deref().map(q).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{head}{row_no},{day},{},{},{},{},{},{},{},{},{},{hash},{},{},{},{},{},{},{},{stub}",
+            "{head}{row_no},{day},{},{},{},{},{},{},{},{},{},{},{hash},{},{},{},{},{},{},{},{stub}",
+            Uuid::now_v7(),
             q(&path),
             if escaped { "t" } else { "f" },
             r.size,
-            ts(r.mtime_us),
-            ts(r.atime_us),
-            ts(r.ctime_us),
+            r.mtime_us,
+            r.atime_us,
+            r.ctime_us,
             q(&r.extension()),
             q(&r.permissions()),
             q(&r.owner),
