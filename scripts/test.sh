@@ -9,7 +9,7 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test" >&2
-cargo test --workspace --locked
 echo "== benchmarks, small mode (ratios only; nothing is asserted on time)" >&2
 cargo run -q --locked -p alto-server --example ingest_bench -- --small
+echo "== cargo test" >&2
+cargo test --workspace --locked
