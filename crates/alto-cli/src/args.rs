@@ -2,6 +2,7 @@
 //! is what `--help` shows.
 
 use alto_model::Role;
+use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
@@ -80,6 +81,12 @@ pub(crate) enum Command {
     /// Read and verify the tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Browse the file inventory that hosts' scans report.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
+    /// Show uploaded scans and how their ingest went.
+    #[command(subcommand)]
+    Scans(ScansCmd),
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +363,149 @@ pub(crate) enum AuditCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum InventoryCmd {
+    /// Files and total size, by extension, by last access and modification age, and the
+    /// largest directories.
+    Summary {
+        /// Only this host's files [default: the whole tenant].
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List inventory files, ordered by host and path.
+    ///
+    /// Paths that are not valid UTF-8 are shown as the server sends them: other bytes as `\xHH`
+    /// and `\` as `\\`, marked "(escaped)" in the table. The HOST column shows the last 8
+    /// hex digits of the host's ID; FLAGS shows `stub` and `deleted`.
+    Files(FilesArgs),
+}
+
+/// Filters and paging of `inventory files`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct FilesArgs {
+    /// Only this host's files.
+    #[arg(long, value_name = "ID")]
+    pub(crate) host: Option<Uuid>,
+
+    /// Only paths starting with this text.
+    #[arg(long, value_name = "P")]
+    pub(crate) path_prefix: Option<String>,
+
+    /// Only files with this extension, e.g. `.pdf` (the dot is added if missing).
+    #[arg(long, value_name = ".EXT", value_parser = parse_extension)]
+    pub(crate) extension: Option<String>,
+
+    /// Only files of at least this size: bytes, or with a binary suffix (K, M, G, T; e.g. 10M).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, allow_hyphen_values = true)]
+    pub(crate) min_size: Option<i64>,
+
+    /// Only files of at most this size: bytes, or with a binary suffix (K, M, G, T).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size, allow_hyphen_values = true)]
+    pub(crate) max_size: Option<i64>,
+
+    /// Only files last accessed before this instant (RFC 3339, e.g. 2025-01-31T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant, conflicts_with = "accessed_older_than")]
+    pub(crate) accessed_before: Option<DateTime<Utc>>,
+
+    /// Only files last accessed more than this many days ago (counted from now).
+    #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+    pub(crate) accessed_older_than: Option<i64>,
+
+    /// Only files last modified before this instant (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant, conflicts_with = "modified_older_than")]
+    pub(crate) modified_before: Option<DateTime<Utc>>,
+
+    /// Only files last modified more than this many days ago (counted from now).
+    #[arg(long, value_name = "DAYS", value_parser = parse_days)]
+    pub(crate) modified_older_than: Option<i64>,
+
+    /// Also list files that a later full scan no longer found.
+    #[arg(long)]
+    pub(crate) include_deleted: bool,
+
+    #[command(flatten)]
+    pub(crate) tenant: TenantArg,
+
+    #[command(flatten)]
+    pub(crate) page: PageArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScansCmd {
+    /// List recent scans, newest first (the server returns the 50 most recent).
+    List {
+        /// Only this host's scans.
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show one scan: status, parts, rows, bytes, error and, once ingested, its stats.
+    Get {
+        /// Scan ID.
+        scan_id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// An extension with its dot, lower-case: `pdf`, `.PDF` → `.pdf`.
+fn parse_extension(s: &str) -> Result<String, String> {
+    let e = s.trim().trim_start_matches('.');
+    if e.is_empty() || e.contains(['/', '.']) || e.chars().any(char::is_whitespace) {
+        return Err(format!("`{s}` is not a file extension; expected e.g. `.pdf`"));
+    }
+    Ok(format!(".{}", e.to_lowercase()))
+}
+
+/// A size in bytes, optionally with a binary suffix: `512`, `10K`, `1.5M`, `2GiB`.
+fn parse_size(s: &str) -> Result<i64, String> {
+    let bad = || {
+        format!("`{s}` is not a size; expected a whole number of bytes (at least 0), optionally with K, M, G or T, e.g. 10M")
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let bytes = if mult == 1 {
+        num.parse::<u64>().map_err(|_| bad())?
+    } else {
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        let b = (v * mult as f64).round();
+        if !b.is_finite() || b < 0.0 || b >= i64::MAX as f64 {
+            return Err(bad());
+        }
+        b as u64
+    };
+    i64::try_from(bytes).map_err(|_| format!("`{s}` is too large"))
+}
+
+/// An RFC 3339 instant, e.g. `2025-01-31T00:00:00Z`.
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim()).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+        format!("`{s}` is not an RFC 3339 date and time ({e}); expected e.g. 2025-01-31T00:00:00Z")
+    })
+}
+
+/// A whole number of days, 0–36500.
+fn parse_days(s: &str) -> Result<i64, String> {
+    s.trim().parse::<i64>().ok().filter(|d| (0..=36_500).contains(d)).ok_or_else(|| {
+        format!("`{s}` is not a number of days; expected a whole number from 0 to 36500")
+    })
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| {
         let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
@@ -377,5 +527,25 @@ mod tests {
     fn roles_parse() {
         assert_eq!(parse_role("tenant_admin"), Ok(Role::TenantAdmin));
         assert!(parse_role("root").is_err_and(|e| e.contains("platform_admin")));
+    }
+
+    #[test]
+    fn filters_parse() {
+        assert_eq!(parse_extension("PDF"), Ok(".pdf".to_owned()));
+        assert_eq!(parse_extension(".txt"), Ok(".txt".to_owned()));
+        assert!(parse_extension(".").is_err());
+        assert!(parse_extension("a/b").is_err());
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("10K"), Ok(10 * 1024));
+        assert_eq!(parse_size("1.5MiB"), Ok(1536 * 1024));
+        assert!(parse_size("-5").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert!(parse_instant("2025-01-31T00:00:00Z").is_ok());
+        assert!(parse_instant("2025-01-31").is_err());
+        assert_eq!(parse_days("30"), Ok(30));
+        assert!(parse_days("-1").is_err());
+        assert!(parse_days("soon").is_err());
     }
 }

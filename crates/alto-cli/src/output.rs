@@ -92,6 +92,13 @@ pub(crate) fn list<T: ToString>(items: &[T]) -> String {
     items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
+/// The last 8 hex digits of an ID, to tell rows apart in a wide table. (The leading digits
+/// of time-ordered UUIDs are a timestamp, nearly equal for objects made together.)
+pub(crate) fn short_id(id: uuid::Uuid) -> String {
+    let s = id.simple().to_string();
+    s[s.len() - 8..].to_owned()
+}
+
 /// Bytes as a short human size (binary units).
 pub(crate) fn bytes(n: i64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];

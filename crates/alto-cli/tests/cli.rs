@@ -473,3 +473,124 @@ async fn bad_input_gives_clear_errors_not_panics() {
     let help = cli.run(&["audit", "verify", "--help"]).await.ok();
     assert!(help.stdout.contains("exits 3"), "{help:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_scans_show_an_ingested_scan() {
+    use alto_model::Clock as _;
+
+    let app = TestApp::spawn().await;
+    let tenant = app.new_tenant("Wayne").await;
+    let (host_id, host) = app.enrolled_host(&tenant, "fs-inv").await;
+
+    // 20 files: 19 recent ones (one with a name that is not UTF-8) and one untouched for
+    // 1000 days.
+    let fake_now = app.clock_now();
+    let now_us = fake_now.timestamp_micros();
+    let mut records: Vec<_> = (0..18)
+        .map(|i| {
+            alto_test_support::file_record(
+                format!("/data/docs/report-{i:02}.pdf").as_bytes(),
+                1000 + i,
+                now_us,
+                i64::try_from(i).expect("small"),
+            )
+        })
+        .collect();
+    records.push(alto_test_support::file_record(b"/data/caf\xe9.txt", 77, now_us, 1));
+    records.push(alto_test_support::file_record(b"/data/archive/old.iso", 5_000_000, now_us, 1000));
+    let body = alto_test_support::batch_bytes(alto_batch::Format::Parquet, &records);
+    let scan_id = Uuid::new_v4();
+    host.upload_scan_part(scan_id, 0, true, "full", "application/vnd.apache.parquet", body)
+        .await
+        .expect("upload");
+    let scan = app.wait_for_scan(&tenant, scan_id).await;
+    assert_eq!(scan.status, "completed", "{scan:?}");
+
+    let cli = Altoctl::new();
+    cli.login(&app, "wayne-admin", ADMIN_PASSWORD).await.ok();
+
+    // Summary: table and JSON.
+    let summary = cli.run(&["inventory", "summary"]).await.ok();
+    for want in ["files", "20", ".pdf", "By last access", "Largest directories", "/data/docs"] {
+        assert!(summary.stdout.contains(want), "missing {want:?}: {summary:#?}");
+    }
+    let json = cli
+        .run(&["inventory", "summary", "--host", &host_id.to_string(), "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(json["files"], 20, "{json}");
+    assert!(json["by_extension"].as_array().is_some_and(|b| !b.is_empty()), "{json}");
+
+    // Files: all of them, paged; an escaped path is marked; the old one alone by age.
+    let all =
+        cli.run(&["inventory", "files", "--limit", "7", "--all", "-o", "json"]).await.ok().json();
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(20), "{all}");
+    let table = cli.run(&["inventory", "files", "--path-prefix", "/data/caf"]).await.ok();
+    assert!(table.stdout.contains("(escaped)"), "{table:#?}");
+    let short = &host_id.simple().to_string()[24..];
+    assert!(table.stdout.contains(short), "the host's short id: {table:#?}");
+
+    // The CLI counts days from the real clock; the server's is fake, so aim between them.
+    let gap = (alto_model::SystemClock.now() - fake_now).num_days().max(0);
+    let days = (gap + 100).to_string();
+    let old = cli
+        .run(&["inventory", "files", "--accessed-older-than", &days, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let items = old["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{old}");
+    assert_eq!(items[0]["file_path"], "/data/archive/old.iso");
+    let old_table = cli.run(&["inventory", "files", "--modified-older-than", &days]).await.ok();
+    assert!(old_table.stdout.contains("/data/archive/old.iso"), "{old_table:#?}");
+    assert!(!old_table.stdout.contains("report-01"), "{old_table:#?}");
+    let pdfs = cli
+        .run(&["inventory", "files", "--extension", "PDF", "--min-size", "1010", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(pdfs["items"].as_array().map(Vec::len), Some(8), "{pdfs}");
+
+    // Scans.
+    let list = cli.run(&["scans", "list"]).await.ok();
+    assert!(list.stdout.contains(&scan_id.to_string()), "{list:#?}");
+    assert!(list.stdout.contains("completed") && list.stdout.contains("inserted 20"), "{list:#?}");
+    let list = cli.run(&["scans", "list", "--host", &host_id.to_string(), "-o", "json"]).await;
+    assert_eq!(list.ok().json()[0]["id"], scan_id.to_string());
+    let got = cli.run(&["scans", "get", &scan_id.to_string()]).await.ok();
+    for want in ["completed", "full", "inserted", "unchanged", "deleted"] {
+        assert!(got.stdout.contains(want), "missing {want:?}: {got:#?}");
+    }
+    let got = cli.run(&["scans", "get", &scan_id.to_string(), "-o", "json"]).await.ok().json();
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["stats"]["inserted"], 20, "{got}");
+    let missing = cli.run(&["scans", "get", &Uuid::new_v4().to_string()]).await;
+    assert_eq!(missing.code, 1, "{missing:#?}");
+    assert!(missing.stderr.starts_with("error: "), "{missing:#?}");
+
+    // Bad input: usage errors (2) from the parser, with what was wrong.
+    let neg = cli.run(&["inventory", "files", "--min-size", "-5"]).await;
+    assert_eq!(neg.code, 2, "{neg:#?}");
+    assert!(neg.stderr.contains("not a size"), "{neg:#?}");
+    let date = cli.run(&["inventory", "files", "--accessed-before", "2025-13-01"]).await;
+    assert_eq!(date.code, 2, "{date:#?}");
+    assert!(date.stderr.contains("RFC 3339"), "{date:#?}");
+    let both = cli
+        .run(&[
+            "inventory",
+            "files",
+            "--modified-before",
+            "2025-01-01T00:00:00Z",
+            "--modified-older-than",
+            "5",
+        ])
+        .await;
+    assert_eq!(both.code, 2, "{both:#?}");
+    let range = cli.run(&["inventory", "files", "--min-size", "10", "--max-size", "5"]).await;
+    assert_eq!(range.code, 1, "{range:#?}");
+    assert!(range.stderr.contains("--min-size"), "{range:#?}");
+    let cursor = cli.run(&["inventory", "files", "--cursor", "garbage!"]).await;
+    assert_eq!(cursor.code, 1, "{cursor:#?}");
+    assert!(cursor.stderr.contains("invalid"), "{cursor:#?}");
+}

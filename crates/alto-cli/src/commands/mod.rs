@@ -4,6 +4,8 @@
 mod audit;
 mod auth;
 mod hosts;
+mod inventory;
+mod scans;
 mod tenants;
 mod users;
 
@@ -174,5 +176,7 @@ pub(crate) async fn run(cli: Cli, target: Target) -> Result<ExitCode> {
         Command::Hosts(c) => hosts::run(&Ctx::new(&target, out)?, c).await,
         Command::Credentials(c) => hosts::credentials(&Ctx::new(&target, out)?, c).await,
         Command::Audit(c) => audit::run(&Ctx::new(&target, out)?, c).await,
+        Command::Inventory(c) => inventory::run(&Ctx::new(&target, out)?, c).await,
+        Command::Scans(c) => scans::run(&Ctx::new(&target, out)?, c).await,
     }
 }
