@@ -1,0 +1,192 @@
+//! Enrollment and the long-running agent: heartbeats, scheduled full scans into the spool,
+//! and the uploader that drains the spool whenever the server is reachable.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alto_api_types::{EnrollRequest, HeartbeatRequest, Volume};
+use alto_client::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::spool::{Spool, SpoolError};
+use crate::state::Identity;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Client(#[from] alto_client::ClientError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
+    #[error("scan: {0}")]
+    Scan(#[from] crate::scanner::ScanError),
+    #[error("no server URL: pass --server or set server_url")]
+    NoServer,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn os_name() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').chars().take(100).collect())
+}
+
+/// Trades a one-time enrollment token for the host credential and stores it (0600).
+pub async fn enroll(server: &str, token: &str, state_dir: &Path) -> Result<Identity, AgentError> {
+    let client = Client::new(server)?;
+    let issued = client
+        .enroll(&EnrollRequest {
+            token: token.trim().to_owned(),
+            hostname: hostname(),
+            agent_version: VERSION.into(),
+            os: os_name(),
+        })
+        .await?;
+    let id = Identity {
+        server_url: server.trim_end_matches('/').to_owned(),
+        host_id: issued.host_id,
+        tenant_id: issued.tenant_id,
+        credential_id: issued.credential_id,
+        credential: issued.credential,
+    };
+    id.save(state_dir)?;
+    Ok(id)
+}
+
+/// Free and total space of each root's file system.
+pub fn volumes(roots: &[PathBuf]) -> Vec<Volume> {
+    let mut out: Vec<Volume> = Vec::new();
+    for r in roots {
+        if let Ok(st) = rustix::fs::statvfs(r) {
+            let total = st.f_blocks.saturating_mul(st.f_frsize);
+            let free = st.f_bavail.saturating_mul(st.f_frsize).min(total);
+            out.push(Volume {
+                mount_point: r.display().to_string(),
+                fs_type: None,
+                total_bytes: total,
+                free_bytes: free,
+            });
+        }
+    }
+    out
+}
+
+/// Scans the configured roots into the spool as one full scan. Blocking.
+pub fn scan_into_spool(cfg: &AgentConfig, spool: &Spool) -> Result<uuid::Uuid, AgentError> {
+    let tmp_dir = cfg.state_dir.join("scans");
+    std::fs::create_dir_all(&tmp_dir)?;
+    let tmp = tmp_dir.join(format!("{}.parquet", uuid::Uuid::now_v7()));
+    let opts = crate::scanner::ScanOptions {
+        roots: cfg.roots.clone(),
+        excludes: cfg.excludes.clone(),
+        cross_filesystems: cfg.cross_filesystems,
+        threads: 0,
+    };
+    let summary = crate::scanner::Scanner::new(&opts)?
+        .run_to_file(&tmp, &crate::scanner::Progress::default())?;
+    tracing::info!(
+        files = summary.files,
+        bytes = summary.bytes,
+        errors = summary.error_count(),
+        "scan finished"
+    );
+    let scan = spool.add_batch(&tmp, "full", cfg.part_rows);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(scan?)
+}
+
+/// Uploads every spooled scan; stops at the first one the server cannot take now.
+pub async fn drain(client: &Client, spool: &Spool, bandwidth: u64) -> Result<usize, AgentError> {
+    let mut n = 0;
+    for (scan, m) in spool.pending()? {
+        match spool.upload(client, scan, &m, bandwidth).await {
+            Ok(()) => {
+                tracing::info!(%scan, rows = m.rows, parts = m.parts, "scan uploaded");
+                n += 1;
+            }
+            Err(SpoolError::Rejected { scan, source }) => {
+                tracing::error!(%scan, error = %source, "the server refused a scan; kept in spool/rejected");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+/// Runs until cancelled: heartbeats, a full scan every `scan_interval` (the first at once),
+/// and spool uploads with backoff while the server is unreachable.
+pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    let id = Identity::load(&cfg.state_dir)?;
+    let server = cfg.server_url.clone().unwrap_or_else(|| id.server_url.clone());
+    let client = Client::new(&server)?.with_token(id.credential.clone());
+    let spool = Spool::open(&cfg.state_dir)?;
+    let mut hb_every = cfg.heartbeat_interval;
+    let mut next_hb = tokio::time::Instant::now();
+    let mut next_scan = tokio::time::Instant::now();
+    let mut next_drain = tokio::time::Instant::now();
+    let mut backoff = Duration::from_secs(1);
+    tracing::info!(host = %id.host_id, %server, "agent running");
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= next_hb {
+            let req = HeartbeatRequest {
+                agent_version: VERSION.into(),
+                os: os_name(),
+                hostname: Some(hostname()),
+                volumes: volumes(&cfg.roots),
+            };
+            match client.heartbeat(&req).await {
+                Ok(r) => {
+                    hb_every = Duration::from_secs(r.heartbeat_interval_seconds.clamp(1, 3600))
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+            next_hb = now + hb_every;
+        }
+        if now >= next_scan && !cfg.roots.is_empty() {
+            let c = cfg.clone();
+            let dir = cfg.state_dir.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let spool = Spool::open(&dir)?;
+                scan_into_spool(&c, &spool)
+            })
+            .await
+            .map_err(|e| AgentError::Io(std::io::Error::other(e)))?;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "scheduled scan failed");
+            }
+            next_scan = now + cfg.scan_interval;
+            next_drain = now;
+        }
+        if tokio::time::Instant::now() >= next_drain {
+            match drain(&client, &spool, cfg.bandwidth_limit).await {
+                Ok(_) => {
+                    backoff = Duration::from_secs(1);
+                    next_drain = tokio::time::Instant::now() + Duration::from_secs(60);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "spool upload deferred");
+                    next_drain = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                }
+            }
+        }
+        let wake = next_hb.min(next_scan).min(next_drain);
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
