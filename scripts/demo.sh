@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The Alto demo: builds the server and CLI, starts alto-server with its embedded PostgreSQL
-# under ./alto-data, creates a demo tenant with an administrator and a registered host, and
-# prints the console URL and logins. Runs until Ctrl-C.
+# The Alto demo: builds the server, agent and CLI, starts alto-server with its embedded
+# PostgreSQL under ./alto-data, creates a demo tenant with an administrator, registers and
+# enrolls a host, runs alto-agent on a generated sample directory (5,000 files) so the
+# inventory fills, and prints the console URL and logins. Runs until Ctrl-C.
 #
 #   ALTO_DEMO_LISTEN   address to listen on (default 127.0.0.1:8080)
 #   ALTO_DEMO_DATA     data directory (default ./alto-data)
@@ -24,14 +25,18 @@ if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$DATA" 2>/dev/null;
   fi
 fi
 
-echo "== building alto-server and altoctl (release)" >&2
-cargo build --release --locked -p alto-server -p alto-cli
+echo "== building alto-server, alto-agent and altoctl (release)" >&2
+cargo build --release --locked -p alto-server -p alto-cli -p alto-agent -p alto-bench
 BIN="$PWD/target/release"
 
 LOG="$DATA/server.log"
 "$BIN/alto-server" --data-dir "$DATA" --listen "$LISTEN" >"$DATA/server.out" 2>"$LOG" &
 SERVER=$!
-stop() { kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+AGENT=""
+stop() {
+  [ -n "$AGENT" ] && { kill -TERM "$AGENT" 2>/dev/null || true; wait "$AGENT" 2>/dev/null || true; }
+  kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true
+}
 trap stop EXIT INT TERM
 
 for _ in $(seq 1 150); do
@@ -54,9 +59,28 @@ TENANT_ID="$(ctl --output json tenants list | python3 -c 'import json,sys; d=jso
 if [ -z "$TENANT_ID" ]; then
   TENANT_ID="$(ctl --output json tenants create --name "Demo Customer" --admin-username demo-admin --admin-password "$DEMO_PW" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["tenant"]["id"])')"
-  ctl --output json hosts create --tenant "$TENANT_ID" --name demo-host --description "sample file server" \
-    | python3 -c 'import json,sys; d=json.load(sys.stdin); print("  enrollment token for demo-host:", d["enrollment"]["token"])'
+  TOKEN="$(ctl --output json hosts create --tenant "$TENANT_ID" --name demo-host --description "sample file server" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["enrollment"]["token"])')"
+  rm -rf "$DATA/agent"
+  "$BIN/alto-agent" enroll --server "$URL" --token "$TOKEN" --state-dir "$DATA/agent"
 fi
+
+# A sample directory for the agent to scan (generated once, deterministic).
+SAMPLE="$DATA/sample"
+if [ ! -f "$DATA/sample.done" ]; then
+  rm -rf "$SAMPLE"
+  "$BIN/alto-gen-tree" --root "$SAMPLE" --files 5000 --seed 7 >/dev/null
+  touch "$DATA/sample.done"
+fi
+ALTO_LOG=info "$BIN/alto-agent" run --root "$SAMPLE" --state-dir "$DATA/agent" 2>"$DATA/agent.log" &
+AGENT=$!
+echo "== alto-agent is scanning $SAMPLE and uploading" >&2
+for _ in $(seq 1 150); do
+  FILES="$(ctl --output json inventory summary --tenant "$TENANT_ID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"])' 2>/dev/null || echo 0)"
+  [ "${FILES:-0}" -ge 5000 ] && break
+  sleep 0.2
+done
+ctl inventory summary --tenant "$TENANT_ID" | head -n 12
 
 cat <<TXT
 
@@ -65,6 +89,7 @@ cat <<TXT
     Platform admin: admin / $ADMIN_PW
     Tenant admin:   demo-admin / $DEMO_PW   (tenant "Demo Customer", $TENANT_ID)
     CLI:            ALTO_SERVER=$URL $BIN/altoctl login --username admin
+    Agent:          alto-agent run --root $SAMPLE  (log in $DATA/agent.log)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
 
 TXT

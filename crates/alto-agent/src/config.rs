@@ -1,5 +1,5 @@
 //! Agent configuration: defaults → TOML file → `ALTO_AGENT_*` environment → flags.
-//! Environment variables use `__` between section and key is not needed: keys are flat,
+//! Environment variables are the keys in upper case with the prefix,
 //! e.g. `ALTO_AGENT_SERVER_URL`, `ALTO_AGENT_STATE_DIR`.
 
 use std::path::{Path, PathBuf};
@@ -75,7 +75,21 @@ impl AgentConfig {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("ALTO_AGENT_")).merge(Serialized::defaults(flags));
+        // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
+        const KEYS: [&str; 9] = [
+            "server_url",
+            "state_dir",
+            "roots",
+            "excludes",
+            "cross_filesystems",
+            "scan_interval",
+            "heartbeat_interval",
+            "bandwidth_limit",
+            "part_rows",
+        ];
+        let env = Env::prefixed("ALTO_AGENT_")
+            .filter(|key| KEYS.contains(&key.as_str().to_ascii_lowercase().as_str()));
+        fig = fig.merge(env).merge(Serialized::defaults(flags));
         let cfg: AgentConfig = fig.extract().map_err(Box::new)?;
         if cfg.part_rows == 0 || cfg.part_rows > 10_000_000 {
             return Err(ConfigError::Invalid("part_rows must be 1 to 10000000".into()));
@@ -84,5 +98,28 @@ impl AgentConfig {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn layers_and_foreign_variables() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("agent.toml", "roots = [\"/srv\"]\npart_rows = 500\n")?;
+            jail.set_env("ALTO_AGENT_PART_ROWS", "700");
+            jail.set_env("ALTO_AGENT_ENROLL_TOKEN", "alto_e_belongs_to_enroll");
+            let flags = serde_json::json!({ "state_dir": "/tmp/state" });
+            let cfg = AgentConfig::load(Some(Path::new("agent.toml")), &flags).expect("loads");
+            assert_eq!(cfg.roots, vec![PathBuf::from("/srv")], "file");
+            assert_eq!(cfg.part_rows, 700, "env beats file");
+            assert_eq!(cfg.state_dir, PathBuf::from("/tmp/state"), "flag");
+            jail.set_env("ALTO_AGENT_PART_ROWS", "0");
+            assert!(AgentConfig::load(None, &serde_json::json!({})).is_err());
+            Ok(())
+        });
     }
 }

@@ -275,7 +275,17 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("ALTO_").split("__")).merge(Serialized::defaults(flags));
+        // Only variables that name a configuration key: other tools share the ALTO_ prefix
+        // (ALTO_SERVER and ALTO_TOKEN for altoctl, ALTO_TEST_DATABASE_URL, …).
+        let env = Env::prefixed("ALTO_").split("__").filter(|key| {
+            // The key arrives already split (`http.listen`).
+            let k = key.as_str().to_ascii_lowercase();
+            k == "data_dir"
+                || ["http.", "database.", "auth.", "agents.", "ingest.", "bootstrap.", "log."]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+        });
+        fig = fig.merge(env).merge(Serialized::defaults(flags));
         let cfg: Config = fig.extract().map_err(Box::new)?;
         cfg.validate()?;
         Ok(cfg)
@@ -340,6 +350,8 @@ mod tests {
         .unwrap();
         figment::Jail::expect_with(|jail| {
             jail.set_env("ALTO_HTTP__MAX_BODY_BYTES", "8192");
+            jail.set_env("ALTO_SERVER", "http://not-a-server-key");
+            jail.set_env("ALTO_DEMO_DATA", "/elsewhere");
             let flags = Overrides {
                 http: Some(HttpOverrides { listen: Some("127.0.0.1:9100".parse().unwrap()) }),
                 ..Default::default()
