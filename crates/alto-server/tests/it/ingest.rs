@@ -348,3 +348,40 @@ async fn scans_belong_to_their_host_and_tenant() {
     let actions: Vec<_> = log.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, vec!["scan.ingest", "scan.submit"]);
 }
+
+#[tokio::test]
+async fn staged_rows_expire_by_day_without_touching_the_inventory() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (_, agent) = app.enrolled_host(&t, "fs1").await;
+    let recs = tree(&app, 20);
+    let scan = Uuid::now_v7();
+    upload(&agent, scan, &[(Format::Parquet, &recs)], "full").await;
+    assert_eq!(app.wait_for_scan(&t, scan).await.status, "completed");
+    let db = alto_db::Db::connect_app(&alto_db::DbConfig {
+        url: app.db.url.clone(),
+        app_password: None,
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let staged_on = app.clock_now().date_naive();
+    // Keeping everything from the staging day on drops nothing; a later cut-off drops it.
+    let mut tx = db.begin(alto_db::TenantCtx::Platform).await.unwrap();
+    assert_eq!(alto_db::scans::drop_staging_before(&mut tx, staged_on).await.unwrap(), 0);
+    let later = staged_on + chrono::Duration::days(8);
+    assert_eq!(alto_db::scans::drop_staging_before(&mut tx, later).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+    let pool = app.db.owner_pool().await;
+    let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM scan_staging.rows")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(staged, 0);
+    assert_eq!(t.admin.inventory_summary(t.id, None).await.unwrap().files, recs.len() as i64);
+    // The app role can do nothing else to staging but insert and read.
+    let mut tx = db.begin(alto_db::TenantCtx::Platform).await.unwrap();
+    let err = sqlx::query("DROP TABLE scan_staging.rows").execute(&mut *tx).await.unwrap_err();
+    assert!(err.to_string().contains("must be owner"), "{err}");
+}
