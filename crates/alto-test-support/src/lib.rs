@@ -139,6 +139,18 @@ impl TestDb {
         TestDb { url, name }
     }
 
+    /// The server's own view: an `alto_app` pool, subject to row-level security.
+    pub async fn app_db(&self) -> alto_db::Db {
+        alto_db::Db::connect_app(&alto_db::DbConfig {
+            url: self.url.clone(),
+            app_password: None,
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(10),
+        })
+        .await
+        .expect("app pool")
+    }
+
     /// An owner connection (bypasses RLS; for assertions and tampering).
     pub async fn owner_pool(&self) -> PgPool {
         PgPoolOptions::new().max_connections(2).connect(&self.url).await.expect("owner pool")

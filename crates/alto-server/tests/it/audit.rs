@@ -3,7 +3,7 @@
 
 use alto_api_types::CreateHost;
 use alto_client::{AuditQuery, Scope};
-use alto_db::{Db, DbConfig, TenantCtx};
+use alto_db::TenantCtx;
 use alto_model::{CustomerId, Role};
 use alto_test_support::{TestApp, TestTenant};
 
@@ -79,14 +79,7 @@ async fn mutations_are_chained_and_verify() {
 async fn the_app_role_cannot_change_or_forge_entries() {
     let app = TestApp::spawn().await;
     let t = busy_tenant(&app).await;
-    let db = Db::connect_app(&DbConfig {
-        url: app.db.url.clone(),
-        app_password: None,
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let db = app.db.app_db().await;
     for ctx in [TenantCtx::Tenant(CustomerId(t.id)), TenantCtx::Platform] {
         for sql in [
             "UPDATE audit_log SET action = 'x'",

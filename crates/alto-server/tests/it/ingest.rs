@@ -358,14 +358,7 @@ async fn staged_rows_expire_by_day_without_touching_the_inventory() {
     let scan = Uuid::now_v7();
     upload(&agent, scan, &[(Format::Parquet, &recs)], "full").await;
     assert_eq!(app.wait_for_scan(&t, scan).await.status, "completed");
-    let db = alto_db::Db::connect_app(&alto_db::DbConfig {
-        url: app.db.url.clone(),
-        app_password: None,
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let db = app.db.app_db().await;
     let staged_on = app.clock_now().date_naive();
     // Keeping everything from the staging day on drops nothing; a later cut-off drops it.
     let mut tx = db.begin(alto_db::TenantCtx::Platform).await.unwrap();

@@ -5,7 +5,7 @@
 
 use alto_api_types::{CreateHost, HeartbeatRequest, UpdateHost};
 use alto_client::{AuditQuery, Client, Scope};
-use alto_db::{Db, DbConfig, TenantCtx};
+use alto_db::TenantCtx;
 use alto_model::{CustomerId, Role};
 use alto_test_support::{TestApp, TestTenant};
 use reqwest::Method;
@@ -262,13 +262,7 @@ async fn host_credentials_reach_only_their_own_host() {
 #[tokio::test]
 async fn row_level_security_holds_without_where_clauses() {
     let w = world().await;
-    let cfg = DbConfig {
-        url: w.app.db.url.clone(),
-        app_password: None,
-        max_connections: 2,
-        acquire_timeout: std::time::Duration::from_secs(10),
-    };
-    let db = Db::connect_app(&cfg).await.unwrap();
+    let db = w.app.db.app_db().await;
     let count = |sql: &'static str, ctx: TenantCtx| {
         let db = db.clone();
         async move {
