@@ -3,7 +3,8 @@
 # run changes nothing and takes a second.
 #
 #   - PostgreSQL server binaries (initdb, postgres): the embedded database and test clusters.
-#   - A C toolchain and pkg-config for crates that build C code.
+#   - A C toolchain and pkg-config for crates that build C code (zstd).
+#   - curl (the demo's readiness check) and GNU time (peak memory in the benchmarks).
 # The Rust toolchain itself (cargo, rustc) must already be installed.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ have_pg || missing+=(postgresql)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ -x /usr/bin/time ] || missing+=(time)   # peak memory in scripts/bench.sh
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
