@@ -8,8 +8,10 @@
 //! database.
 
 mod error;
+mod planning;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use planning::*;
 
 use alto_model::Role;
 use chrono::{DateTime, Utc};
@@ -169,6 +171,9 @@ pub struct Host {
     pub last_scan_at: Option<DateTime<Utc>>,
     pub file_count: i64,
     pub total_bytes: i64,
+    /// Host groups rules can be scoped to.
+    #[serde(default)]
+    pub groups: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 

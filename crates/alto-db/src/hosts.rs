@@ -23,11 +23,12 @@ pub struct HostRow {
     pub total_bytes: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub groups: Vec<String>,
 }
 
 const COLS: &str = "id, customer_id, name, description, status, agent_version, os,
     reported_hostname, last_seen_at, last_seen_ip, volumes, last_scan_at, file_count,
-    total_bytes, created_at, updated_at";
+    total_bytes, created_at, updated_at, groups";
 
 pub async fn create(
     tx: &mut Tx,

@@ -14,7 +14,10 @@ pub mod error;
 pub mod hosts;
 pub mod inventory;
 pub mod jobs;
+pub mod planner;
+pub mod rules;
 pub mod scans;
+pub mod storage;
 pub mod tenants;
 pub mod users;
 

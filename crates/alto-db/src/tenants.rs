@@ -38,6 +38,16 @@ pub async fn create(
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
+    // Every tenant starts with its isolated local tier-2 location as the `default` target.
+    sqlx::query(
+        "INSERT INTO storage_targets (id, customer_id, name, kind, location, created_at, updated_at)
+         VALUES (gen_random_uuid(), $1, 'default', 'directory', $2, $3, $3)",
+    )
+    .bind(id)
+    .bind(tier2_location(id))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(row)
 }
 

@@ -23,8 +23,25 @@ pub struct Config {
     pub auth: AuthConfig,
     pub agents: AgentsConfig,
     pub ingest: IngestConfig,
+    pub planner: PlannerConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlannerConfig {
+    /// Planner workers per server replica (queued runs: after ingest, schedules, watermarks).
+    pub workers: usize,
+    /// How often one replica checks rule schedules and volume watermarks.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self { workers: 1, sweep_interval: Duration::from_secs(30) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,6 +174,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             agents: AgentsConfig::default(),
             ingest: IngestConfig::default(),
+            planner: PlannerConfig::default(),
             bootstrap: BootstrapConfig::default(),
             log: LogConfig::default(),
         }

@@ -137,6 +137,14 @@ impl Application {
                 cancel.child_token(),
             )));
         }
+        for n in 0..state.config.planner.workers {
+            let worker = format!("{}-planner-{n}", addr);
+            tasks.push(tokio::spawn(crate::services::planner::run_worker(
+                state.clone(),
+                worker,
+                cancel.child_token(),
+            )));
+        }
         tracing::info!(%addr, "listening");
         Ok(Application { state, listener, addr, cancel, embedded, initial_admin, tasks })
     }

@@ -46,6 +46,7 @@ pub(super) fn host(r: HostRow) -> api::Host {
         last_scan_at: r.last_scan_at,
         file_count: r.file_count,
         total_bytes: r.total_bytes,
+        groups: r.groups,
         created_at: r.created_at,
     }
 }

@@ -100,14 +100,16 @@ async fn ingest_scan(
         "scan_id": id, "stats": stats_json }),
     )
     .await?;
-    // The planner hook: the planner subscribes to this channel (per host).
-    alto_db::notify(
-        &mut tx,
-        "alto_planner",
-        &serde_json::json!({ "customer_id": scan.customer_id, "host_id": scan.host_id })
-            .to_string(),
-    )
-    .await?;
+    // The planner runs for this host after every ingest (queued in this transaction, so a
+    // committed scan is never left unplanned).
+    if alto_db::rules::settings(&mut tx, scan.customer_id).await?.plan_after_ingest {
+        let mut req = crate::services::planner::RunRequest::new(
+            scan.customer_id,
+            crate::services::planner::Trigger::Ingest,
+        );
+        req.host_ids = vec![scan.host_id];
+        crate::services::planner::enqueue(&mut tx, &req, now).await?;
+    }
     tx.commit().await?;
     Ok(stats)
 }

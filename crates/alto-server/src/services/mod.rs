@@ -3,3 +3,4 @@
 
 pub mod host_monitor;
 pub mod ingest;
+pub mod planner;

@@ -1,0 +1,330 @@
+//! Rules, previews and explanations, planner settings, plans, tiering jobs, storage targets,
+//! tags and host groups.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use alto_rules::eval::{CheckTrace, Explanation, RuleTrace};
+pub use alto_rules::RuleError;
+pub use alto_rules::{
+    Action, ActionKind, Compression, Conditions, OrderBy, PermissionCondition, RuleSpec,
+    Scope as RuleScope, StubState, TagCondition,
+};
+
+/// A stored rule: its definition plus identity, version and schedule state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rule {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// Increments with every change; plans record the version they used.
+    pub version: i32,
+    pub spec: RuleSpec,
+    pub last_fired_at: Option<DateTime<Utc>>,
+    /// Next scheduled run (rules with a schedule).
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleVersion {
+    pub version: i32,
+    /// `created`, `updated` or `deleted`.
+    pub change: String,
+    pub spec: RuleSpec,
+    pub changed_by: Option<Uuid>,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The new order: every live rule id exactly once; priorities become 10, 20, 30, …
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReorderRules {
+    pub rule_ids: Vec<Uuid>,
+}
+
+/// Result of validating a draft without saving it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleValidation {
+    pub valid: bool,
+    pub errors: Vec<RuleErrorBody>,
+}
+
+/// One validation failure (mirrors `alto_rules::RuleError`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleErrorBody {
+    pub field: String,
+    pub message: String,
+}
+
+/// What to preview: a draft rule in its place among the current rules, or the current rule
+/// set as it stands.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The draft. Omit to preview the whole current rule set.
+    #[serde(default)]
+    pub draft: Option<RuleSpec>,
+    /// The draft replaces this existing rule (an edit) instead of being added.
+    #[serde(default)]
+    pub rule_id: Option<Uuid>,
+    /// Only these hosts (default: every host in scope).
+    #[serde(default)]
+    pub host_ids: Vec<Uuid>,
+    /// Sample size, 0–200 (default 20).
+    #[serde(default)]
+    pub sample: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CountBytes {
+    pub key: String,
+    pub files: u64,
+    pub bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewFile {
+    pub host_id: Uuid,
+    pub file_path: String,
+    pub file_size: i64,
+    pub last_accessed: Option<DateTime<Utc>>,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub rule_name: String,
+    pub target: String,
+}
+
+/// What would move, without creating jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Preview {
+    pub evaluated_at: DateTime<Utc>,
+    pub ruleset_revision: i64,
+    pub files: u64,
+    pub bytes: i64,
+    /// Bytes the stubs would free (each keeps its first 4 KiB).
+    pub space_saved: i64,
+    pub estimated_seconds: f64,
+    /// Keyed by host name.
+    pub per_host: Vec<CountBytes>,
+    /// Keyed by storage target name.
+    pub per_target: Vec<CountBytes>,
+    /// Keyed by rule name.
+    pub per_rule: Vec<CountBytes>,
+    /// Directories holding the most candidate bytes.
+    pub top_directories: Vec<CountBytes>,
+    /// Candidates by last-access age band.
+    pub accessed_age: Vec<CountBytes>,
+    pub sample: Vec<PreviewFile>,
+}
+
+/// Why one file will or will not move.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExplainResponse {
+    pub host_id: Uuid,
+    pub file_path: String,
+    pub file_id: Uuid,
+    pub file_size: i64,
+    pub last_accessed: Option<DateTime<Utc>>,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// A live job that already holds the file.
+    pub in_job: Option<Uuid>,
+    pub evaluated_at: DateTime<Utc>,
+    pub ruleset_revision: i64,
+    #[schema(value_type = Object)]
+    pub explanation: serde_json::Value,
+}
+
+/// Per-tenant planner settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerSettings {
+    /// Files modified less than this many seconds ago are never candidates (default 3600).
+    pub safety_window_seconds: i32,
+    /// Volume use (percent) at which a watermark run starts (default 90).
+    pub high_watermark_pct: f64,
+    /// Volume use (percent) a watermark run aims for (default 80).
+    pub low_watermark_pct: f64,
+    /// Watermark runs: `oldest_access`, `oldest_modify` or `largest` first.
+    pub watermark_order: OrderBy,
+    pub max_files_per_run: Option<i64>,
+    pub max_bytes_per_run: Option<i64>,
+    /// Rate limit per host: files planned per rolling hour.
+    pub host_max_files_per_hour: Option<i64>,
+    pub host_max_bytes_per_hour: Option<i64>,
+    /// Link speed for estimates when a host has no observed throughput (default 1 Gbit/s).
+    pub link_bytes_per_second: i64,
+    /// Fixed cost per file in estimates (default 5 ms).
+    pub per_file_overhead_ms: i32,
+    /// Plan a host after each of its scans is ingested (default true).
+    pub plan_after_ingest: bool,
+    /// Read-only: bumped by every rule change.
+    #[serde(default)]
+    pub ruleset_revision: i64,
+}
+
+/// Start a planning run now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunPlan {
+    /// Only these hosts (default: every host).
+    #[serde(default)]
+    pub host_ids: Vec<Uuid>,
+    /// Only candidates of these rules (default: every rule without a schedule).
+    #[serde(default)]
+    pub rule_ids: Vec<Uuid>,
+    /// Caps for this run (default: the tenant's settings).
+    #[serde(default)]
+    pub max_files: Option<i64>,
+    #[serde(default)]
+    pub max_bytes: Option<i64>,
+    /// Create the jobs `planned` (held) instead of `queued`; release them later.
+    #[serde(default)]
+    pub hold: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RuleVersionRef {
+    pub rule_id: Uuid,
+    pub name: String,
+    pub version: i32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PlanStats {
+    /// Rows the database selected.
+    pub selected: u64,
+    /// Of those, confirmed by the reference evaluator.
+    pub confirmed: u64,
+    /// Selected rows the evaluator disagreed with (dropped; should always be 0).
+    pub mismatches: u64,
+    pub files: u64,
+    pub bytes: i64,
+    pub space_saved: i64,
+    pub estimated_seconds: f64,
+    pub jobs: u64,
+    /// Candidates left for later because a cap, a host rate limit or the goal was reached.
+    pub deferred_files: u64,
+    pub deferred_bytes: i64,
+    pub stopped_by: Vec<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Plan {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// `ingest`, `schedule`, `manual` or `watermark`.
+    pub trigger: String,
+    pub requested_by: Option<String>,
+    pub host_ids: Vec<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub ruleset_revision: i64,
+    pub rule_versions: Vec<RuleVersionRef>,
+    pub held: bool,
+    pub stats: PlanStats,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobEstimates {
+    pub space_saved_bytes: i64,
+    pub duration_seconds: f64,
+    pub bandwidth_bytes_per_second: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub host_id: Option<Uuid>,
+    /// `tier`, `plan` or `ingest`.
+    pub kind: String,
+    /// `planned`, `queued`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub priority: i32,
+    pub plan_id: Option<Uuid>,
+    pub rule_id: Option<Uuid>,
+    pub rule_version: Option<i32>,
+    pub target: Option<String>,
+    pub file_count: i32,
+    pub total_bytes: i64,
+    pub estimates: Option<JobEstimates>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub last_error: Option<String>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Per-state file counts (single-job responses only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_states: Vec<CountBytes>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobFile {
+    pub seq: i32,
+    pub file_id: Uuid,
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub inode: Option<i64>,
+    pub file_hash: Option<String>,
+    /// `pending`, `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub state: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StorageTarget {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// `directory`, `smb`, `s3` or `azure`.
+    pub kind: String,
+    pub location: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStorageTarget {
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PathTagEntry {
+    pub id: Uuid,
+    /// Absent: on every host.
+    pub host_id: Option<Uuid>,
+    pub path: String,
+    pub key: String,
+    pub value: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTag {
+    #[serde(default)]
+    pub host_id: Option<Uuid>,
+    /// An absolute file or directory path; a directory's tags apply to everything below it.
+    pub path: String,
+    pub key: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetHostGroups {
+    pub groups: Vec<String>,
+}
