@@ -197,8 +197,7 @@ pub async fn select_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<Vec<Can
         .map(|(i, c)| format!("WHEN {c} THEN {i}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let prefilter =
-        s.eligible.iter().map(|&i| conds[i].as_str()).collect::<Vec<_>>().join(" OR ");
+    let prefilter = s.eligible.iter().map(|&i| conds[i].as_str()).collect::<Vec<_>>().join(" OR ");
     let eligible: Vec<i32> = s.eligible.iter().map(|&i| i as i32).collect();
     let elig = a.push(eligible);
     let under = match &s.under {
@@ -601,7 +600,10 @@ pub async fn release_plan(tx: &mut Tx, plan_id: Uuid, now: DateTime<Utc>) -> Res
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    sqlx::query("UPDATE plans SET held = false WHERE id = $1").bind(plan_id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE plans SET held = false WHERE id = $1")
+        .bind(plan_id)
+        .execute(&mut **tx)
+        .await?;
     if n > 0 {
         crate::notify(tx, crate::jobs::CHANNEL, "tier").await?;
     }

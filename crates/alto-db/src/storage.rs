@@ -74,7 +74,10 @@ pub async fn delete_target(tx: &mut Tx, t: &TargetRow) -> Result<Vec<String>, Db
     .fetch_all(&mut **tx)
     .await?;
     if users.is_empty() {
-        sqlx::query("DELETE FROM storage_targets WHERE id = $1").bind(t.id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM storage_targets WHERE id = $1")
+            .bind(t.id)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(users)
 }

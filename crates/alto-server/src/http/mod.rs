@@ -12,6 +12,8 @@ mod events;
 mod hosts;
 mod inventory;
 mod meta;
+mod plans;
+mod rules;
 mod scans;
 mod tenants;
 mod users;
@@ -77,6 +79,41 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{tenant_id}/scans/{scan_id}", get(scans::get))
         .route("/tenants/{tenant_id}/inventory/summary", get(inventory::summary))
         .route("/tenants/{tenant_id}/inventory/files", get(inventory::files))
+        .route("/tenants/{tenant_id}/rules", get(rules::list).post(rules::create))
+        .route("/tenants/{tenant_id}/rules/reorder", post(rules::reorder))
+        .route("/tenants/{tenant_id}/rules/validate", post(rules::validate))
+        .route("/tenants/{tenant_id}/rules/preview", post(rules::preview))
+        .route("/tenants/{tenant_id}/rules/explain", get(rules::explain))
+        .route(
+            "/tenants/{tenant_id}/rules/{rule_id}",
+            get(rules::get).put(rules::update).delete(rules::delete),
+        )
+        .route("/tenants/{tenant_id}/rules/{rule_id}/versions", get(rules::versions))
+        .route("/rules/preview", post(rules::preview_own))
+        .route(
+            "/tenants/{tenant_id}/planner-settings",
+            get(rules::get_settings).put(rules::put_settings),
+        )
+        .route("/tenants/{tenant_id}/plans", get(plans::list).post(plans::run))
+        .route("/tenants/{tenant_id}/plans/{plan_id}", get(plans::get))
+        .route("/tenants/{tenant_id}/plans/{plan_id}/release", post(plans::release))
+        .route("/tenants/{tenant_id}/jobs", get(plans::jobs_list))
+        .route("/tenants/{tenant_id}/jobs/{job_id}", get(plans::job_get))
+        .route("/tenants/{tenant_id}/jobs/{job_id}/files", get(plans::job_files))
+        .route("/tenants/{tenant_id}/jobs/{job_id}/document", get(plans::job_document))
+        .route("/tenants/{tenant_id}/jobs/{job_id}/cancel", post(plans::job_cancel))
+        .route("/tenants/{tenant_id}/jobs/{job_id}/retry", post(plans::job_retry))
+        .route(
+            "/tenants/{tenant_id}/storage-targets",
+            get(plans::targets_list).post(plans::targets_create),
+        )
+        .route(
+            "/tenants/{tenant_id}/storage-targets/{target_id}",
+            get(plans::targets_get).delete(plans::targets_delete),
+        )
+        .route("/tenants/{tenant_id}/tags", get(plans::tags_list).post(plans::tags_create))
+        .route("/tenants/{tenant_id}/tags/{tag_id}", axum::routing::delete(plans::tags_delete))
+        .route("/tenants/{tenant_id}/hosts/{host_id}/groups", put(plans::host_groups))
         .route("/tenants/{tenant_id}/audit", get(audit::list))
         .route("/tenants/{tenant_id}/audit/verify", get(audit::verify))
         .route("/platform/audit", get(audit::list_platform))
@@ -188,6 +225,13 @@ async fn openapi_json() -> impl IntoResponse {
         hosts::new_enrollment_token, hosts::list_credentials, hosts::revoke_credential,
         agent::enroll, agent::heartbeat, agent::rotate,
         scans::upload, scans::list, scans::get, inventory::summary, inventory::files,
+        rules::list, rules::create, rules::get, rules::update, rules::delete, rules::versions,
+        rules::reorder, rules::validate, rules::preview, rules::preview_own, rules::explain,
+        rules::get_settings, rules::put_settings,
+        plans::run, plans::list, plans::get, plans::release, plans::jobs_list, plans::job_get,
+        plans::job_files, plans::job_document, plans::job_cancel, plans::job_retry,
+        plans::targets_list, plans::targets_create, plans::targets_get, plans::targets_delete,
+        plans::tags_list, plans::tags_create, plans::tags_delete, plans::host_groups,
         audit::list, audit::verify, audit::list_platform, audit::verify_platform,
         events::subscribe,
         meta::healthz, meta::readyz, meta::metrics,
@@ -201,6 +245,9 @@ async fn openapi_json() -> impl IntoResponse {
         (name = "hosts", description = "Hosts, enrollment, agent credentials"),
         (name = "agent", description = "Endpoints agents call with their host credential"),
         (name = "inventory", description = "Scans and the file inventory"),
+        (name = "rules", description = "Tiering rules, previews, explanations, tags, planner settings"),
+        (name = "jobs", description = "Planning runs and tiering jobs"),
+        (name = "storage", description = "Storage targets (tier-2 locations)"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "events", description = "Live events over WebSocket"),
         (name = "meta", description = "Health and metrics"),

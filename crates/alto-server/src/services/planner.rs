@@ -128,7 +128,11 @@ impl RuleSet {
     pub fn versions(&self) -> Vec<RuleVersionRef> {
         self.rules
             .iter()
-            .map(|r| RuleVersionRef { rule_id: r.id, name: r.spec.name.clone(), version: r.version })
+            .map(|r| RuleVersionRef {
+                rule_id: r.id,
+                name: r.spec.name.clone(),
+                version: r.version,
+            })
             .collect()
     }
 }
@@ -158,9 +162,10 @@ pub async fn load(tx: &mut Tx, customer_id: Uuid) -> Result<RuleSet, DbError> {
                 "stored rule does not compile; skipped"),
         }
     }
-    let tags = TagIndex::new(storage::list_tags(tx, customer_id, None).await?.into_iter().map(|t| {
-        alto_rules::PathTag { host_id: t.host_id, path: t.path, key: t.key, value: t.value }
-    }));
+    let tags =
+        TagIndex::new(storage::list_tags(tx, customer_id, None).await?.into_iter().map(|t| {
+            alto_rules::PathTag { host_id: t.host_id, path: t.path, key: t.key, value: t.value }
+        }));
     Ok(RuleSet { rules, revision: settings.ruleset_revision, settings, tags, targets })
 }
 
@@ -330,16 +335,8 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
         if watermark { Ordering::Global(order_of(&s.watermark_order)) } else { Ordering::ByRule };
     for host in &hosts {
         pdb::lock_host(&mut tx, host.id).await?;
-        let (selected, cands, mismatches) = host_candidates(
-            &mut tx,
-            &set,
-            host,
-            &eligible,
-            now,
-            req.under.clone(),
-            true,
-        )
-        .await?;
+        let (selected, cands, mismatches) =
+            host_candidates(&mut tx, &set, host, &eligible, now, req.under.clone(), true).await?;
         stats.selected += selected;
         stats.confirmed += cands.len() as u64;
         stats.mismatches += mismatches;

@@ -1,0 +1,763 @@
+//! Planning runs, tiering jobs (list, inspect, cancel, retry), storage targets, path tags
+//! and host groups.
+
+use alto_api_types::{
+    CountBytes, CreateStorageTarget, CreateTag, ErrorCode, Host, Job, JobEstimates, JobFile, Page,
+    PathTagEntry, Plan, PlanStats, RunPlan, SetHostGroups, StorageTarget,
+};
+use alto_db::{jobs, planner as pdb, storage};
+use alto_model::{CustomerId, Permission};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::audit;
+use crate::auth::User;
+use crate::services::planner::{self, PlanError, RunRequest, Trigger};
+use crate::state::AppState;
+
+type Err = alto_api_types::ErrorBody;
+
+fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}|{id}", t.timestamp_micros()))
+}
+
+fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let bad = || ApiError::new(ErrorCode::InvalidQuery, "invalid cursor");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (t, id) = text.split_once('|').ok_or_else(bad)?;
+    let t = DateTime::from_timestamp_micros(t.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((t, id.parse().map_err(|_| bad())?))
+}
+
+fn plan_api(p: pdb::PlanRow) -> Plan {
+    Plan {
+        id: p.id,
+        tenant_id: p.customer_id,
+        trigger: p.trigger,
+        requested_by: p.requested_by,
+        host_ids: p.host_ids,
+        rule_id: p.rule_id,
+        ruleset_revision: p.ruleset_revision,
+        rule_versions: serde_json::from_value(p.rule_versions).unwrap_or_default(),
+        held: p.held,
+        stats: serde_json::from_value::<PlanStats>(p.stats).unwrap_or_default(),
+        created_at: p.created_at,
+    }
+}
+
+/// Runs the planner now and answers with the plan it made (its jobs are queued, or held
+/// as `planned` with `hold`).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/plans", tag = "jobs",
+    params(("tenant_id" = Uuid, Path)), request_body = RunPlan,
+    responses((status = 201, body = Plan), (status = 400, body = Err), (status = 404, body = Err)))]
+pub(super) async fn run(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<RunPlan>,
+) -> ApiResult<(StatusCode, Json<Plan>)> {
+    let ctx = by.authorize(&state, Permission::JobOperate, CustomerId(t)).await?;
+    if req.max_files.is_some_and(|v| v < 1) || req.max_bytes.is_some_and(|v| v < 1) {
+        return Err(ApiError::validation("max_files and max_bytes must be at least 1"));
+    }
+    if req.host_ids.len() > 10_000 || req.rule_ids.len() > 1000 {
+        return Err(ApiError::validation("too many host or rule ids"));
+    }
+    let mut r = RunRequest::new(t, Trigger::Manual);
+    r.requested_by = Some(by.username.clone());
+    r.host_ids = req.host_ids;
+    r.rule_ids = req.rule_ids;
+    r.max_files = req.max_files;
+    r.max_bytes = req.max_bytes;
+    r.hold = req.hold;
+    let out = planner::run(&state, &r).await.map_err(|e| match e {
+        PlanError::Db(d) => ApiError::from(d),
+        PlanError::Invalid(m) => ApiError::validation(m),
+    })?;
+    let mut tx = state.db.begin(ctx).await?;
+    let p = pdb::get_plan(&mut tx, out.plan_id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(plan_api(p))))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// 1–500, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Planning runs, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/plans", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ListQuery),
+    responses((status = 200, body = Page<Plan>), (status = 404, body = Err)))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Plan>>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500"));
+    }
+    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut tx = state.db.begin(ctx).await?;
+    let mut rows = pdb::list_plans(&mut tx, t, limit + 1, before).await?;
+    tx.commit().await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor =
+        if more { rows.last().map(|p| encode_cursor(p.created_at, p.id)) } else { None };
+    Ok(Json(Page { items: rows.into_iter().map(plan_api).collect(), next_cursor }))
+}
+
+/// One planning run.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/plans/{plan_id}", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("plan_id" = Uuid, Path)),
+    responses((status = 200, body = Plan), (status = 404, body = Err)))]
+pub(super) async fn get(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Plan>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let p = pdb::get_plan(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(plan_api(p)))
+}
+
+/// Queues the jobs of a held plan.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/plans/{plan_id}/release", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("plan_id" = Uuid, Path)),
+    responses((status = 200, body = Plan), (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn release(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Plan>> {
+    let ctx = by.authorize(&state, Permission::JobOperate, CustomerId(t)).await?;
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    let p = pdb::get_plan(&mut tx, id).await?;
+    if !p.held {
+        return Err(ApiError::new(ErrorCode::Conflict, "the plan is not held"));
+    }
+    let n = pdb::release_plan(&mut tx, id, now).await?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "plan.release",
+        Some(("plan", id.to_string())),
+        "success",
+        serde_json::json!({ "jobs_queued": n }),
+    );
+    audit::record(&mut tx, &e).await?;
+    let p = pdb::get_plan(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(plan_api(p)))
+}
+
+fn job_api(j: jobs::JobDetail, file_states: Vec<CountBytes>) -> Job {
+    Job {
+        id: j.id,
+        tenant_id: j.customer_id,
+        host_id: j.host_id,
+        kind: j.kind,
+        state: j.state,
+        priority: j.priority,
+        plan_id: j.plan_id,
+        rule_id: j.rule_id,
+        rule_version: j.rule_version,
+        target: j.target_name,
+        file_count: j.file_count,
+        total_bytes: j.total_bytes,
+        estimates: j.estimates.and_then(|e| serde_json::from_value::<JobEstimates>(e).ok()),
+        attempts: j.attempts,
+        max_attempts: j.max_attempts,
+        last_error: j.last_error,
+        cancel_requested_at: j.cancel_requested_at,
+        created_at: j.created_at,
+        updated_at: j.updated_at,
+        dispatched_at: j.dispatched_at,
+        started_at: j.started_at,
+        finished_at: j.finished_at,
+        file_states,
+    }
+}
+
+const STATES: [&str; 7] =
+    ["planned", "queued", "dispatched", "running", "succeeded", "failed", "cancelled"];
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobsQuery {
+    /// `planned`, `queued`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
+    state: Option<String>,
+    host_id: Option<Uuid>,
+    plan_id: Option<Uuid>,
+    /// `tier` (default), `plan`, `ingest`, or `all`.
+    kind: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Jobs, newest first (tiering jobs unless `kind` says otherwise).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/jobs", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), JobsQuery),
+    responses((status = 200, body = Page<Job>), (status = 400, body = Err), (status = 404, body = Err)))]
+pub(super) async fn jobs_list(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> ApiResult<Json<Page<Job>>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500"));
+    }
+    if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("state must be one of {STATES:?}"),
+        ));
+    }
+    let kind = match q.kind.as_deref() {
+        None | Some("tier") => Some("tier".to_owned()),
+        Some("all") => None,
+        Some(k @ ("plan" | "ingest")) => Some(k.to_owned()),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "kind must be tier, plan, ingest or all",
+            ))
+        }
+    };
+    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = jobs::JobFilter { kind, state: q.state, host_id: q.host_id, plan_id: q.plan_id };
+    let mut tx = state.db.begin(ctx).await?;
+    let mut rows = jobs::list(&mut tx, t, &filter, before, limit + 1).await?;
+    tx.commit().await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor =
+        if more { rows.last().map(|j| encode_cursor(j.created_at, j.id)) } else { None };
+    Ok(Json(Page {
+        items: rows.into_iter().map(|j| job_api(j, Vec::new())).collect(),
+        next_cursor,
+    }))
+}
+
+async fn job_with_counts(tx: &mut alto_db::Tx, id: Uuid) -> ApiResult<Job> {
+    let j = jobs::get(tx, id).await?;
+    let counts = jobs::file_counts(tx, id)
+        .await?
+        .into_iter()
+        .map(|(k, n)| CountBytes { key: k, files: n.max(0) as u64, bytes: 0 })
+        .collect();
+    Ok(job_api(j, counts))
+}
+
+/// One job with per-state file counts.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path)),
+    responses((status = 200, body = Job), (status = 404, body = Err)))]
+pub(super) async fn job_get(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Job>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let j = job_with_counts(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(j))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilesQuery {
+    /// Files after this sequence number.
+    after: Option<i32>,
+    /// 1–1000, default 1000.
+    limit: Option<i64>,
+}
+
+/// A job's files with their per-file results.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}/files", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path), FilesQuery),
+    responses((status = 200, body = Vec<JobFile>), (status = 404, body = Err)))]
+pub(super) async fn job_files(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(q): ApiQuery<FilesQuery>,
+) -> ApiResult<Json<Vec<JobFile>>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
+    }
+    let mut tx = state.db.begin(ctx).await?;
+    jobs::get(&mut tx, id).await?;
+    let rows = jobs::files(&mut tx, id, q.after.unwrap_or(-1), limit).await?;
+    tx.commit().await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|f| JobFile {
+                seq: f.seq,
+                file_id: f.file_id,
+                file_path: f.file_path,
+                path_escaped: f.path_escaped,
+                file_size: f.file_size,
+                last_modified: f.last_modified,
+                inode: f.inode,
+                file_hash: f.file_hash,
+                state: f.state,
+                attempts: f.attempts,
+                error: f.error,
+            })
+            .collect(),
+    ))
+}
+
+/// The job as the agent receives it: the seed's job structure (`job_id`, `customer_id`,
+/// `host_id`, `rule_id`, `files[]` with path, size, hash and destination, `priority`,
+/// estimates, `created_at`) plus what execution needs (mtime and inode to re-check,
+/// target, compression).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}/document", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Err)))]
+pub(super) async fn job_document(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let j = jobs::get(&mut tx, id).await?;
+    if j.kind != "tier" {
+        return Err(ApiError::not_found("tiering job"));
+    }
+    let mut files = Vec::new();
+    let mut after = -1;
+    loop {
+        let page = jobs::files(&mut tx, id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        files.extend(page);
+    }
+    tx.commit().await?;
+    let mut doc = j.payload.clone();
+    let dest = doc.get("tiered_destination").cloned().unwrap_or_default();
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("state".into(), serde_json::Value::String(j.state.clone()));
+        obj.insert(
+            "files".into(),
+            serde_json::Value::Array(
+                files
+                    .into_iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "file_path": f.file_path,
+                            "path_escaped": f.path_escaped,
+                            "file_size": f.file_size,
+                            "file_hash": f.file_hash.map(|h| format!("sha256:{h}")),
+                            "tiered_destination": dest,
+                            "file_id": f.file_id,
+                            "last_modified": f.last_modified,
+                            "inode": f.inode,
+                            "state": f.state,
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    Ok(Json(doc))
+}
+
+/// Cancels a job: at once if planned or queued; dispatched or running jobs are asked to
+/// stop and end when the agent confirms.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}/cancel", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path)),
+    responses((status = 200, body = Job), (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn job_cancel(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Job>> {
+    job_transition(state, by, t, id, true).await
+}
+
+/// Re-queues a failed or cancelled job (its unfinished files become pending again).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}/retry", tag = "jobs",
+    params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path)),
+    responses((status = 200, body = Job), (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn job_retry(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Job>> {
+    job_transition(state, by, t, id, false).await
+}
+
+async fn job_transition(
+    state: AppState,
+    by: User,
+    t: Uuid,
+    id: Uuid,
+    cancel: bool,
+) -> ApiResult<Json<Job>> {
+    let ctx = by.authorize(&state, Permission::JobOperate, CustomerId(t)).await?;
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    let before = jobs::get(&mut tx, id).await?;
+    if before.kind != "tier" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "only tiering jobs can be cancelled or retried",
+        ));
+    }
+    let res = if cancel {
+        jobs::cancel(&mut tx, id, now).await
+    } else {
+        jobs::retry(&mut tx, id, now).await
+    };
+    let after = match res {
+        Ok(j) => j,
+        Err(alto_db::DbError::Conflict { .. }) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                if cancel {
+                    format!("the job already ended ({})", before.state)
+                } else {
+                    format!(
+                        "only failed or cancelled jobs can be retried; this one is {}",
+                        before.state
+                    )
+                },
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let action = if cancel { "job.cancel" } else { "job.retry" };
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        action,
+        Some(("job", id.to_string())),
+        "success",
+        serde_json::json!({ "from": before.state, "to": after.state }),
+    );
+    audit::record(&mut tx, &e).await?;
+    crate::events::publish(
+        &mut tx,
+        &serde_json::json!({ "type": "job_state", "customer_id": t,
+        "job_id": id, "state": after.state, "previous": before.state }),
+    )
+    .await?;
+    let j = job_with_counts(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(j))
+}
+
+// --- Storage targets --------------------------------------------------------------------------
+
+fn target_api(t: storage::TargetRow) -> StorageTarget {
+    StorageTarget {
+        id: t.id,
+        tenant_id: t.customer_id,
+        name: t.name,
+        kind: t.kind,
+        location: t.location,
+        created_at: t.created_at,
+    }
+}
+
+/// The tenant's storage targets (every tenant has `default`, its local tier-2 directory).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
+    params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = Vec<StorageTarget>), (status = 404, body = Err)))]
+pub(super) async fn targets_list(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+) -> ApiResult<Json<Vec<StorageTarget>>> {
+    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let rows = storage::list_targets(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(Json(rows.into_iter().map(target_api).collect()))
+}
+
+/// Names a new storage target.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
+    params(("tenant_id" = Uuid, Path)), request_body = CreateStorageTarget,
+    responses((status = 201, body = StorageTarget), (status = 400, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_create(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<CreateStorageTarget>,
+) -> ApiResult<(StatusCode, Json<StorageTarget>)> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    alto_model::validate::hostname(&req.name)
+        .map_err(|_| ApiError::validation("name must be 1–63 letters, digits, `.`, `-`, `_`"))?;
+    if !["directory", "smb", "s3", "azure"].contains(&req.kind.as_str()) {
+        return Err(ApiError::validation("kind must be directory, smb, s3 or azure"));
+    }
+    if req.location.trim().is_empty() || req.location.len() > 1024 || req.location.contains('\0') {
+        return Err(ApiError::validation("location must be 1–1024 bytes without NUL"));
+    }
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    alto_db::tenants::get(&mut tx, t).await?;
+    let row = storage::create_target(
+        &mut tx,
+        Uuid::now_v7(),
+        t,
+        &req.name,
+        &req.kind,
+        &req.location,
+        &serde_json::json!({}),
+        now,
+    )
+    .await
+    .map_err(|e| match e {
+        alto_db::DbError::Conflict { .. } => {
+            ApiError::new(ErrorCode::Conflict, "a storage target with this name already exists")
+        }
+        other => other.into(),
+    })?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "storage_target.create",
+        Some(("storage_target", row.id.to_string())),
+        "success",
+        serde_json::json!({ "name": req.name, "kind": req.kind, "location": req.location }),
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(target_api(row))))
+}
+
+/// One storage target.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
+    responses((status = 200, body = StorageTarget), (status = 404, body = Err)))]
+pub(super) async fn targets_get(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::get_target(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(target_api(row)))
+}
+
+/// Removes a storage target no rule uses.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
+    responses((status = 200, body = StorageTarget), (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_delete(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::get_target(&mut tx, id).await?;
+    let users = storage::delete_target(&mut tx, &row).await?;
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("rules still tier to `{}`: {}", row.name, users.join(", ")),
+        ));
+    }
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "storage_target.delete",
+        Some(("storage_target", id.to_string())),
+        "success",
+        serde_json::json!({ "name": row.name }),
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(target_api(row)))
+}
+
+// --- Tags and host groups ---------------------------------------------------------------------
+
+fn tag_api(t: storage::TagRow) -> PathTagEntry {
+    PathTagEntry {
+        id: t.id,
+        host_id: t.host_id,
+        path: t.path,
+        key: t.key,
+        value: t.value,
+        created_at: t.created_at,
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TagsQuery {
+    /// Tags that apply on this host (its own and every-host tags).
+    host_id: Option<Uuid>,
+}
+
+/// Metadata tags on paths.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/tags", tag = "rules",
+    params(("tenant_id" = Uuid, Path), TagsQuery),
+    responses((status = 200, body = Vec<PathTagEntry>), (status = 404, body = Err)))]
+pub(super) async fn tags_list(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<TagsQuery>,
+) -> ApiResult<Json<Vec<PathTagEntry>>> {
+    let ctx = by.authorize(&state, Permission::InventoryRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let rows = storage::list_tags(&mut tx, t, q.host_id).await?;
+    tx.commit().await?;
+    Ok(Json(rows.into_iter().map(tag_api).collect()))
+}
+
+/// Tags a file or directory (a directory's tags apply to everything below it). Setting a key
+/// again on the same path replaces its value.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/tags", tag = "rules",
+    params(("tenant_id" = Uuid, Path)), request_body = CreateTag,
+    responses((status = 201, body = PathTagEntry), (status = 400, body = Err), (status = 404, body = Err)))]
+pub(super) async fn tags_create(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<CreateTag>,
+) -> ApiResult<(StatusCode, Json<PathTagEntry>)> {
+    let ctx = by.authorize(&state, Permission::RuleManage, CustomerId(t)).await?;
+    let path = alto_rules::compile::normalize_prefix(&req.path)
+        .map_err(|m| ApiError::validation(format!("path {m}")))?;
+    if !alto_rules::valid_tag_key(&req.key) {
+        return Err(ApiError::validation(
+            "key must be 1–64 of letters, digits, `.`, `-`, `_`, `:`",
+        ));
+    }
+    let value = req.value.unwrap_or_default();
+    if value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(ApiError::validation(
+            "value must be at most 256 bytes without control characters",
+        ));
+    }
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    alto_db::tenants::get(&mut tx, t).await?;
+    if let Some(h) = req.host_id {
+        alto_db::hosts::get(&mut tx, t, h).await?;
+    }
+    let row =
+        storage::put_tag(&mut tx, Uuid::now_v7(), t, req.host_id, &path, &req.key, &value, now)
+            .await?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "tag.set",
+        Some(("tag", row.id.to_string())),
+        "success",
+        serde_json::json!({ "host_id": req.host_id, "path": path, "key": req.key, "value": value }),
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(tag_api(row))))
+}
+
+/// Removes a tag.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/tags/{tag_id}", tag = "rules",
+    params(("tenant_id" = Uuid, Path), ("tag_id" = Uuid, Path)),
+    responses((status = 200, body = PathTagEntry), (status = 404, body = Err)))]
+pub(super) async fn tags_delete(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<PathTagEntry>> {
+    let ctx = by.authorize(&state, Permission::RuleManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::delete_tag(&mut tx, id).await?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "tag.delete",
+        Some(("tag", id.to_string())),
+        "success",
+        serde_json::json!({ "path": row.path, "key": row.key }),
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(tag_api(row)))
+}
+
+/// Sets the groups a host belongs to (rules can be scoped to groups).
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/hosts/{host_id}/groups", tag = "hosts",
+    params(("tenant_id" = Uuid, Path), ("host_id" = Uuid, Path)), request_body = SetHostGroups,
+    responses((status = 200, body = Host), (status = 400, body = Err), (status = 404, body = Err)))]
+pub(super) async fn host_groups(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, h)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(req): ApiJson<SetHostGroups>,
+) -> ApiResult<Json<Host>> {
+    let ctx = by.authorize(&state, Permission::HostManage, CustomerId(t)).await?;
+    if req.groups.len() > 50 {
+        return Err(ApiError::validation("at most 50 groups"));
+    }
+    let mut groups = req.groups.clone();
+    for g in &groups {
+        if !alto_rules::valid_group_name(g) {
+            return Err(ApiError::validation(format!(
+                "`{g}` is not a valid group name (1–64 of letters, digits, `.`, `-`, `_`)"
+            )));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    alto_db::hosts::get(&mut tx, t, h).await?;
+    pdb::set_host_groups(&mut tx, h, &groups, now).await?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "host.groups_set",
+        Some(("host", h.to_string())),
+        "success",
+        serde_json::json!({ "groups": groups }),
+    );
+    audit::record(&mut tx, &e).await?;
+    let row = alto_db::hosts::get(&mut tx, t, h).await?;
+    tx.commit().await?;
+    Ok(Json(super::convert::host(row)))
+}
