@@ -10,4 +10,5 @@ mod hosts;
 mod ingest;
 mod isolation;
 mod meta;
+mod planner_prop;
 mod rbac;
