@@ -231,6 +231,8 @@ pub struct TestApp {
     /// Logged in as the platform administrator.
     pub admin: Client,
     pub data_dir: tempfile::TempDir,
+    /// The server's state, for driving background services (sweeps, workers) directly.
+    pub state: alto_server::state::AppState,
     stop: Arc<tokio::sync::Notify>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -266,6 +268,7 @@ impl TestApp {
         let clock = FakeClock::new(start);
         let app = Application::build(config, Arc::new(clock.clone())).await.expect("server starts");
         let addr = app.local_addr();
+        let state = app.state().clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let s2 = stop.clone();
         let handle = tokio::spawn(async move {
@@ -274,7 +277,7 @@ impl TestApp {
         let base_url = format!("http://{addr}");
         let mut admin = Client::new(&base_url).expect("client");
         admin.login(ADMIN_USER, ADMIN_PASSWORD).await.expect("admin login");
-        TestApp { addr, base_url, clock, db, admin, data_dir, stop, handle: Some(handle) }
+        TestApp { addr, base_url, clock, db, admin, data_dir, state, stop, handle: Some(handle) }
     }
 
     /// The server's current (fake) time.

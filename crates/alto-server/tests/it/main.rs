@@ -10,5 +10,6 @@ mod hosts;
 mod ingest;
 mod isolation;
 mod meta;
+mod planner;
 mod planner_prop;
 mod rbac;

@@ -18,16 +18,37 @@ use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 const DIRS: [&str; 8] = [
-    "/srv/a", "/srv/a/tmp", "/srv/b", "/srv/b/deep/er", "/home/u", "/home/u/tmp", "/data/x y",
+    "/srv/a",
+    "/srv/a/tmp",
+    "/srv/b",
+    "/srv/b/deep/er",
+    "/home/u",
+    "/home/u/tmp",
+    "/data/x y",
     "/srv/ab",
 ];
 const NAMES: [&str; 10] = [
-    "report.pdf", "x1.iso", "disk.img", "notes", "REPORT.TXT", "a.log", "b.tmp", "été.doc",
-    "12.csv", "line\nbreak.txt",
+    "report.pdf",
+    "x1.iso",
+    "disk.img",
+    "notes",
+    "REPORT.TXT",
+    "a.log",
+    "b.tmp",
+    "été.doc",
+    "12.csv",
+    "line\nbreak.txt",
 ];
 const GLOBS: [&str; 9] = [
-    "*.iso", "/srv/a/**", "/srv/*/x*", "**/tmp/*", "*.{log,tmp}", "[ab]*", "/home/**/*.tmp",
-    "*.TXT", "/srv/?/*",
+    "*.iso",
+    "/srv/a/**",
+    "/srv/*/x*",
+    "**/tmp/*",
+    "*.{log,tmp}",
+    "[ab]*",
+    "/home/**/*.tmp",
+    "*.TXT",
+    "/srv/?/*",
 ];
 const REGEXES: [&str; 7] =
     ["^/srv/b/", r"\.(iso|img)$", "(?i)report", "[0-9]{2}", "é", r"^/[a-z]+/[a-z]+/", "\n"];
@@ -102,7 +123,10 @@ async fn one_case(db: &TestDb, seed: u64) {
         let dir = pick(&mut r, &DIRS);
         let name = pick(&mut r, &NAMES);
         let path = format!("{dir}/{i}{name}");
-        let ext = name.rsplit_once('.').map(|(_, e)| format!(".{}", e.to_lowercase())).unwrap_or_default();
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| format!(".{}", e.to_lowercase()))
+            .unwrap_or_default();
         let t = |r: &mut StdRng| -> Option<DateTime<Utc>> {
             (!r.random_bool(0.05)).then(|| now - Duration::seconds(r.random_range(0..800 * 86_400)))
         };
@@ -112,13 +136,29 @@ async fn one_case(db: &TestDb, seed: u64) {
                 last_accessed, file_extension, owner, mode, is_stubbed, scan_is_stub, deleted_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
-        .bind(c).bind(h).bind(&path).bind(r.random_range(0..20_000i64)).bind(mtime).bind(atime)
+        .bind(c)
+        .bind(h)
+        .bind(&path)
+        .bind(r.random_range(0..20_000i64))
+        .bind(mtime)
+        .bind(atime)
         .bind(&ext)
-        .bind(if r.random_bool(0.1) { None } else { Some(pick(&mut r, &["alice", "bob", "carol"]).to_owned()) })
-        .bind(if r.random_bool(0.1) { None } else { Some(*[0o100644i64, 0o100666, 0o100600, 0o100755].get(r.random_range(0..4)).unwrap()) })
-        .bind(r.random_bool(0.1)).bind(r.random_bool(0.05))
+        .bind(if r.random_bool(0.1) {
+            None
+        } else {
+            Some(pick(&mut r, &["alice", "bob", "carol"]).to_owned())
+        })
+        .bind(if r.random_bool(0.1) {
+            None
+        } else {
+            Some(*[0o100644i64, 0o100666, 0o100600, 0o100755].get(r.random_range(0..4)).unwrap())
+        })
+        .bind(r.random_bool(0.1))
+        .bind(r.random_bool(0.05))
         .bind(r.random_bool(0.05).then_some(now))
-        .execute(&owner).await.unwrap();
+        .execute(&owner)
+        .await
+        .unwrap();
     }
     let mut tags = Vec::new();
     for _ in 0..r.random_range(0..5) {
@@ -128,7 +168,10 @@ async fn one_case(db: &TestDb, seed: u64) {
             key: pick(&mut r, &["project", "legal"]).into(),
             value: pick(&mut r, &["alpha", "hold"]).into(),
         };
-        if tags.iter().any(|x: &PathTag| x.host_id == t.host_id && x.path == t.path && x.key == t.key) {
+        if tags
+            .iter()
+            .any(|x: &PathTag| x.host_id == t.host_id && x.path == t.path && x.key == t.key)
+        {
             continue;
         }
         sqlx::query("INSERT INTO path_tags (id, customer_id, host_id, path, key, value, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -137,10 +180,14 @@ async fn one_case(db: &TestDb, seed: u64) {
         tags.push(t);
     }
     owner.close().await;
-    let specs: Vec<RuleSpec> = (0..r.random_range(1..7)).map(|i| rand_rule(&mut r, i, h, other)).collect();
+    let specs: Vec<RuleSpec> =
+        (0..r.random_range(1..7)).map(|i| rand_rule(&mut r, i, h, other)).collect();
     let all: Vec<CompiledRule> = specs
         .iter()
-        .map(|s| alto_rules::compile(Uuid::new_v4(), 1, s, &|_| true).unwrap_or_else(|e| panic!("{s:?}: {e:?}")))
+        .map(|s| {
+            alto_rules::compile(Uuid::new_v4(), 1, s, &|_| true)
+                .unwrap_or_else(|e| panic!("{s:?}: {e:?}"))
+        })
         .collect();
     let hf = HostFacts { id: h, groups: &groups };
     let (rules, _) = host_rules(&all, &hf);
@@ -183,10 +230,13 @@ async fn one_case(db: &TestDb, seed: u64) {
         let only_sql: Vec<_> = sql.difference(&rust).collect();
         let only_rust: Vec<_> = rust.difference(&sql).collect();
         let show = |ids: &[&(Uuid, i32)]| -> Vec<String> {
-            ids.iter().take(5).map(|(id, ri)| {
-                let f = files.iter().find(|f| f.id == *id).unwrap();
-                format!("{:?} rule {ri}: {f:?}", f.file_path)
-            }).collect()
+            ids.iter()
+                .take(5)
+                .map(|(id, ri)| {
+                    let f = files.iter().find(|f| f.id == *id).unwrap();
+                    format!("{:?} rule {ri}: {f:?}", f.file_path)
+                })
+                .collect()
         };
         panic!("seed {seed}: SQL and evaluator disagree\nrules: {specs:#?}\nonly SQL: {:#?}\nonly Rust: {:#?}",
             show(&only_sql), show(&only_rust));
