@@ -209,6 +209,12 @@ pub struct PlanStats {
     pub deferred_bytes: i64,
     pub stopped_by: Vec<String>,
     pub duration_ms: u64,
+    /// Time in the database's candidate selection.
+    #[serde(default)]
+    pub select_ms: u64,
+    /// Time confirming candidates with the reference evaluator.
+    #[serde(default)]
+    pub confirm_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

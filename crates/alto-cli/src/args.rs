@@ -1,6 +1,8 @@
 //! The command line grammar (clap derive). Every command and flag carries a doc comment: it
 //! is what `--help` shows.
 
+use std::path::PathBuf;
+
 use alto_model::Role;
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -17,8 +19,8 @@ const GLOBAL: &str = "Global options";
 /// `$ALTO_CONFIG_DIR/credentials.json` (default `~/.config/alto`, mode 0600) and used by later
 /// commands. `--token`/`ALTO_TOKEN` overrides it.
 ///
-/// Exit codes: 0 success, 1 error (the API's error code is shown in parentheses), 2 usage
-/// error, 3 audit verification found a broken chain.
+/// Exit codes: 0 success, 1 error (the API's error code is shown in parentheses) or an invalid
+/// rule in `rules validate`, 2 usage error, 3 audit verification found a broken chain.
 #[derive(Debug, Parser)]
 #[command(name = "altoctl", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -87,6 +89,28 @@ pub(crate) enum Command {
     /// Show uploaded scans and how their ingest went.
     #[command(subcommand)]
     Scans(ScansCmd),
+    /// Manage tiering rules: which files move to which storage target, and why.
+    ///
+    /// Rules are evaluated in priority order (lowest first); the first rule whose scope and
+    /// conditions all hold decides a file. A `tier` rule moves it to a storage target and
+    /// leaves a stub; an `exclude` rule keeps it where it is.
+    #[command(subcommand)]
+    Rules(RulesCmd),
+    /// Run the planner (rules into tiering jobs) and inspect its plans.
+    #[command(subcommand)]
+    Plans(PlansCmd),
+    /// Inspect, cancel and retry jobs (tiering jobs and the planner's own).
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// Manage storage targets: the named tier-2 locations that rules move files to.
+    #[command(subcommand)]
+    Storage(StorageCmd),
+    /// Manage metadata tags on paths; rules can require them (`conditions.tags`).
+    #[command(subcommand)]
+    Tags(TagsCmd),
+    /// Show or change the tenant's planner settings (safety window, watermarks, caps).
+    #[command(subcommand)]
+    PlannerSettings(PlannerSettingsCmd),
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +333,24 @@ pub(crate) enum HostsCmd {
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Set a host's groups, replacing the ones it has; rules can be scoped to groups
+    /// (`scope.host_groups`).
+    ///
+    /// Example: `altoctl hosts groups HOST_ID finance eu-west`. Use --clear to remove every
+    /// group.
+    #[command(group(ArgGroup::new("set").required(true).args(["groups", "clear"])))]
+    Groups {
+        /// Host ID.
+        host_id: Uuid,
+        /// Group names: 1–64 letters, digits, `.`, `-`, `_`.
+        #[arg(value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Remove every group from the host.
+        #[arg(long)]
+        clear: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -397,12 +439,13 @@ pub(crate) struct FilesArgs {
     #[arg(long, value_name = ".EXT", value_parser = parse_extension)]
     pub(crate) extension: Option<String>,
 
-    /// Only files of at least this size: bytes, or with a binary suffix (K, M, G, T; e.g. 10M).
-    #[arg(long, value_name = "BYTES", value_parser = parse_size, allow_hyphen_values = true)]
+    /// Only files of at least this size: bytes, or a number with a unit (K, M, G, T, P and
+    /// KiB, MiB, … are binary; KB, MB, … decimal; e.g. 10M, 1.5GB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
     pub(crate) min_size: Option<i64>,
 
-    /// Only files of at most this size: bytes, or with a binary suffix (K, M, G, T).
-    #[arg(long, value_name = "BYTES", value_parser = parse_size, allow_hyphen_values = true)]
+    /// Only files of at most this size (units as for --min-size).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
     pub(crate) max_size: Option<i64>,
 
     /// Only files last accessed before this instant (RFC 3339, e.g. 2025-01-31T00:00:00Z).
@@ -451,6 +494,543 @@ pub(crate) enum ScansCmd {
     },
 }
 
+/// Rule files: how `--file` is described in help texts.
+const RULE_FILE_HELP: &str = "A rule as JSON (the API's RuleSpec), or `-` for standard input";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RulesCmd {
+    /// List the rules in evaluation order (lowest priority first).
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show one rule: scope, conditions, action, schedule and version.
+    Get {
+        /// Rule ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Create a rule from a JSON file, or a simple one from flags.
+    ///
+    /// From a file: `altoctl rules create --file rule.json`, where rule.json is e.g.
+    ///
+    ///     {"name": "old-isos", "priority": 10,
+    ///      "conditions": {"extensions": ["iso"], "accessed_older_than_days": 90},
+    ///      "action": {"type": "tier", "target": "default"}}
+    ///
+    /// From flags:
+    ///
+    ///     altoctl rules create --name old-isos --ext iso --accessed-older-than-days 90 \
+    ///         --target default
+    ///
+    /// Every condition given must hold; list flags (--ext, --glob, …) hold when any of their
+    /// values matches. Without --priority the rule goes last (10 above the highest existing
+    /// priority). `altoctl rules validate` checks a file without saving it.
+    #[command(
+        verbatim_doc_comment,
+        about = "Create a rule from a JSON file, or a simple one from flags"
+    )]
+    Create(Box<CreateRuleArgs>),
+    /// Replace a rule's definition with the one in a JSON file (a new version).
+    ///
+    /// With --expected-version the server refuses the change (conflict) if the rule was
+    /// changed since that version; `rules get` shows the current one.
+    Update {
+        /// Rule ID.
+        id: Uuid,
+        #[arg(long, value_name = "FILE", help = RULE_FILE_HELP)]
+        file: PathBuf,
+        /// Only update if the rule is still at this version.
+        #[arg(long, value_name = "N")]
+        expected_version: Option<i32>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a rule (its versions stay in the history).
+    Delete {
+        /// Rule ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Enable a rule (a new version; refused if someone changed it meanwhile).
+    Enable {
+        /// Rule ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Disable a rule: it stays in place but matches nothing (a new version).
+    Disable {
+        /// Rule ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show a rule's version history, oldest first.
+    Versions {
+        /// Rule ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Set the evaluation order: name every rule exactly once, first to last.
+    ///
+    /// Priorities become 10, 20, 30, … in the order given.
+    Reorder {
+        /// Rule IDs in the new order.
+        #[arg(value_name = "ID", required = true, num_args = 1..)]
+        ids: Vec<Uuid>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Check a rule file without saving it; exits 1 if it is invalid.
+    ///
+    /// Exit codes: 0 when the rule is valid; 1 when it is not, after printing each problem
+    /// as `field: message` (e.g. `conditions.path_regex: catastrophic pattern: …`), or on any
+    /// other error. With --output json the server's answer (`valid`, `errors`) is printed and
+    /// the exit code is the same.
+    Validate {
+        #[arg(long, value_name = "FILE", help = RULE_FILE_HELP)]
+        file: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show what would move, without creating jobs: totals, per host, per target, per rule,
+    /// top directories, last-access ages and a sample of files.
+    ///
+    /// Without --file the current rule set is previewed; with it, the draft is added in its
+    /// priority's place (or, with --replaces, takes the place of that rule).
+    Preview {
+        /// A draft rule as JSON (the API's RuleSpec), or `-` for standard input.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The draft replaces this existing rule (previewing an edit).
+        #[arg(long, value_name = "RULE_ID", requires = "file")]
+        replaces: Option<Uuid>,
+        /// Only this host; repeat for several [default: every host].
+        #[arg(long = "host", value_name = "ID")]
+        hosts: Vec<Uuid>,
+        /// Number of sample files to show, 0–200 [default: the server's, 20].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=200))]
+        sample: Option<u32>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Explain why one file will or will not move: every rule in order, the checks that
+    /// held or failed, and the decision.
+    Explain {
+        /// Host ID the file is on.
+        #[arg(long, value_name = "ID")]
+        host: Uuid,
+        /// The file's absolute path, as the inventory shows it.
+        #[arg(long, value_name = "PATH")]
+        path: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// `rules create`: a file, or the flags of a simple rule.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["file", "name"])))]
+#[command(group(ArgGroup::new("action").args(["target", "exclude"])))]
+#[command(group(ArgGroup::new("flags").multiple(true).args([
+    "name", "description", "priority", "target", "exclude", "compression",
+    "accessed_older_than_days", "accessed_newer_than_days", "modified_older_than_days",
+    "modified_newer_than_days", "min_size", "max_size", "ext", "exclude_ext", "glob", "regex",
+    "owner", "tag", "path_prefix", "host", "host_group", "schedule", "order_by", "disabled",
+])))]
+pub(crate) struct CreateRuleArgs {
+    #[arg(long, value_name = "FILE", conflicts_with = "flags", help = RULE_FILE_HELP)]
+    pub(crate) file: Option<PathBuf>,
+
+    /// Rule name, unique in the tenant (1–100 characters).
+    #[arg(long, requires = "action", help_heading = "Rule from flags")]
+    pub(crate) name: Option<String>,
+
+    /// Free-text description.
+    #[arg(long, help_heading = "Rule from flags")]
+    pub(crate) description: Option<String>,
+
+    /// Evaluation order, 0–1000000, unique; lower runs first [default: 10 above the highest].
+    #[arg(long, value_name = "N", help_heading = "Rule from flags")]
+    pub(crate) priority: Option<i32>,
+
+    /// Tier matching files to this storage target (see `altoctl storage list`).
+    #[arg(long, value_name = "NAME", help_heading = "Rule from flags")]
+    pub(crate) target: Option<String>,
+
+    /// Exclude matching files: they never move, and later rules are not consulted.
+    #[arg(long, help_heading = "Rule from flags")]
+    pub(crate) exclude: bool,
+
+    /// Compression of tiered copies [default: none].
+    #[arg(long, value_parser = ["none", "zstd"], conflicts_with = "exclude", help_heading = "Rule from flags")]
+    pub(crate) compression: Option<String>,
+
+    /// Only files last accessed more than N days ago.
+    #[arg(long, value_name = "N", help_heading = "Rule from flags")]
+    pub(crate) accessed_older_than_days: Option<u32>,
+
+    /// Only files last accessed within the last N days.
+    #[arg(long, value_name = "N", help_heading = "Rule from flags")]
+    pub(crate) accessed_newer_than_days: Option<u32>,
+
+    /// Only files last modified more than N days ago.
+    #[arg(long, value_name = "N", help_heading = "Rule from flags")]
+    pub(crate) modified_older_than_days: Option<u32>,
+
+    /// Only files last modified within the last N days.
+    #[arg(long, value_name = "N", help_heading = "Rule from flags")]
+    pub(crate) modified_newer_than_days: Option<u32>,
+
+    /// Only files of at least this size: bytes, or a number with a unit (K, M, G, T, P and
+    /// KiB, MiB, … are binary; KB, MB, … decimal; e.g. 4k, 10MiB, 1.5GB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, help_heading = "Rule from flags")]
+    pub(crate) min_size: Option<i64>,
+
+    /// Only files of at most this size (units as for --min-size).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, help_heading = "Rule from flags")]
+    pub(crate) max_size: Option<i64>,
+
+    /// Only files with this extension (`pdf` or `.pdf`, any case); repeat for several.
+    #[arg(long = "ext", value_name = "EXT", help_heading = "Rule from flags")]
+    pub(crate) ext: Vec<String>,
+
+    /// Never files with this extension (`""`: files without one); repeat for several.
+    #[arg(long = "exclude-ext", value_name = "EXT", help_heading = "Rule from flags")]
+    pub(crate) exclude_ext: Vec<String>,
+
+    /// Only paths matching this glob (`*`, `?`, `**`, `[a-z]`, `{a,b}`; without `/` it
+    /// matches the file name); repeat for several.
+    #[arg(long = "glob", value_name = "GLOB", help_heading = "Rule from flags")]
+    pub(crate) glob: Vec<String>,
+
+    /// Only paths in which this regular expression is found (anchor with ^ and $).
+    #[arg(long, value_name = "REGEX", help_heading = "Rule from flags")]
+    pub(crate) regex: Option<String>,
+
+    /// Only files owned by this user (name or uid, as scans report it); repeat for several.
+    #[arg(long = "owner", value_name = "OWNER", help_heading = "Rule from flags")]
+    pub(crate) owner: Vec<String>,
+
+    /// Only files carrying this tag (`KEY` or `KEY=VALUE`, on the file or a parent
+    /// directory); repeat to require several.
+    #[arg(long = "tag", value_name = "KEY[=VALUE]", help_heading = "Rule from flags")]
+    pub(crate) tag: Vec<String>,
+
+    /// Only files at or below this absolute directory; repeat for several.
+    #[arg(long = "path-prefix", value_name = "DIR", help_heading = "Rule from flags")]
+    pub(crate) path_prefix: Vec<String>,
+
+    /// Only this host; repeat for several [default: every host].
+    #[arg(long = "host", value_name = "ID", help_heading = "Rule from flags")]
+    pub(crate) host: Vec<Uuid>,
+
+    /// Only hosts in this group (see `altoctl hosts groups`); repeat for several.
+    #[arg(long = "host-group", value_name = "GROUP", help_heading = "Rule from flags")]
+    pub(crate) host_group: Vec<String>,
+
+    /// Plan the rule's files on this five-field cron schedule (UTC), e.g. "0 2 * * 6".
+    #[arg(long, value_name = "CRON", help_heading = "Rule from flags")]
+    pub(crate) schedule: Option<String>,
+
+    /// Which candidates go first when a run is capped [default: oldest_access].
+    #[arg(long, value_parser = ["oldest_access", "oldest_modify", "largest"], help_heading = "Rule from flags")]
+    pub(crate) order_by: Option<String>,
+
+    /// Create the rule disabled.
+    #[arg(long, help_heading = "Rule from flags")]
+    pub(crate) disabled: bool,
+
+    #[command(flatten)]
+    pub(crate) tenant: TenantArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PlansCmd {
+    /// Start a planning run now and show what it planned.
+    ///
+    /// By default every host and every rule without a schedule take part, capped by the
+    /// planner settings. With --hold the jobs are created `planned` (not sent to agents)
+    /// until `altoctl plans release PLAN_ID`.
+    Run {
+        /// Only this host; repeat for several [default: every host].
+        #[arg(long = "host", value_name = "ID")]
+        hosts: Vec<Uuid>,
+        /// Only candidates of this rule; repeat for several (scheduled rules too).
+        #[arg(long = "rule", value_name = "ID")]
+        rules: Vec<Uuid>,
+        /// Plan at most this many files [default: the planner settings' cap].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        max_files: Option<i64>,
+        /// Plan at most this many bytes (4k, 10MiB, 1.5GB, …) [default: the settings' cap].
+        #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+        max_bytes: Option<i64>,
+        /// Create the jobs held (`planned`) instead of queued.
+        #[arg(long)]
+        hold: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List plans (planning runs), newest first.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one plan: trigger, rule versions used and statistics.
+    Get {
+        /// Plan ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Release a held plan: its `planned` jobs become `queued`.
+    Release {
+        /// Plan ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// Job states, for `--state`.
+const JOB_STATES: [&str; 7] =
+    ["planned", "queued", "dispatched", "running", "succeeded", "failed", "cancelled"];
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCmd {
+    /// List jobs, newest first (tiering jobs unless --kind says otherwise).
+    List {
+        /// Only jobs in this state.
+        #[arg(long, value_parser = JOB_STATES)]
+        state: Option<String>,
+        /// Only this host's jobs.
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        /// Only jobs of this plan.
+        #[arg(long, value_name = "ID")]
+        plan: Option<Uuid>,
+        /// Only jobs of this kind: tier (the default), plan, ingest, or all.
+        #[arg(long, value_parser = ["tier", "plan", "ingest", "all"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one job, with its files counted by state.
+    Get {
+        /// Job ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List a job's files and their results, in order.
+    Files {
+        /// Job ID.
+        id: Uuid,
+        /// Start after this sequence number (the SEQ of the last file seen).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<i32>,
+        /// Files per request, 1–1000 [default: 1000].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: Option<i64>,
+        /// Fetch every file, following the sequence numbers.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Print the job document sent to the agent (JSON).
+    Document {
+        /// Job ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Cancel a tiering job: a planned or queued one at once; a dispatched or running one is
+    /// asked to stop and ends when its agent confirms.
+    Cancel {
+        /// Job ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Retry a failed or cancelled tiering job: its unfinished files become pending again.
+    Retry {
+        /// Job ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StorageCmd {
+    /// List storage targets (every tenant starts with `default`).
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show one storage target.
+    Get {
+        /// Storage target ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Create a storage target that rules can name in `action.target`.
+    Create {
+        /// Name, unique in the tenant (1–63 letters, digits, `.`, `-`, `_`); rules refer to it
+        /// in `action.target` (or `rules create --target NAME`).
+        #[arg(long)]
+        name: String,
+        /// Kind of location.
+        #[arg(long, value_parser = ["directory", "smb", "s3", "azure"])]
+        kind: String,
+        /// Where: a directory path, `//server/share`, a bucket URL or a container URL.
+        #[arg(long, value_name = "LOCATION")]
+        location: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a storage target (refused while rules name it).
+    Delete {
+        /// Storage target ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TagsCmd {
+    /// List path tags.
+    List {
+        /// Only tags that apply on this host (its own and those on every host).
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Tag a file or directory; a directory's tags apply to everything below it. Setting a
+    /// key again on the same path (and host) replaces its value.
+    Add {
+        /// Absolute path of the file or directory.
+        #[arg(long, value_name = "PATH")]
+        path: String,
+        /// Tag key: 1–64 letters, digits, `.`, `-`, `_`, `:`.
+        #[arg(long, value_name = "KEY")]
+        key: String,
+        /// Tag value [default: empty].
+        #[arg(long, value_name = "VALUE")]
+        value: Option<String>,
+        /// Only on this host [default: on every host].
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a tag.
+    Delete {
+        /// Tag ID.
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PlannerSettingsCmd {
+    /// Show the planner settings.
+    Get {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Change some planner settings; the others keep their values.
+    ///
+    /// Caps and rate limits take `none` to remove them. Example:
+    /// `altoctl planner-settings set --max-bytes-per-run 500GiB --plan-after-ingest false`.
+    #[command(override_usage = "altoctl planner-settings set [OPTIONS] <--SETTING VALUE>...")]
+    Set(Box<SetPlannerArgs>),
+}
+
+/// `planner-settings set`.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args([
+    "safety_window_seconds", "high_watermark_pct", "low_watermark_pct", "watermark_order",
+    "max_files_per_run", "max_bytes_per_run", "host_max_files_per_hour",
+    "host_max_bytes_per_hour", "link_bytes_per_second", "per_file_overhead_ms",
+    "plan_after_ingest",
+])))]
+pub(crate) struct SetPlannerArgs {
+    /// Files modified less than this many seconds ago are never candidates.
+    #[arg(long, value_name = "N")]
+    pub(crate) safety_window_seconds: Option<i32>,
+    /// Volume use (percent) at which a watermark run starts.
+    #[arg(long, value_name = "PCT")]
+    pub(crate) high_watermark_pct: Option<f64>,
+    /// Volume use (percent) a watermark run aims for.
+    #[arg(long, value_name = "PCT")]
+    pub(crate) low_watermark_pct: Option<f64>,
+    /// Which files a watermark run takes first.
+    #[arg(long, value_parser = ["oldest_access", "oldest_modify", "largest"])]
+    pub(crate) watermark_order: Option<String>,
+    /// At most this many files per planning run, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = parse_count_cap)]
+    pub(crate) max_files_per_run: Option<Cap>,
+    /// At most this many bytes per planning run (4k, 10MiB, 1.5GB, …), or `none`.
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_size_cap, allow_hyphen_values = true)]
+    pub(crate) max_bytes_per_run: Option<Cap>,
+    /// At most this many files planned per host per rolling hour, or `none`.
+    #[arg(long, value_name = "N|none", value_parser = parse_count_cap)]
+    pub(crate) host_max_files_per_hour: Option<Cap>,
+    /// At most this many bytes planned per host per rolling hour, or `none`.
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_size_cap, allow_hyphen_values = true)]
+    pub(crate) host_max_bytes_per_hour: Option<Cap>,
+    /// Link speed for estimates when a host has no observed throughput, in bytes per second
+    /// (units allowed: 125MB = 1 Gbit/s).
+    #[arg(long, value_name = "N", value_parser = parse_size, allow_hyphen_values = true)]
+    pub(crate) link_bytes_per_second: Option<i64>,
+    /// Fixed cost per file in estimates, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub(crate) per_file_overhead_ms: Option<i32>,
+    /// Plan a host after each of its scans is ingested.
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    pub(crate) plan_after_ingest: Option<bool>,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArg,
+}
+
+/// A cap that can be removed: `Cap(None)` is `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cap(pub(crate) Option<i64>);
+
+fn is_none_word(s: &str) -> bool {
+    matches!(s.trim().to_ascii_lowercase().as_str(), "none" | "unlimited" | "off")
+}
+
+fn parse_count_cap(s: &str) -> Result<Cap, String> {
+    if is_none_word(s) {
+        return Ok(Cap(None));
+    }
+    s.trim().parse::<i64>().ok().filter(|n| *n >= 1).map(|n| Cap(Some(n))).ok_or_else(|| {
+        format!("`{s}` is not a count; expected a whole number of at least 1, or `none`")
+    })
+}
+
+fn parse_size_cap(s: &str) -> Result<Cap, String> {
+    if is_none_word(s) {
+        return Ok(Cap(None));
+    }
+    crate::size::parse(s).map(|n| Cap(Some(n)))
+}
+
 /// An extension with its dot, lower-case: `pdf`, `.PDF` → `.pdf`.
 fn parse_extension(s: &str) -> Result<String, String> {
     let e = s.trim().trim_start_matches('.');
@@ -460,36 +1040,9 @@ fn parse_extension(s: &str) -> Result<String, String> {
     Ok(format!(".{}", e.to_lowercase()))
 }
 
-/// A size in bytes, optionally with a binary suffix: `512`, `10K`, `1.5M`, `2GiB`.
+/// A size in bytes (see [`crate::size`]): `512`, `4k`, `10MiB`, `1.5GB`.
 fn parse_size(s: &str) -> Result<i64, String> {
-    let bad = || {
-        format!("`{s}` is not a size; expected a whole number of bytes (at least 0), optionally with K, M, G or T, e.g. 10M")
-    };
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    if num.is_empty() {
-        return Err(bad());
-    }
-    let bytes = if mult == 1 {
-        num.parse::<u64>().map_err(|_| bad())?
-    } else {
-        let v: f64 = num.parse().map_err(|_| bad())?;
-        let b = (v * mult as f64).round();
-        if !b.is_finite() || b < 0.0 || b >= i64::MAX as f64 {
-            return Err(bad());
-        }
-        b as u64
-    };
-    i64::try_from(bytes).map_err(|_| format!("`{s}` is too large"))
+    crate::size::parse(s)
 }
 
 /// An RFC 3339 instant, e.g. `2025-01-31T00:00:00Z`.
@@ -524,6 +1077,42 @@ mod tests {
     }
 
     #[test]
+    fn caps_parse() {
+        assert_eq!(parse_count_cap("100"), Ok(Cap(Some(100))));
+        assert_eq!(parse_count_cap("none"), Ok(Cap(None)));
+        assert_eq!(parse_count_cap("Unlimited"), Ok(Cap(None)));
+        assert!(parse_count_cap("0").is_err());
+        assert!(parse_count_cap("-3").is_err());
+        assert!(parse_count_cap("many").is_err_and(|e| e.contains("`none`")));
+        assert_eq!(parse_size_cap("2GiB"), Ok(Cap(Some(2 << 30))));
+        assert_eq!(parse_size_cap("off"), Ok(Cap(None)));
+        assert!(parse_size_cap("-1").is_err_and(|e| e.contains("cannot be negative")));
+    }
+
+    #[test]
+    fn host_groups_need_groups_or_clear() {
+        let parse = |extra: &[&str]| {
+            let mut argv =
+                vec!["altoctl", "hosts", "groups", "00000000-0000-0000-0000-000000000001"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|c| c.command)
+        };
+        assert!(parse(&[]).is_err(), "nothing to set");
+        assert!(parse(&["--clear", "eu"]).is_err(), "both");
+        match parse(&["eu", "finance"]) {
+            Ok(Command::Hosts(HostsCmd::Groups { groups, clear, .. })) => {
+                assert_eq!(groups, ["eu", "finance"]);
+                assert!(!clear);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            parse(&["--clear"]),
+            Ok(Command::Hosts(HostsCmd::Groups { clear: true, .. }))
+        ));
+    }
+
+    #[test]
     fn roles_parse() {
         assert_eq!(parse_role("tenant_admin"), Ok(Role::TenantAdmin));
         assert!(parse_role("root").is_err_and(|e| e.contains("platform_admin")));
@@ -538,7 +1127,8 @@ mod tests {
         assert_eq!(parse_size("512"), Ok(512));
         assert_eq!(parse_size("10K"), Ok(10 * 1024));
         assert_eq!(parse_size("1.5MiB"), Ok(1536 * 1024));
-        assert!(parse_size("-5").is_err());
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_size("-5").is_err_and(|e| e.contains("not a size")));
         assert!(parse_size("").is_err());
         assert!(parse_size("5X").is_err());
         assert!(parse_size("99999999999T").is_err());

@@ -1,15 +1,18 @@
 //! `altoctl`: the Alto admin command line.
 //!
 //! Administers an Alto server over its REST API: log in, manage tenants, users, roles, hosts
-//! and agent credentials, read the audit trail and verify its hash chains. Every command is a
+//! and agent credentials, read the audit trail and verify its hash chains, and manage tiering:
+//! rules (with validation, previews and explanations), storage targets, path tags, planner
+//! settings, plans and jobs. Every command is a
 //! thin call to [`alto_client`] followed by printing a table or the API's JSON.
 //!
 //! **Must never:** talk to the database, embed server logic (permission checks, validation
 //! beyond parsing flags, audit hashing), or send a stored token to a server other than the
 //! one that issued it. The server decides; `altoctl` asks and reports.
 //!
-//! Exit codes: 0 success; 1 any error, printed as `error: <message> (<code>)` on stderr;
-//! 2 usage error (clap); 3 `audit verify` found a broken chain.
+//! Exit codes: 0 success; 1 any error, printed as `error: <message> (<code>)` on stderr (also
+//! `rules validate` on an invalid rule); 2 usage error (clap); 3 `audit verify` found a broken
+//! chain.
 
 /// `println!` that never panics on a closed stdout; see [`output::write_line`].
 macro_rules! outln {
@@ -25,6 +28,7 @@ mod args;
 mod commands;
 mod config;
 mod output;
+mod size;
 
 use std::process::ExitCode;
 

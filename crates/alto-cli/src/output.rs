@@ -115,6 +115,27 @@ pub(crate) fn bytes(n: i64) -> String {
     }
 }
 
+/// A duration in seconds, shortly: `850 ms`, `42 s`, `3 min 20 s`, `2 h 05 min`.
+pub(crate) fn seconds(s: f64) -> String {
+    if !s.is_finite() || s < 0.0 {
+        return "-".to_owned();
+    }
+    if s < 1.0 {
+        return format!("{:.0} ms", s * 1000.0);
+    }
+    let whole = s.round() as u64;
+    match whole {
+        0..=59 => format!("{whole} s"),
+        60..=3599 => format!("{} min {:02} s", whole / 60, whole % 60),
+        3600..=86_399 => format!("{} h {:02} min", whole / 3600, whole % 3600 / 60),
+        _ => format!("{} d {:02} h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
+pub(crate) fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +151,11 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(list::<String>(&[]), "-");
         assert_eq!(list(&["a", "b"]), "a, b");
+        assert_eq!(seconds(0.25), "250 ms");
+        assert_eq!(seconds(42.4), "42 s");
+        assert_eq!(seconds(200.0), "3 min 20 s");
+        assert_eq!(seconds(7500.0), "2 h 05 min");
+        assert_eq!(seconds(90_000.0), "1 d 01 h");
+        assert_eq!(seconds(f64::NAN), "-");
     }
 }

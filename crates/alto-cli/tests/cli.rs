@@ -594,3 +594,6 @@ async fn inventory_and_scans_show_an_ingested_scan() {
     assert_eq!(cursor.code, 1, "{cursor:#?}");
     assert!(cursor.stderr.contains("invalid"), "{cursor:#?}");
 }
+
+#[path = "cli/tiering.rs"]
+mod tiering;

@@ -91,6 +91,25 @@ struct PageQ<'a> {
     status: Option<&'a str>,
 }
 
+/// Job list filters (`GET …/jobs`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobQuery {
+    /// `planned`, `queued`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<Uuid>,
+    /// `tier`, `plan` or `ingest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// An API client, optionally holding a bearer token (session or host credential).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -174,6 +193,15 @@ impl Client {
 
     async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         Self::send(self.request(Method::PUT, path).json(body)).await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Self::send(self.request(Method::DELETE, path)).await
+    }
+
+    /// A `POST` without a body.
+    async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Self::send(self.request(Method::POST, path)).await
     }
 
     // --- Auth ------------------------------------------------------------------------------
@@ -337,6 +365,249 @@ impl Client {
             &format!("/api/v1/tenants/{tenant}/hosts/{host}/credentials/{cred}/revoke"),
         ))
         .await
+    }
+
+    /// Replaces a host's groups (the names rules' `scope.host_groups` refer to).
+    pub async fn set_host_groups(
+        &self,
+        tenant: Uuid,
+        host: Uuid,
+        groups: &[String],
+    ) -> Result<api::Host> {
+        self.put(
+            &format!("/api/v1/tenants/{tenant}/hosts/{host}/groups"),
+            &api::SetHostGroups { groups: groups.to_vec() },
+        )
+        .await
+    }
+
+    // --- Rules -----------------------------------------------------------------------------
+
+    /// Every live rule of the tenant.
+    pub async fn list_rules(&self, tenant: Uuid) -> Result<Vec<api::Rule>> {
+        self.get(&format!("/api/v1/tenants/{tenant}/rules")).await
+    }
+
+    pub async fn create_rule(&self, tenant: Uuid, spec: &api::RuleSpec) -> Result<api::Rule> {
+        self.post(&format!("/api/v1/tenants/{tenant}/rules"), spec).await
+    }
+
+    pub async fn get_rule(&self, tenant: Uuid, rule: Uuid) -> Result<api::Rule> {
+        self.get(&format!("/api/v1/tenants/{tenant}/rules/{rule}")).await
+    }
+
+    /// Replaces a rule's definition. With `expected_version`, the server refuses (409
+    /// `conflict`) if the rule has changed since that version.
+    pub async fn update_rule(
+        &self,
+        tenant: Uuid,
+        rule: Uuid,
+        spec: &api::RuleSpec,
+        expected_version: Option<i32>,
+    ) -> Result<api::Rule> {
+        let mut rb =
+            self.request(Method::PUT, &format!("/api/v1/tenants/{tenant}/rules/{rule}")).json(spec);
+        if let Some(v) = expected_version {
+            rb = rb.query(&[("expected_version", v.to_string())]);
+        }
+        Self::send(rb).await
+    }
+
+    /// Deletes a rule; returns it as it was.
+    pub async fn delete_rule(&self, tenant: Uuid, rule: Uuid) -> Result<api::Rule> {
+        self.delete(&format!("/api/v1/tenants/{tenant}/rules/{rule}")).await
+    }
+
+    pub async fn rule_versions(&self, tenant: Uuid, rule: Uuid) -> Result<Vec<api::RuleVersion>> {
+        self.get(&format!("/api/v1/tenants/{tenant}/rules/{rule}/versions")).await
+    }
+
+    /// Sets the evaluation order: `rule_ids` must name every live rule exactly once.
+    pub async fn reorder_rules(&self, tenant: Uuid, rule_ids: &[Uuid]) -> Result<Vec<api::Rule>> {
+        self.post(
+            &format!("/api/v1/tenants/{tenant}/rules/reorder"),
+            &api::ReorderRules { rule_ids: rule_ids.to_vec() },
+        )
+        .await
+    }
+
+    /// Validates a draft without saving it (an invalid rule is a successful answer).
+    pub async fn validate_rule(
+        &self,
+        tenant: Uuid,
+        spec: &api::RuleSpec,
+    ) -> Result<api::RuleValidation> {
+        self.post(&format!("/api/v1/tenants/{tenant}/rules/validate"), spec).await
+    }
+
+    /// What a draft (or the current rule set) would move, without creating jobs.
+    pub async fn preview_rules(
+        &self,
+        tenant: Uuid,
+        req: &api::PreviewRequest,
+    ) -> Result<api::Preview> {
+        self.post(&format!("/api/v1/tenants/{tenant}/rules/preview"), req).await
+    }
+
+    /// Why one file of a host will or will not move.
+    pub async fn explain_file(
+        &self,
+        tenant: Uuid,
+        host: Uuid,
+        path: &str,
+    ) -> Result<api::ExplainResponse> {
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/rules/explain"))
+                .query(&[("host_id", host.to_string()), ("path", path.to_owned())]),
+        )
+        .await
+    }
+
+    // --- Planner ---------------------------------------------------------------------------
+
+    pub async fn get_planner_settings(&self, tenant: Uuid) -> Result<api::PlannerSettings> {
+        self.get(&format!("/api/v1/tenants/{tenant}/planner-settings")).await
+    }
+
+    pub async fn put_planner_settings(
+        &self,
+        tenant: Uuid,
+        settings: &api::PlannerSettings,
+    ) -> Result<api::PlannerSettings> {
+        self.put(&format!("/api/v1/tenants/{tenant}/planner-settings"), settings).await
+    }
+
+    /// Starts a planning run now.
+    pub async fn run_plan(&self, tenant: Uuid, req: &api::RunPlan) -> Result<api::Plan> {
+        self.post(&format!("/api/v1/tenants/{tenant}/plans"), req).await
+    }
+
+    pub async fn list_plans(
+        &self,
+        tenant: Uuid,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::Plan>> {
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/plans")).query(&PageQ {
+                limit,
+                cursor,
+                status: None,
+            }),
+        )
+        .await
+    }
+
+    pub async fn get_plan(&self, tenant: Uuid, plan: Uuid) -> Result<api::Plan> {
+        self.get(&format!("/api/v1/tenants/{tenant}/plans/{plan}")).await
+    }
+
+    /// Queues the held (`planned`) jobs of a plan.
+    pub async fn release_plan(&self, tenant: Uuid, plan: Uuid) -> Result<api::Plan> {
+        self.post_empty(&format!("/api/v1/tenants/{tenant}/plans/{plan}/release")).await
+    }
+
+    // --- Jobs ------------------------------------------------------------------------------
+
+    pub async fn list_jobs(&self, tenant: Uuid, q: &JobQuery) -> Result<api::Page<api::Job>> {
+        Self::send(self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/jobs")).query(q))
+            .await
+    }
+
+    pub async fn get_job(&self, tenant: Uuid, job: Uuid) -> Result<api::Job> {
+        self.get(&format!("/api/v1/tenants/{tenant}/jobs/{job}")).await
+    }
+
+    /// A job's files in `seq` order, those after `after` (paged by the last `seq` seen).
+    pub async fn job_files(
+        &self,
+        tenant: Uuid,
+        job: Uuid,
+        after: Option<i32>,
+        limit: Option<i64>,
+    ) -> Result<Vec<api::JobFile>> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = after {
+            q.push(("after", a.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/jobs/{job}/files"))
+                .query(&q),
+        )
+        .await
+    }
+
+    /// The job document the agent receives (seed format), as JSON.
+    pub async fn job_document(&self, tenant: Uuid, job: Uuid) -> Result<serde_json::Value> {
+        self.get(&format!("/api/v1/tenants/{tenant}/jobs/{job}/document")).await
+    }
+
+    pub async fn cancel_job(&self, tenant: Uuid, job: Uuid) -> Result<api::Job> {
+        self.post_empty(&format!("/api/v1/tenants/{tenant}/jobs/{job}/cancel")).await
+    }
+
+    pub async fn retry_job(&self, tenant: Uuid, job: Uuid) -> Result<api::Job> {
+        self.post_empty(&format!("/api/v1/tenants/{tenant}/jobs/{job}/retry")).await
+    }
+
+    // --- Storage targets -------------------------------------------------------------------
+
+    pub async fn list_storage_targets(&self, tenant: Uuid) -> Result<Vec<api::StorageTarget>> {
+        self.get(&format!("/api/v1/tenants/{tenant}/storage-targets")).await
+    }
+
+    pub async fn create_storage_target(
+        &self,
+        tenant: Uuid,
+        req: &api::CreateStorageTarget,
+    ) -> Result<api::StorageTarget> {
+        self.post(&format!("/api/v1/tenants/{tenant}/storage-targets"), req).await
+    }
+
+    pub async fn get_storage_target(
+        &self,
+        tenant: Uuid,
+        target: Uuid,
+    ) -> Result<api::StorageTarget> {
+        self.get(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}")).await
+    }
+
+    pub async fn delete_storage_target(
+        &self,
+        tenant: Uuid,
+        target: Uuid,
+    ) -> Result<api::StorageTarget> {
+        self.delete(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}")).await
+    }
+
+    // --- Tags ------------------------------------------------------------------------------
+
+    /// Path tags; with `host`, only those that apply to it.
+    pub async fn list_tags(
+        &self,
+        tenant: Uuid,
+        host: Option<Uuid>,
+    ) -> Result<Vec<api::PathTagEntry>> {
+        let mut rb = self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/tags"));
+        if let Some(h) = host {
+            rb = rb.query(&[("host_id", h.to_string())]);
+        }
+        Self::send(rb).await
+    }
+
+    pub async fn create_tag(
+        &self,
+        tenant: Uuid,
+        req: &api::CreateTag,
+    ) -> Result<api::PathTagEntry> {
+        self.post(&format!("/api/v1/tenants/{tenant}/tags"), req).await
+    }
+
+    pub async fn delete_tag(&self, tenant: Uuid, tag: Uuid) -> Result<api::PathTagEntry> {
+        self.delete(&format!("/api/v1/tenants/{tenant}/tags/{tag}")).await
     }
 
     // --- Agent -----------------------------------------------------------------------------

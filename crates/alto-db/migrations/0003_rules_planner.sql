@@ -114,8 +114,10 @@ ALTER TABLE jobs
 CREATE INDEX jobs_plan ON jobs (plan_id) WHERE plan_id IS NOT NULL;
 CREATE INDEX jobs_host_recent ON jobs (customer_id, host_id, created_at) WHERE kind = 'tier';
 
+-- No foreign key to jobs: rows are written only by the planner, in the statement after their
+-- jobs, and jobs are never deleted; a per-row check would cost more than the insert itself.
 CREATE TABLE job_files (
-  job_id         uuid NOT NULL REFERENCES jobs (id),
+  job_id         uuid NOT NULL,
   customer_id    uuid NOT NULL,
   seq            integer NOT NULL,
   file_id        uuid NOT NULL,

@@ -247,10 +247,11 @@ pub async fn files(
     .await?)
 }
 
-/// Per-state file counts of a job.
-pub async fn file_counts(tx: &mut Tx, job_id: Uuid) -> Result<Vec<(String, i64)>, DbError> {
+/// Per-state file counts and bytes of a job.
+pub async fn file_counts(tx: &mut Tx, job_id: Uuid) -> Result<Vec<(String, i64, i64)>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT state, count(*) FROM job_files WHERE job_id = $1 GROUP BY state ORDER BY state",
+        "SELECT state, count(*), coalesce(sum(file_size), 0)::bigint FROM job_files
+          WHERE job_id = $1 GROUP BY state ORDER BY state",
     )
     .bind(job_id)
     .fetch_all(&mut **tx)

@@ -9,7 +9,7 @@
 //! `alto_rules::decide`.
 
 use alto_rules::compile::cutoff;
-use alto_rules::{CompiledRule, StubState};
+use alto_rules::{CompiledRule, PathTag, StubState};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgArguments;
 use sqlx::Arguments as _;
@@ -40,25 +40,34 @@ impl Args {
     }
 }
 
+/// Most tag paths a tag condition is expanded into before it falls back to a subquery.
+const MAX_INLINE_TAG_PATHS: usize = 64;
+
+/// `f.file_path` is `dir` or below it.
+fn under_sql(dir: &str, a: &mut Args) -> String {
+    if dir == "/" {
+        "starts_with(f.file_path, '/')".to_owned()
+    } else {
+        let exact = a.push(dir.to_owned());
+        let below = a.push(format!("{dir}/"));
+        format!("(f.file_path = {exact} OR starts_with(f.file_path, {below}))")
+    }
+}
+
 /// The SQL condition of one rule (scope path prefixes and conditions; host scope is
-/// resolved by the caller).
-pub fn condition_sql(r: &CompiledRule, now: DateTime<Utc>, a: &mut Args) -> String {
+/// resolved by the caller). `tags` are the tags that apply on the host being planned (its
+/// own and every-host tags, paths normalised): a tag condition becomes path tests against
+/// the tagged paths, so no subquery runs per row.
+pub fn condition_sql(
+    r: &CompiledRule,
+    now: DateTime<Utc>,
+    tags: Option<&[PathTag]>,
+    a: &mut Args,
+) -> String {
     let c = r.conditions();
     let mut terms: Vec<String> = Vec::new();
     if !r.prefixes.is_empty() {
-        let parts: Vec<String> = r
-            .prefixes
-            .iter()
-            .map(|p| {
-                if p == "/" {
-                    "starts_with(f.file_path, '/')".to_owned()
-                } else {
-                    let exact = a.push(p.clone());
-                    let below = a.push(format!("{p}/"));
-                    format!("(f.file_path = {exact} OR starts_with(f.file_path, {below}))")
-                }
-            })
-            .collect();
+        let parts: Vec<String> = r.prefixes.iter().map(|p| under_sql(p, a)).collect();
         terms.push(format!("({})", parts.join(" OR ")));
     }
     if !r.globs.is_empty() {
@@ -110,6 +119,24 @@ pub fn condition_sql(r: &CompiledRule, now: DateTime<Utc>, a: &mut Args) -> Stri
         terms.push(format!("coalesce((f.mode & {p}::bigint) = 0, false)"));
     }
     for t in &c.tags {
+        if let Some(tags) = tags {
+            let mut paths: Vec<&str> = tags
+                .iter()
+                .filter(|x| x.key == t.key && t.value.as_ref().is_none_or(|v| *v == x.value))
+                .map(|x| x.path.as_str())
+                .collect();
+            paths.sort_unstable();
+            paths.dedup();
+            if paths.len() <= MAX_INLINE_TAG_PATHS {
+                if paths.is_empty() {
+                    terms.push("false".into());
+                } else {
+                    let parts: Vec<String> = paths.iter().map(|p| under_sql(p, a)).collect();
+                    terms.push(format!("({})", parts.join(" OR ")));
+                }
+                continue;
+            }
+        }
         let k = a.push(t.key.clone());
         let v = match &t.value {
             Some(v) => format!(" AND t.value = {}", a.push(v.clone())),
@@ -152,6 +179,9 @@ pub struct Selection<'a> {
     pub under: Option<String>,
     /// Leave out files already in a live job.
     pub skip_in_jobs: bool,
+    /// Tags that apply on this host (paths normalised), to inline tag conditions; `None`
+    /// evaluates them with a subquery on `path_tags`.
+    pub tags: Option<&'a [PathTag]>,
 }
 
 /// A candidate row with everything the evaluator and the job need.
@@ -182,15 +212,40 @@ const FACT_COLS: &str = "f.id, f.file_path, f.path_escaped, f.file_size, f.last_
 /// Files of one host whose first matching rule is eligible and that pass the candidate
 /// gates (live, not stubbed, older than the safety window, not in a live job).
 pub async fn select_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<Vec<CandRow>, DbError> {
-    let Some(&last) = s.eligible.iter().max() else {
+    let Some((sql, a)) = candidate_sql(s) else {
         return Ok(Vec::new());
     };
+    Ok(sqlx::query_as_with::<_, CandRow, _>(&sql, a.args).fetch_all(&mut **tx).await?)
+}
+
+/// Session settings for planner statements: JIT compilation costs more than it saves on
+/// these one-pass scans (measured: ~0.5 s of a 1.2 s query).
+pub async fn tune(tx: &mut Tx) -> Result<(), DbError> {
+    sqlx::query("SET LOCAL jit = off").execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS)` of the candidate query, for benchmarks and diagnosis.
+pub async fn explain_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<String, DbError> {
+    let Some((sql, a)) = candidate_sql(s) else {
+        return Ok(String::new());
+    };
+    let lines: Vec<String> =
+        sqlx::query_scalar_with(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), a.args)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(lines.join("\n"))
+}
+
+/// The candidate query and its parameters; `None` when no rule is eligible.
+pub fn candidate_sql(s: &Selection<'_>) -> Option<(String, Args)> {
+    let &last = s.eligible.iter().max()?;
     let mut a = Args::default();
     let cust = a.push(s.customer_id);
     let host = a.push(s.host_id);
     let safety = a.push(s.safety_cutoff);
     let conds: Vec<String> =
-        s.rules[..=last].iter().map(|r| condition_sql(r, s.now, &mut a)).collect();
+        s.rules[..=last].iter().map(|r| condition_sql(r, s.now, s.tags, &mut a)).collect();
     let case = conds
         .iter()
         .enumerate()
@@ -201,12 +256,7 @@ pub async fn select_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<Vec<Can
     let eligible: Vec<i32> = s.eligible.iter().map(|&i| i as i32).collect();
     let elig = a.push(eligible);
     let under = match &s.under {
-        Some(d) if d == "/" => " AND starts_with(f.file_path, '/')".to_owned(),
-        Some(d) => {
-            let exact = a.push(d.clone());
-            let below = a.push(format!("{d}/"));
-            format!(" AND (f.file_path = {exact} OR starts_with(f.file_path, {below}))")
-        }
+        Some(d) => format!(" AND {}", under_sql(d, &mut a)),
         None => String::new(),
     };
     let in_jobs = if s.skip_in_jobs {
@@ -220,10 +270,11 @@ pub async fn select_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<Vec<Can
              FROM file_inventory f
             WHERE f.customer_id = {cust} AND f.host_id = {host} AND f.deleted_at IS NULL
               AND NOT f.is_stubbed AND NOT f.scan_is_stub AND f.last_modified < {safety}
-              {under} AND ({prefilter})) s
+              {under} AND ({prefilter})
+           OFFSET 0) s
           WHERE s.rule_idx = ANY({elig}::int[]){in_jobs}"
     );
-    Ok(sqlx::query_as_with::<_, CandRow, _>(&sql, a.args).fetch_all(&mut **tx).await?)
+    Some((sql, a))
 }
 
 /// Every inventory row of a host (including deleted ones), for explanations and tests.

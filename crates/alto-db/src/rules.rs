@@ -148,13 +148,15 @@ pub async fn delete(tx: &mut Tx, w: &RuleWrite<'_>) -> Result<RuleRow, DbError> 
     Ok(row)
 }
 
-/// Moves rules to temporary negative priorities so a reorder can assign final ones without
-/// tripping the unique index.
-pub async fn park_priorities(tx: &mut Tx, customer_id: Uuid) -> Result<(), DbError> {
+/// Moves the given rules to temporary negative priorities so a reorder can assign final ones
+/// without tripping the unique index.
+pub async fn park_priorities(tx: &mut Tx, customer_id: Uuid, ids: &[Uuid]) -> Result<(), DbError> {
     sqlx::query(
-        "UPDATE rules SET priority = -1 - priority WHERE customer_id = $1 AND deleted_at IS NULL",
+        "UPDATE rules SET priority = -1 - priority
+          WHERE customer_id = $1 AND deleted_at IS NULL AND id = ANY($2)",
     )
     .bind(customer_id)
+    .bind(ids)
     .execute(&mut **tx)
     .await?;
     Ok(())

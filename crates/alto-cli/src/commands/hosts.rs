@@ -35,6 +35,7 @@ fn show(h: &Host) {
         ("last scan", output::opt_ts(h.last_scan_at)),
         ("files", h.file_count.to_string()),
         ("size", output::bytes(h.total_bytes)),
+        ("groups", output::list(&h.groups)),
         ("volumes", if volumes.is_empty() { "-".to_owned() } else { volumes.join("\n") }),
         ("created", output::ts(h.created_at)),
     ]);
@@ -84,11 +85,12 @@ pub(super) async fn run(ctx: &Ctx, cmd: HostsCmd) -> Result<ExitCode> {
                             output::opt(h.agent_version.as_deref()),
                             h.file_count.to_string(),
                             output::bytes(h.total_bytes),
+                            output::list(&h.groups),
                         ]
                     })
                     .collect();
                 output::table(
-                    &["ID", "NAME", "STATUS", "LAST SEEN", "AGENT", "FILES", "SIZE"],
+                    &["ID", "NAME", "STATUS", "LAST SEEN", "AGENT", "FILES", "SIZE", "GROUPS"],
                     rows,
                 );
                 more_hint(list.next_cursor.as_deref());
@@ -119,6 +121,17 @@ pub(super) async fn run(ctx: &Ctx, cmd: HostsCmd) -> Result<ExitCode> {
                 output::json(&h)?;
             } else {
                 outln!("Host {} ({}) is {}.", h.name, h.id, h.status);
+            }
+        }
+        HostsCmd::Groups { host_id, groups, clear: _, tenant } => {
+            let tenant = ctx.tenant(tenant).await?;
+            let h = c.set_host_groups(tenant, host_id, &groups).await?;
+            if ctx.json() {
+                output::json(&h)?;
+            } else if h.groups.is_empty() {
+                outln!("Host {} ({}) is in no groups.", h.name, h.id);
+            } else {
+                outln!("Host {} ({}) is in groups: {}.", h.name, h.id, h.groups.join(", "));
             }
         }
         HostsCmd::EnrollmentToken { id, tenant } => {

@@ -5,7 +5,10 @@ mod audit;
 mod auth;
 mod hosts;
 mod inventory;
+mod plans;
+mod rules;
 mod scans;
+mod storage;
 mod tenants;
 mod users;
 
@@ -163,7 +166,8 @@ pub(crate) fn more_hint(next: Option<&str>) {
     }
 }
 
-/// Runs the command; the exit code is 0, or 3 for a failed audit verification.
+/// Runs the command; the exit code is 0, 1 for an invalid rule (`rules validate`), or 3 for
+/// a failed audit verification.
 pub(crate) async fn run(cli: Cli, target: Target) -> Result<ExitCode> {
     let out = cli.output;
     match cli.command {
@@ -178,5 +182,11 @@ pub(crate) async fn run(cli: Cli, target: Target) -> Result<ExitCode> {
         Command::Audit(c) => audit::run(&Ctx::new(&target, out)?, c).await,
         Command::Inventory(c) => inventory::run(&Ctx::new(&target, out)?, c).await,
         Command::Scans(c) => scans::run(&Ctx::new(&target, out)?, c).await,
+        Command::Rules(c) => rules::run(&Ctx::new(&target, out)?, c).await,
+        Command::Plans(c) => plans::plans(&Ctx::new(&target, out)?, c).await,
+        Command::Jobs(c) => plans::jobs(&Ctx::new(&target, out)?, c).await,
+        Command::PlannerSettings(c) => plans::settings(&Ctx::new(&target, out)?, c).await,
+        Command::Storage(c) => storage::storage(&Ctx::new(&target, out)?, c).await,
+        Command::Tags(c) => storage::tags(&Ctx::new(&target, out)?, c).await,
     }
 }

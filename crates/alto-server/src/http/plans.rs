@@ -267,7 +267,7 @@ async fn job_with_counts(tx: &mut alto_db::Tx, id: Uuid) -> ApiResult<Job> {
     let counts = jobs::file_counts(tx, id)
         .await?
         .into_iter()
-        .map(|(k, n)| CountBytes { key: k, files: n.max(0) as u64, bytes: 0 })
+        .map(|(k, n, b)| CountBytes { key: k, files: n.max(0) as u64, bytes: b })
         .collect();
     Ok(job_api(j, counts))
 }

@@ -311,14 +311,22 @@ pub(super) async fn reorder(
             current.len()
         )));
     }
-    rdb::park_priorities(&mut tx, t).await?;
+    // Only rules whose priority changes get a new version.
+    let mut changes = Vec::new();
     for (i, id) in req.rule_ids.iter().enumerate() {
         let row = current.iter().find(|r| r.id == *id).ok_or_else(ApiError::internal)?;
-        let mut spec: RuleSpec =
-            serde_json::from_value(row.spec.clone()).map_err(|_| ApiError::internal())?;
         let new_priority = (i as i32 + 1) * 10;
-        spec.priority = new_priority;
-        let w = rdb::RuleWrite { id: *id, customer_id: t, spec: &spec, by: Some(by.user_id), now };
+        if row.priority != new_priority {
+            let mut spec: RuleSpec =
+                serde_json::from_value(row.spec.clone()).map_err(|_| ApiError::internal())?;
+            spec.priority = new_priority;
+            changes.push((*id, spec));
+        }
+    }
+    let ids: Vec<Uuid> = changes.iter().map(|(id, _)| *id).collect();
+    rdb::park_priorities(&mut tx, t, &ids).await?;
+    for (id, spec) in &changes {
+        let w = rdb::RuleWrite { id: *id, customer_id: t, spec, by: Some(by.user_id), now };
         rdb::update(&mut tx, &w).await?;
     }
     let e = audit::entry(
@@ -400,6 +408,7 @@ async fn preview_impl(
     }
     let now = state.now();
     let mut tx = state.db.begin(ctx).await?;
+    pdb::tune(&mut tx).await?;
     let mut set = planner::load(&mut tx, t).await?;
     let mut only: Option<Uuid> = None;
     if let Some(draft) = &req.draft {
@@ -433,8 +442,9 @@ async fn preview_impl(
     let mut sample: Vec<PreviewFile> = Vec::new();
     let (mut files, mut bytes, mut saved, mut seconds) = (0u64, 0i64, 0i64, 0f64);
     for h in &hosts {
-        let (_, mut cands, _) =
-            planner::host_candidates(&mut tx, &set, h, &eligible, now, None, true).await?;
+        let mut cands = planner::host_candidates(&mut tx, &set, h, &eligible, now, None, true)
+            .await?
+            .candidates;
         let bps = h.observed_bytes_per_second.unwrap_or(set.settings.link_bytes_per_second).max(1);
         let host_bytes: i64 = cands.iter().map(|c| c.size).sum();
         seconds += host_bytes as f64 / bps as f64

@@ -112,6 +112,8 @@ pub struct RuleSet {
     pub revision: i64,
     pub settings: rdb::Settings,
     pub tags: TagIndex,
+    /// The same tags as a list (for inlining tag conditions into SQL).
+    pub tag_list: Vec<alto_rules::PathTag>,
     pub targets: HashMap<String, storage::TargetRow>,
 }
 
@@ -162,11 +164,18 @@ pub async fn load(tx: &mut Tx, customer_id: Uuid) -> Result<RuleSet, DbError> {
                 "stored rule does not compile; skipped"),
         }
     }
-    let tags =
-        TagIndex::new(storage::list_tags(tx, customer_id, None).await?.into_iter().map(|t| {
-            alto_rules::PathTag { host_id: t.host_id, path: t.path, key: t.key, value: t.value }
-        }));
-    Ok(RuleSet { rules, revision: settings.ruleset_revision, settings, tags, targets })
+    let tag_list: Vec<alto_rules::PathTag> = storage::list_tags(tx, customer_id, None)
+        .await?
+        .into_iter()
+        .map(|t| alto_rules::PathTag {
+            host_id: t.host_id,
+            path: t.path,
+            key: t.key,
+            value: t.value,
+        })
+        .collect();
+    let tags = TagIndex::new(tag_list.clone());
+    Ok(RuleSet { rules, revision: settings.ruleset_revision, settings, tags, tag_list, targets })
 }
 
 /// The host's view of a rule set: enabled rules whose host scope covers it, and their
@@ -198,9 +207,20 @@ pub fn facts(r: &pdb::CandRow) -> FileFacts<'_> {
     }
 }
 
-/// Candidates of one host, selected in SQL and confirmed by the evaluator. `eligible` says
-/// which rules (indexes into `set.rules`) may contribute. Returns (selected rows, confirmed
-/// candidates with `rule` indexing `set.rules`, mismatches).
+/// Candidates of one host, selected in SQL and confirmed by the evaluator.
+#[derive(Debug, Default)]
+pub struct HostSelection {
+    /// Rows the database selected.
+    pub selected: u64,
+    /// Confirmed candidates; `rule` indexes the full rule list.
+    pub candidates: Vec<Candidate>,
+    pub mismatches: u64,
+    pub select_ms: u64,
+    pub confirm_ms: u64,
+}
+
+/// Selects a host's candidates in SQL and confirms each with the evaluator. `eligible` says
+/// which rules (indexes into `set.rules`) may contribute.
 pub async fn host_candidates(
     tx: &mut Tx,
     set: &RuleSet,
@@ -209,7 +229,7 @@ pub async fn host_candidates(
     now: DateTime<Utc>,
     under: Option<String>,
     skip_in_jobs: bool,
-) -> Result<(u64, Vec<Candidate>, u64), DbError> {
+) -> Result<HostSelection, DbError> {
     let hf = HostFacts { id: host.id, groups: &host.groups };
     let (rules, index) = host_rules(&set.rules, &hf);
     let elig: Vec<usize> = rules
@@ -219,6 +239,9 @@ pub async fn host_candidates(
         .map(|(i, _)| i)
         .collect();
     let es = set.eval_settings(now);
+    let host_tags: Vec<alto_rules::PathTag> =
+        set.tag_list.iter().filter(|t| t.host_id.is_none_or(|h| h == host.id)).cloned().collect();
+    let t0 = Instant::now();
     let rows = pdb::select_candidates(
         tx,
         &Selection {
@@ -230,38 +253,78 @@ pub async fn host_candidates(
             safety_cutoff: es.safety_cutoff(),
             under,
             skip_in_jobs,
+            tags: Some(&host_tags),
         },
     )
     .await?;
+    let select_ms = t0.elapsed().as_millis() as u64;
+    let t1 = Instant::now();
     let selected = rows.len() as u64;
-    let mut mismatches = 0u64;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let d = alto_rules::decide(&rules, &hf, &facts(&r), &set.tags, &es);
-        match d {
-            Decision::Candidate { rule } if rule as i32 == r.rule_idx && elig.contains(&rule) => {
-                out.push(Candidate {
-                    file_id: r.id,
-                    host_id: host.id,
-                    path: r.file_path,
-                    path_escaped: r.path_escaped,
-                    size: r.file_size,
-                    modified: r.last_modified,
-                    accessed: r.last_accessed,
-                    inode: r.inode,
-                    hash: r.file_hash,
-                    rule: index[rule],
-                });
-            }
-            other => {
-                mismatches += 1;
-                metrics::counter!("alto_planner_mismatches_total").increment(1);
-                tracing::error!(file = %r.id, sql_rule = r.rule_idx, decision = ?other,
-                    "database selection and evaluator disagree; file not planned");
+    let confirm = |chunk: Vec<pdb::CandRow>| -> (Vec<Candidate>, u64) {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut mismatches = 0u64;
+        for r in chunk {
+            match alto_rules::decide(&rules, &hf, &facts(&r), &set.tags, &es) {
+                Decision::Candidate { rule }
+                    if rule as i32 == r.rule_idx && elig.contains(&rule) =>
+                {
+                    out.push(Candidate {
+                        file_id: r.id,
+                        host_id: host.id,
+                        path: r.file_path,
+                        path_escaped: r.path_escaped,
+                        size: r.file_size,
+                        modified: r.last_modified,
+                        accessed: r.last_accessed,
+                        inode: r.inode,
+                        hash: r.file_hash,
+                        rule: index[rule],
+                    });
+                }
+                other => {
+                    mismatches += 1;
+                    tracing::error!(file = %r.id, sql_rule = r.rule_idx, decision = ?other,
+                        "database selection and evaluator disagree; file not planned");
+                }
             }
         }
+        (out, mismatches)
+    };
+    // Large selections are confirmed on every core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let (candidates, mismatches) = if rows.len() < 20_000 || threads < 2 {
+        confirm(rows)
+    } else {
+        let per = rows.len().div_ceil(threads);
+        let mut rows = rows;
+        let mut chunks = Vec::new();
+        while rows.len() > per {
+            let rest = rows.split_off(per);
+            chunks.push(std::mem::replace(&mut rows, rest));
+        }
+        chunks.push(rows);
+        let parts: Vec<(Vec<Candidate>, u64)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = chunks.into_iter().map(|c| sc.spawn(|| confirm(c))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        let mut all = Vec::with_capacity(selected as usize);
+        let mut mm = 0;
+        for (c, m) in parts {
+            all.extend(c);
+            mm += m;
+        }
+        (all, mm)
+    };
+    if mismatches > 0 {
+        metrics::counter!("alto_planner_mismatches_total").increment(mismatches);
     }
-    Ok((selected, out, mismatches))
+    Ok(HostSelection {
+        selected,
+        candidates,
+        mismatches,
+        select_ms,
+        confirm_ms: t1.elapsed().as_millis() as u64,
+    })
 }
 
 fn bandwidth(host: &PlanHost, s: &rdb::Settings) -> i64 {
@@ -300,6 +363,7 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
     let now = state.now();
     let ctx = TenantCtx::Tenant(CustomerId(req.customer_id));
     let mut tx = state.db.begin(ctx).await?;
+    pdb::tune(&mut tx).await?;
     let set = load(&mut tx, req.customer_id).await?;
     let mut hosts = pdb::plan_hosts(&mut tx, req.customer_id).await?;
     if !req.host_ids.is_empty() {
@@ -335,11 +399,14 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
         if watermark { Ordering::Global(order_of(&s.watermark_order)) } else { Ordering::ByRule };
     for host in &hosts {
         pdb::lock_host(&mut tx, host.id).await?;
-        let (selected, cands, mismatches) =
+        let sel =
             host_candidates(&mut tx, &set, host, &eligible, now, req.under.clone(), true).await?;
-        stats.selected += selected;
-        stats.confirmed += cands.len() as u64;
-        stats.mismatches += mismatches;
+        stats.selected += sel.selected;
+        stats.confirmed += sel.candidates.len() as u64;
+        stats.mismatches += sel.mismatches;
+        stats.select_ms += sel.select_ms;
+        stats.confirm_ms += sel.confirm_ms;
+        let cands = sel.candidates;
         if cands.is_empty() {
             continue;
         }

@@ -181,13 +181,15 @@ async fn rules_are_versioned_ordered_and_audited() {
     let (_, vers) = api(&t.admin, Method::GET, &format!("{base}/{aid}/versions"), None).await;
     let changes: Vec<&str> =
         vers.as_array().unwrap().iter().map(|v| v["change"].as_str().unwrap()).collect();
-    assert_eq!(changes, ["created", "updated", "updated"]);
+    assert_eq!(changes, ["created", "updated", "updated"], "the reorder moved `a` from 10 to 20");
     assert_eq!(vers[1]["spec"]["conditions"]["min_size_bytes"], 100);
     let (st, _) = api(&t.admin, Method::DELETE, &format!("{base}/{bid}"), None).await;
     assert_eq!(st, 200);
     let (_, s) =
         api(&t.admin, Method::GET, &format!("/tenants/{}/planner-settings", t.id), None).await;
     assert_eq!(s["ruleset_revision"], 6, "create×2, update, reorder×2, delete");
+    let (_, bv) = api(&t.admin, Method::GET, &format!("{base}/{bid}/versions"), None).await;
+    assert_eq!(bv.as_array().unwrap().len(), 3, "b: created, moved to 10, deleted");
     let audit = t
         .admin
         .list_audit(
@@ -348,6 +350,7 @@ async fn ingest_triggers_planning_with_explainable_decisions() {
         api(&t.admin, Method::POST, &format!("/tenants/{}/jobs/{jid}/retry", t.id), None).await;
     assert_eq!((st, j["state"].as_str()), (200, Some("queued")));
     assert_eq!(j["file_states"][0]["key"], "pending");
+    assert_eq!(j["file_states"][0]["bytes"], j["total_bytes"]);
     let (st, _) =
         api(&t.admin, Method::POST, &format!("/tenants/{}/jobs/{jid}/retry", t.id), None).await;
     assert_eq!(st, 409, "a queued job is not retryable");

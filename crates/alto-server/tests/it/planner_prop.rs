@@ -191,6 +191,10 @@ async fn one_case(db: &TestDb, seed: u64) {
         .collect();
     let hf = HostFacts { id: h, groups: &groups };
     let (rules, _) = host_rules(&all, &hf);
+    // Half the cases inline tag conditions as path tests, half use the subquery.
+    let inline = r.random_bool(0.5);
+    let tag_list: Vec<PathTag> =
+        tags.iter().filter(|t| t.host_id.is_none_or(|x| x == h)).cloned().collect();
     let tags = TagIndex::new(tags);
     let es = EvalSettings { now, safety_window: Duration::hours(r.random_range(0..48)) };
     let eligible: Vec<usize> = (0..rules.len()).filter(|i| rules[*i].is_tier()).collect();
@@ -208,6 +212,7 @@ async fn one_case(db: &TestDb, seed: u64) {
             safety_cutoff: es.safety_cutoff(),
             under: None,
             skip_in_jobs: true,
+            tags: inline.then_some(tag_list.as_slice()),
         },
     )
     .await
