@@ -63,6 +63,10 @@ if [ -z "$TENANT_ID" ]; then
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["enrollment"]["token"])')"
   rm -rf "$DATA/agent"
   "$BIN/alto-agent" enroll --server "$URL" --token "$TOKEN" --state-dir "$DATA/agent"
+  # Two rules: keep configuration files, tier anything not opened for a year.
+  ctl rules create --tenant "$TENANT_ID" --name keep-config --priority 10 --glob '*.conf' --exclude >/dev/null
+  ctl rules create --tenant "$TENANT_ID" --name cold-files --priority 100 \
+    --accessed-older-than-days 365 --min-size 8KiB --target default >/dev/null
 fi
 
 # A sample directory for the agent to scan (generated once, deterministic).
@@ -81,6 +85,15 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 ctl inventory summary --tenant "$TENANT_ID" | head -n 12
+echo "== rules, and the plan the planner made after the scan was ingested" >&2
+ctl rules list --tenant "$TENANT_ID"
+for _ in $(seq 1 100); do
+  PLANS="$(ctl --output json plans list --tenant "$TENANT_ID" 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))' 2>/dev/null || echo 0)"
+  [ "${PLANS:-0}" -ge 1 ] && break
+  sleep 0.2
+done
+ctl plans list --tenant "$TENANT_ID" | head -n 6
+ctl jobs list --tenant "$TENANT_ID" | head -n 8
 
 cat <<TXT
 
@@ -91,6 +104,8 @@ cat <<TXT
     CLI:            ALTO_SERVER=$URL $BIN/altoctl login --username admin
     Agent:          alto-agent run --root $SAMPLE  (log in $DATA/agent.log)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
+    Try:            altoctl rules explain --tenant $TENANT_ID --host <host id> --path <a path above>
+                    altoctl rules preview --tenant $TENANT_ID    (what the rules would move now)
 
 TXT
 ctl audit verify --platform

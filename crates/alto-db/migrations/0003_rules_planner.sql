@@ -120,10 +120,8 @@ CREATE TABLE job_files (
   job_id         uuid NOT NULL,
   customer_id    uuid NOT NULL,
   seq            integer NOT NULL,
-  file_id        uuid NOT NULL,
-  file_path      text NOT NULL,
-  path_escaped   boolean NOT NULL,
-  file_size      bigint NOT NULL,
+  file_id        uuid NOT NULL,                 -- file_inventory.id (the path lives there)
+  file_size      bigint NOT NULL,               -- the planned snapshot, re-checked by the agent
   last_modified  timestamptz,
   inode          bigint,
   file_hash      text,

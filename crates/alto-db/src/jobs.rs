@@ -236,9 +236,10 @@ pub async fn files(
     limit: i64,
 ) -> Result<Vec<JobFileRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT seq, file_id, file_path, path_escaped, file_size, last_modified, inode,
-                file_hash, state, attempts, error
-           FROM job_files WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        "SELECT jf.seq, jf.file_id, f.file_path, f.path_escaped, jf.file_size, jf.last_modified,
+                jf.inode, jf.file_hash, jf.state, jf.attempts, jf.error
+           FROM job_files jf JOIN file_inventory f ON f.id = jf.file_id
+          WHERE jf.job_id = $1 AND jf.seq > $2 ORDER BY jf.seq LIMIT $3",
     )
     .bind(job_id)
     .bind(after_seq)

@@ -420,8 +420,9 @@ pub async fn pending_bytes_under(tx: &mut Tx, host_id: Uuid, dir: &str) -> Resul
     Ok(sqlx::query_scalar(
         "SELECT coalesce(sum(jf.file_size), 0)::bigint FROM job_files jf
            JOIN jobs j ON j.id = jf.job_id
+           JOIN file_inventory f ON f.id = jf.file_id
           WHERE j.host_id = $1 AND jf.state = 'pending'
-            AND (jf.file_path = $2 OR starts_with(jf.file_path, $3))",
+            AND (f.file_path = $2 OR starts_with(f.file_path, $3))",
     )
     .bind(host_id)
     .bind(dir)
@@ -556,8 +557,6 @@ pub struct NewJobFiles {
     pub job_id: Vec<Uuid>,
     pub seq: Vec<i32>,
     pub file_id: Vec<Uuid>,
-    pub path: Vec<String>,
-    pub escaped: Vec<bool>,
     pub size: Vec<i64>,
     pub mtime: Vec<Option<DateTime<Utc>>>,
     pub inode: Vec<Option<i64>>,
@@ -615,19 +614,17 @@ pub async fn insert_jobs(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "INSERT INTO job_files (job_id, customer_id, seq, file_id, file_path, path_escaped,
-                                file_size, last_modified, inode, file_hash)
-         SELECT u.job, $1, u.seq, u.file, u.path, u.esc, u.size, u.mtime, u.inode, u.hash
-           FROM unnest($2::uuid[], $3::int[], $4::uuid[], $5::text[], $6::bool[], $7::bigint[],
-                       $8::timestamptz[], $9::bigint[], $10::text[])
-                AS u(job, seq, file, path, esc, size, mtime, inode, hash)",
+        "INSERT INTO job_files (job_id, customer_id, seq, file_id, file_size, last_modified,
+                                inode, file_hash)
+         SELECT u.job, $1, u.seq, u.file, u.size, u.mtime, u.inode, u.hash
+           FROM unnest($2::uuid[], $3::int[], $4::uuid[], $5::bigint[], $6::timestamptz[],
+                       $7::bigint[], $8::text[])
+                AS u(job, seq, file, size, mtime, inode, hash)",
     )
     .bind(customer_id)
     .bind(&files.job_id)
     .bind(&files.seq)
     .bind(&files.file_id)
-    .bind(&files.path)
-    .bind(&files.escaped)
     .bind(&files.size)
     .bind(&files.mtime)
     .bind(&files.inode)

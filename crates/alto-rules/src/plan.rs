@@ -164,10 +164,11 @@ pub fn build(
     }
     groups.sort_by_key(|((h, r), _)| (*r, *h));
     for ((host_id, rule), files) in groups {
-        let mut files = files;
-        while !files.is_empty() {
-            let rest = files.split_off(files.len().min(per_job));
-            let chunk = std::mem::replace(&mut files, rest);
+        // Consume the group front to back (splitting off the tail each time would move the
+        // rest of the group once per job: quadratic).
+        let mut iter = files.into_iter().peekable();
+        while iter.peek().is_some() {
+            let chunk: Vec<Candidate> = iter.by_ref().take(per_job).collect();
             let bytes: i64 = chunk.iter().map(|c| c.size).sum();
             let saved: i64 = chunk.iter().map(|c| space_saved(c.size)).sum();
             let seconds = link.seconds(chunk.len(), bytes);

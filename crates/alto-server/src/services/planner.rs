@@ -487,8 +487,6 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
             files.job_id.push(id);
             files.seq.push(i as i32);
             files.file_id.push(f.file_id);
-            files.path.push(f.path.clone());
-            files.escaped.push(f.path_escaped);
             files.size.push(f.size);
             files.mtime.push(f.modified);
             files.inode.push(f.inode);
@@ -533,7 +531,9 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
         },
     )
     .await?;
+    let tw = Instant::now();
     pdb::insert_jobs(&mut tx, req.customer_id, plan_id, req.hold, &new_jobs, &files, now).await?;
+    tracing::debug!(ms = tw.elapsed().as_millis() as u64, files = files.file_id.len(), "jobs written");
     let actor = match &req.requested_by {
         Some(name) => Actor { kind: "user", id: None, name: Some(name.clone()), ip: None },
         None => Actor::system(),

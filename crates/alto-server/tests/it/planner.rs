@@ -354,6 +354,28 @@ async fn ingest_triggers_planning_with_explainable_decisions() {
     let (st, _) =
         api(&t.admin, Method::POST, &format!("/tenants/{}/jobs/{jid}/retry", t.id), None).await;
     assert_eq!(st, 409, "a queued job is not retryable");
+    // Another tenant sees none of it, whichever path it tries.
+    let other = app.new_tenant("Other").await;
+    let o = format!("/tenants/{}", other.id);
+    for (m, path, body) in [
+        (Method::GET, format!("{o}/jobs/{jid}"), None),
+        (Method::POST, format!("{o}/jobs/{jid}/cancel"), None),
+        (Method::GET, format!("{o}/plans/{}", plan["id"].as_str().unwrap()), None),
+        (Method::GET, format!("{o}/rules/explain?host_id={host}&path=/srv/data/d3/f3.bin"), None),
+        (Method::POST, format!("{o}/rules/preview"), Some(json!({ "host_ids": [host] }))),
+        (Method::POST, format!("{o}/tags"), Some(json!({ "host_id": host, "path": "/srv", "key": "k" }))),
+        (Method::PUT, format!("{o}/hosts/{host}/groups"), Some(json!({ "groups": ["x"] }))),
+        (Method::GET, format!("/tenants/{}/jobs/{jid}", t.id), None),
+    ] {
+        let (st, v) = api(&other.admin, m, &path, body).await;
+        assert_eq!(st, 404, "{path}: {v}");
+    }
+    let (_, jobs) = api(&other.admin, Method::GET, &format!("{o}/jobs"), None).await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 0);
+    let (st, v) =
+        api(&other.admin, Method::POST, &format!("{o}/plans"), Some(json!({ "host_ids": [host] })))
+            .await;
+    assert_eq!(st, 400, "{v}");
 }
 
 fn urlencode(s: &str) -> String {

@@ -83,6 +83,35 @@ fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
         op("inventory.scans", Method::GET, format!("/api/v1/tenants/{t}/scans"), None),
         op("audit.list", Method::GET, format!("/api/v1/tenants/{t}/audit"), None),
         op("audit.verify", Method::GET, format!("/api/v1/tenants/{t}/audit/verify"), None),
+        op("rules.list", Method::GET, format!("/api/v1/tenants/{t}/rules"), None),
+        op(
+            "rules.create",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/rules"),
+            Some(serde_json::json!({"name": format!("r-{n}"), "priority": n,
+                "action": {"type": "tier", "target": "default"}})),
+        ),
+        op(
+            "rules.preview",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/rules/preview"),
+            Some(serde_json::json!({})),
+        ),
+        op(
+            "tags.create",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/tags"),
+            Some(serde_json::json!({"path": format!("/srv/{n}"), "key": "k"})),
+        ),
+        op("plans.run", Method::POST, format!("/api/v1/tenants/{t}/plans"), Some(serde_json::json!({}))),
+        op("jobs.list", Method::GET, format!("/api/v1/tenants/{t}/jobs"), None),
+        op("storage.list", Method::GET, format!("/api/v1/tenants/{t}/storage-targets"), None),
+        op(
+            "storage.create",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/storage-targets"),
+            Some(serde_json::json!({"name": format!("s-{n}"), "kind": "directory", "location": "/mnt/t2"})),
+        ),
         op("platform.users", Method::GET, "/api/v1/platform/users".into(), None),
         op("platform.audit", Method::GET, "/api/v1/platform/audit".into(), None),
     ]
@@ -102,6 +131,11 @@ fn expected(name: &str) -> [Want; 7] {
             [Allow, Allow, Deny, Deny, Deny, Deny, Deny]
         }
         "audit.list" | "audit.verify" => [Allow, Allow, Deny, Allow, Deny, Allow, Deny],
+        "rules.list" | "rules.preview" | "jobs.list" | "storage.list" => [Allow; 7],
+        "rules.create" | "tags.create" | "plans.run" => {
+            [Allow, Allow, Allow, Deny, Deny, Deny, Deny]
+        }
+        "storage.create" => [Allow, Allow, Deny, Deny, Deny, Deny, Deny],
         "platform.users" => [Allow, Deny, Deny, Deny, Deny, Allow, Allow],
         "platform.audit" => [Allow, Deny, Deny, Deny, Deny, Allow, Deny],
         other => panic!("no expectation for {other}"),
