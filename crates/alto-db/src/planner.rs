@@ -9,6 +9,7 @@
 //! `alto_rules::decide`.
 
 use alto_rules::compile::cutoff;
+use alto_rules::pattern::Shape;
 use alto_rules::{CompiledRule, PathTag, StubState};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgArguments;
@@ -38,6 +39,18 @@ impl Args {
         self.n += 1;
         format!("${}", self.n)
     }
+}
+
+/// Escapes `LIKE` wildcards (the default escape character is `\\`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Most tag paths a tag condition is expanded into before it falls back to a subquery.
@@ -71,10 +84,28 @@ pub fn condition_sql(
         terms.push(format!("({})", parts.join(" OR ")));
     }
     if !r.globs.is_empty() {
-        // One expression per rule keeps the statement within PostgreSQL's regex cache.
-        let re = r.globs.iter().map(|g| format!("(?:{})", g.sql())).collect::<Vec<_>>().join("|");
-        let p = a.push(re);
-        terms.push(format!("f.file_path ~ {p}"));
+        // Globs with a plain prefix, suffix or whole path become string tests; the rest are
+        // one regular expression per rule (which keeps a statement within PostgreSQL's regex
+        // cache).
+        let mut parts: Vec<String> = Vec::new();
+        let mut regexes: Vec<String> = Vec::new();
+        for g in &r.globs {
+            match g.shape() {
+                Shape::Prefix(x) => {
+                    parts.push(format!("starts_with(f.file_path, {})", a.push(x.clone())))
+                }
+                Shape::Suffix(x) => {
+                    let like = format!("%{}", like_escape(x));
+                    parts.push(format!("f.file_path LIKE {}", a.push(like)));
+                }
+                Shape::Exact(x) => parts.push(format!("f.file_path = {}", a.push(x.clone()))),
+                Shape::Regex => regexes.push(format!("(?:{})", g.sql())),
+            }
+        }
+        if !regexes.is_empty() {
+            parts.push(format!("f.file_path ~ {}", a.push(regexes.join("|"))));
+        }
+        terms.push(format!("({})", parts.join(" OR ")));
     }
     if let Some(re) = &r.regex {
         let p = a.push(re.sql().to_owned());

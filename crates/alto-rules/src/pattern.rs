@@ -44,6 +44,47 @@ pub struct Pattern {
     source: String,
     regex: regex::Regex,
     sql: String,
+    shape: Shape,
+}
+
+/// A cheaper exact equivalent of a glob for the database, where one exists. Whatever the
+/// shape, the Rust matcher is the same regex; the property test holds the two together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// Only the regular expression expresses it.
+    Regex,
+    /// The path starts with this text (`/srv/a/**`).
+    Prefix(String),
+    /// The path ends with this text, which holds no `/` (`*.iso`).
+    Suffix(String),
+    /// The path is exactly this text (`/srv/a/x.iso`).
+    Exact(String),
+}
+
+const GLOB_SPECIAL: &[char] = &['*', '?', '[', ']', '{', '}', ',', '\\'];
+
+fn glob_shape(glob: &str) -> Shape {
+    let plain = |s: &str| !s.contains(GLOB_SPECIAL);
+    if !glob.contains('/') {
+        if let Some(rest) = glob.strip_prefix('*') {
+            if !rest.is_empty() && plain(rest) && !rest.starts_with('*') {
+                return Shape::Suffix(rest.to_owned());
+            }
+        }
+        return Shape::Regex;
+    }
+    if !glob.starts_with('/') {
+        return Shape::Regex;
+    }
+    if plain(glob) {
+        return Shape::Exact(glob.to_owned());
+    }
+    if let Some(lit) = glob.strip_suffix("**") {
+        if plain(lit) {
+            return Shape::Prefix(lit.to_owned());
+        }
+    }
+    Shape::Regex
 }
 
 impl Pattern {
@@ -57,7 +98,14 @@ impl Pattern {
     pub fn glob(src: &str) -> Result<Pattern, PatternError> {
         check_text(src)?;
         let re = glob_to_regex(src)?;
-        Self::from_regex_text(src, &re)
+        let mut p = Self::from_regex_text(src, &re)?;
+        p.shape = glob_shape(src);
+        Ok(p)
+    }
+
+    /// The cheaper database form of a glob, if it has one.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
     }
 
     fn from_regex_text(source: &str, re: &str) -> Result<Pattern, PatternError> {
@@ -82,7 +130,7 @@ impl Pattern {
                 }
                 other => PatternError::Syntax(first_line(&other.to_string())),
             })?;
-        Ok(Pattern { source: source.to_owned(), regex, sql })
+        Ok(Pattern { source: source.to_owned(), regex, sql, shape: Shape::Regex })
     }
 
     pub fn is_match(&self, path: &str) -> bool {
@@ -399,6 +447,41 @@ mod tests {
         assert!(g("\\*.txt", "/p/*.txt"));
         assert!(!g("\\*.txt", "/p/a.txt"));
         assert!(g("*", "/p/with\nnewline"));
+    }
+
+    #[test]
+    fn glob_shapes_agree_with_the_matcher() {
+        for (glob, shape) in [
+            ("*.iso", Shape::Suffix(".iso".into())),
+            ("/srv/a/**", Shape::Prefix("/srv/a/".into())),
+            ("/srv/a**", Shape::Prefix("/srv/a".into())),
+            ("/srv/a/x.iso", Shape::Exact("/srv/a/x.iso".into())),
+            ("*", Shape::Regex),
+            ("**.iso", Shape::Regex),
+            ("/srv/*/x", Shape::Regex),
+            ("a*", Shape::Regex),
+            ("**/tmp/*", Shape::Regex),
+        ] {
+            let p = Pattern::glob(glob).unwrap();
+            assert_eq!(p.shape(), &shape, "{glob}");
+            for path in [
+                "/srv/a/x.iso",
+                "/srv/a",
+                "/srv/ab/y.iso",
+                "x.iso",
+                "/srv/a/b/c",
+                "/q/.iso",
+                "/iso",
+            ] {
+                let by_shape = match p.shape() {
+                    Shape::Regex => continue,
+                    Shape::Prefix(x) => path.starts_with(x.as_str()),
+                    Shape::Suffix(x) => path.ends_with(x.as_str()),
+                    Shape::Exact(x) => path == x,
+                };
+                assert_eq!(by_shape, p.is_match(path), "{glob} on {path}");
+            }
+        }
     }
 
     #[test]

@@ -168,7 +168,25 @@ async fn main() {
         preview = preview.min(t0.elapsed());
     }
 
+    // The full planning run (once: it creates the jobs).
+    let req = RunRequest::new(t.id, Trigger::Manual);
+    let t0 = Instant::now();
+    let out = planner::run(&app.state, &req).await.expect("plan");
+    let plan = t0.elapsed();
+    let s = &out.stats;
+    // Confirm what was written.
+    let (jobs, files): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), coalesce(sum(file_count), 0)::bigint FROM jobs WHERE plan_id = $1",
+    )
+    .bind(out.plan_id)
+    .fetch_one(&owner)
+    .await
+    .expect("count");
+    assert_eq!((jobs as u64, files as u64), (s.jobs, s.files));
+    assert_eq!(s.mismatches, 0, "SQL and evaluator disagreed");
+
     if args.iter().any(|a| a == "--explain") {
+        // The steady-state query (after the first run filled job_files).
         let mut tx = app
             .state
             .db
@@ -198,23 +216,6 @@ async fn main() {
             alto_db::planner::explain_candidates(&mut tx, &sel).await.expect("explain")
         );
     }
-
-    // The full planning run (once: it creates the jobs).
-    let req = RunRequest::new(t.id, Trigger::Manual);
-    let t0 = Instant::now();
-    let out = planner::run(&app.state, &req).await.expect("plan");
-    let plan = t0.elapsed();
-    let s = &out.stats;
-    // Confirm what was written.
-    let (jobs, files): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), coalesce(sum(file_count), 0)::bigint FROM jobs WHERE plan_id = $1",
-    )
-    .bind(out.plan_id)
-    .fetch_one(&owner)
-    .await
-    .expect("count");
-    assert_eq!((jobs as u64, files as u64), (s.jobs, s.files));
-    assert_eq!(s.mismatches, 0, "SQL and evaluator disagreed");
 
     // Steady state: the same inventory planned again; every candidate is in a live job, so
     // the run selects, finds nothing new and writes only the (empty) plan.

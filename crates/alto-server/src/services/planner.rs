@@ -533,7 +533,11 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
     .await?;
     let tw = Instant::now();
     pdb::insert_jobs(&mut tx, req.customer_id, plan_id, req.hold, &new_jobs, &files, now).await?;
-    tracing::debug!(ms = tw.elapsed().as_millis() as u64, files = files.file_id.len(), "jobs written");
+    tracing::debug!(
+        ms = tw.elapsed().as_millis() as u64,
+        files = files.file_id.len(),
+        "jobs written"
+    );
     let actor = match &req.requested_by {
         Some(name) => Actor { kind: "user", id: None, name: Some(name.clone()), ip: None },
         None => Actor::system(),

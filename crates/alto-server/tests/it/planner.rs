@@ -363,7 +363,11 @@ async fn ingest_triggers_planning_with_explainable_decisions() {
         (Method::GET, format!("{o}/plans/{}", plan["id"].as_str().unwrap()), None),
         (Method::GET, format!("{o}/rules/explain?host_id={host}&path=/srv/data/d3/f3.bin"), None),
         (Method::POST, format!("{o}/rules/preview"), Some(json!({ "host_ids": [host] }))),
-        (Method::POST, format!("{o}/tags"), Some(json!({ "host_id": host, "path": "/srv", "key": "k" }))),
+        (
+            Method::POST,
+            format!("{o}/tags"),
+            Some(json!({ "host_id": host, "path": "/srv", "key": "k" })),
+        ),
         (Method::PUT, format!("{o}/hosts/{host}/groups"), Some(json!({ "groups": ["x"] }))),
         (Method::GET, format!("/tenants/{}/jobs/{jid}", t.id), None),
     ] {

@@ -27,7 +27,7 @@ const DIRS: [&str; 8] = [
     "/data/x y",
     "/srv/ab",
 ];
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 12] = [
     "report.pdf",
     "x1.iso",
     "disk.img",
@@ -38,8 +38,10 @@ const NAMES: [&str; 10] = [
     "été.doc",
     "12.csv",
     "line\nbreak.txt",
+    "a%_.doc",
+    "back\\x",
 ];
-const GLOBS: [&str; 9] = [
+const GLOBS: [&str; 14] = [
     "*.iso",
     "/srv/a/**",
     "/srv/*/x*",
@@ -49,6 +51,11 @@ const GLOBS: [&str; 9] = [
     "/home/**/*.tmp",
     "*.TXT",
     "/srv/?/*",
+    "/srv/a**",
+    "*%_.doc",
+    "*é.doc",
+    "/srv/b/deep/er/5notes",
+    "*\\\\x",
 ];
 const REGEXES: [&str; 7] =
     ["^/srv/b/", r"\.(iso|img)$", "(?i)report", "[0-9]{2}", "é", r"^/[a-z]+/[a-z]+/", "\n"];

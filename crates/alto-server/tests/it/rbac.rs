@@ -103,14 +103,21 @@ fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
             format!("/api/v1/tenants/{t}/tags"),
             Some(serde_json::json!({"path": format!("/srv/{n}"), "key": "k"})),
         ),
-        op("plans.run", Method::POST, format!("/api/v1/tenants/{t}/plans"), Some(serde_json::json!({}))),
+        op(
+            "plans.run",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/plans"),
+            Some(serde_json::json!({})),
+        ),
         op("jobs.list", Method::GET, format!("/api/v1/tenants/{t}/jobs"), None),
         op("storage.list", Method::GET, format!("/api/v1/tenants/{t}/storage-targets"), None),
         op(
             "storage.create",
             Method::POST,
             format!("/api/v1/tenants/{t}/storage-targets"),
-            Some(serde_json::json!({"name": format!("s-{n}"), "kind": "directory", "location": "/mnt/t2"})),
+            Some(
+                serde_json::json!({"name": format!("s-{n}"), "kind": "directory", "location": "/mnt/t2"}),
+            ),
         ),
         op("platform.users", Method::GET, "/api/v1/platform/users".into(), None),
         op("platform.audit", Method::GET, "/api/v1/platform/audit".into(), None),
