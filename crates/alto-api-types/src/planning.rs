@@ -334,3 +334,162 @@ pub struct CreateTag {
 pub struct SetHostGroups {
     pub groups: Vec<String>,
 }
+
+// --- Execution (agents) and the stub registry ------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimJobs {
+    /// 1–10, default 1.
+    #[serde(default)]
+    pub max_jobs: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecTarget {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecFile {
+    pub seq: i32,
+    pub file_id: Uuid,
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub inode: Option<i64>,
+    pub state: String,
+}
+
+/// A job as an agent executes it: only the files still to do.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecJob {
+    pub job_id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Uuid,
+    pub rule_id: Option<Uuid>,
+    pub priority: i32,
+    pub compression: Option<Compression>,
+    pub storage_target: ExecTarget,
+    pub tiered_destination: String,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub files: Vec<ExecFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaimedJobs {
+    pub jobs: Vec<ExecJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobProgress {
+    /// The job was cancelled: finish the file in flight, report, complete as `cancelled`.
+    pub cancel: bool,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOutcome {
+    /// The object is in tier-2 and verified; the file is not touched yet.
+    Staged,
+    /// The file is now a stub of that object.
+    Stubbed,
+    /// Left alone (changed, open elsewhere, gone); planned again by a later run.
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileResult {
+    pub seq: i32,
+    pub outcome: FileOutcome,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub object_key: Option<String>,
+    #[serde(default)]
+    pub stored_size: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileResults {
+    pub results: Vec<FileResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResultsAccepted {
+    pub accepted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteJob {
+    /// `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recalled {
+    pub path: String,
+    #[serde(default)]
+    pub path_escaped: bool,
+    pub sha256: String,
+}
+
+/// One stub-registry entry.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Stub {
+    pub id: Uuid,
+    pub host_id: Uuid,
+    pub file_id: Option<Uuid>,
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub sha256: String,
+    pub object_key: String,
+    pub tiered_location: String,
+    pub target: Option<String>,
+    pub stored_size: Option<i64>,
+    /// `pending`, `stubbed`, `rehydrated`, `orphaned` or `failed`.
+    pub state: String,
+    pub job_id: Option<Uuid>,
+    pub tiered_at: Option<DateTime<Utc>>,
+    pub rehydrated_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HostStubSummary {
+    pub host_id: Uuid,
+    pub stubs: i64,
+    /// Original bytes of the stubbed files.
+    pub bytes: i64,
+    /// Bytes freed on the host (each stub keeps its first 4 KiB).
+    pub space_saved: i64,
+    /// Bytes the objects take in tier-2.
+    pub stored_bytes: i64,
+    pub pending: i64,
+    pub failed: i64,
+    pub rehydrated: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StubSummary {
+    pub stubs: i64,
+    pub bytes: i64,
+    pub space_saved: i64,
+    pub stored_bytes: i64,
+    pub per_host: Vec<HostStubSummary>,
+}

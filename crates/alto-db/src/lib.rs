@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod execution;
 pub mod hosts;
 pub mod inventory;
 pub mod jobs;

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod convert;
 mod events;
+mod execution;
 mod hosts;
 mod inventory;
 mod meta;
@@ -71,6 +72,13 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/enroll", post(agent::enroll))
         .route("/agent/heartbeat", post(agent::heartbeat))
         .route("/agent/credentials/rotate", post(agent::rotate))
+        .route("/agent/jobs/claim", post(execution::claim))
+        .route("/agent/jobs/{job_id}/progress", post(execution::progress))
+        .route("/agent/jobs/{job_id}/files", post(execution::results))
+        .route("/agent/jobs/{job_id}/complete", post(execution::complete))
+        .route("/agent/recalled", post(execution::recalled))
+        .route("/tenants/{tenant_id}/stubs", get(execution::list))
+        .route("/tenants/{tenant_id}/stubs/summary", get(execution::summary))
         .route(
             "/scan-results",
             post(scans::upload).layer(DefaultBodyLimit::max(state.config.ingest.max_part_bytes)),
@@ -224,6 +232,8 @@ async fn openapi_json() -> impl IntoResponse {
         hosts::list, hosts::create, hosts::get, hosts::update, hosts::decommission,
         hosts::new_enrollment_token, hosts::list_credentials, hosts::revoke_credential,
         agent::enroll, agent::heartbeat, agent::rotate,
+        execution::claim, execution::progress, execution::results, execution::complete,
+        execution::recalled, execution::list, execution::summary,
         scans::upload, scans::list, scans::get, inventory::summary, inventory::files,
         rules::list, rules::create, rules::get, rules::update, rules::delete, rules::versions,
         rules::reorder, rules::validate, rules::preview, rules::preview_own, rules::explain,

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod errors;
 mod events;
+mod execution;
 mod hosts;
 mod ingest;
 mod isolation;

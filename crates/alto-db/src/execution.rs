@@ -1,0 +1,388 @@
+//! Tiering execution as agents drive it: claiming a host's jobs, per-file outcomes, job
+//! completion, and the stub registry.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::jobs::JobDetail;
+use crate::{DbError, Tx};
+
+const DETAIL_COLS: &str = "id, customer_id, host_id, kind, state, priority, payload, attempts,
+    max_attempts, last_error, result, plan_id, rule_id, rule_version, target_name, file_count,
+    total_bytes, estimates, cancel_requested_at, created_at, updated_at, dispatched_at,
+    started_at, finished_at";
+
+/// Leases up to `max` of the host's queued tiering jobs (and its running ones whose lease
+/// expired: an agent that restarted takes its work back) to the host until `now + lease`.
+pub async fn claim_for_host(
+    tx: &mut Tx,
+    host_id: Uuid,
+    max: i64,
+    lease: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobDetail>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1,
+                lease_owner = 'host:' || host_id::text, lease_expires_at = $3 + $4,
+                dispatched_at = coalesce(dispatched_at, $3), started_at = coalesce(started_at, $3),
+                updated_at = $3
+          WHERE id IN (SELECT id FROM jobs
+                        WHERE host_id = $1 AND kind = 'tier'
+                          AND ((state = 'queued' AND run_after <= $3)
+                               OR (state IN ('dispatched', 'running') AND lease_expires_at < $3))
+                        ORDER BY priority DESC, created_at, id
+                        FOR UPDATE SKIP LOCKED LIMIT $2)
+          RETURNING {DETAIL_COLS}"
+    ))
+    .bind(host_id)
+    .bind(max)
+    .bind(now)
+    .bind(lease)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The host's job, locked, if it is leased to the host.
+pub async fn leased_job(tx: &mut Tx, job_id: Uuid, host_id: Uuid) -> Result<JobDetail, DbError> {
+    sqlx::query_as(&format!(
+        "SELECT {DETAIL_COLS} FROM jobs WHERE id = $1 AND host_id = $2 AND kind = 'tier' FOR UPDATE"
+    ))
+    .bind(job_id)
+    .bind(host_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(DbError::NotFound("job"))
+}
+
+pub async fn extend_lease(
+    tx: &mut Tx,
+    job_id: Uuid,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query("UPDATE jobs SET lease_expires_at = $2, updated_at = $3 WHERE id = $1")
+        .bind(job_id)
+        .bind(until)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecFile {
+    pub seq: i32,
+    pub file_id: Uuid,
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub inode: Option<i64>,
+    pub state: String,
+}
+
+/// A job's files still to do (pending), with their paths.
+pub async fn pending_files(tx: &mut Tx, job_id: Uuid) -> Result<Vec<ExecFile>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT jf.seq, jf.file_id, f.file_path, f.path_escaped, jf.file_size, jf.last_modified,
+                jf.inode, jf.state
+           FROM job_files jf JOIN file_inventory f ON f.id = jf.file_id
+          WHERE jf.job_id = $1 AND jf.state = 'pending' ORDER BY jf.seq",
+    )
+    .bind(job_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// One file of a job, locked.
+pub async fn job_file(tx: &mut Tx, job_id: Uuid, seq: i32) -> Result<ExecFile, DbError> {
+    sqlx::query_as(
+        "SELECT jf.seq, jf.file_id, f.file_path, f.path_escaped, jf.file_size, jf.last_modified,
+                jf.inode, jf.state
+           FROM job_files jf JOIN file_inventory f ON f.id = jf.file_id
+          WHERE jf.job_id = $1 AND jf.seq = $2 FOR UPDATE OF jf",
+    )
+    .bind(job_id)
+    .bind(seq)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(DbError::NotFound("job file"))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StubRow {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Uuid,
+    pub file_id: Option<Uuid>,
+    pub file_path: String,
+    pub path_escaped: bool,
+    pub file_size: i64,
+    pub sha256: String,
+    pub object_key: String,
+    pub tiered_location: String,
+    pub target_name: Option<String>,
+    pub stored_size: Option<i64>,
+    pub state: String,
+    pub job_id: Option<Uuid>,
+    pub tiered_at: Option<DateTime<Utc>>,
+    pub rehydrated_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const STUB_COLS: &str = "id, customer_id, host_id, file_id, file_path, path_escaped, file_size,
+    sha256, object_key, tiered_location, target_name, stored_size, state, job_id, tiered_at,
+    rehydrated_at, created_at, updated_at";
+
+/// The live (pending or stubbed) registry entry of a file.
+pub async fn live_stub(
+    tx: &mut Tx,
+    host_id: Uuid,
+    path: &str,
+    escaped: bool,
+) -> Result<Option<StubRow>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {STUB_COLS} FROM stub_registry
+          WHERE host_id = $1 AND file_path = $2 AND path_escaped = $3
+            AND state IN ('pending', 'stubbed') FOR UPDATE"
+    ))
+    .bind(host_id)
+    .bind(path)
+    .bind(escaped)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct NewStub<'a> {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Uuid,
+    pub file: &'a ExecFile,
+    pub sha256: &'a str,
+    pub object_key: &'a str,
+    pub tiered_location: &'a str,
+    pub target_name: &'a str,
+    pub stored_size: i64,
+    pub job_id: Uuid,
+    pub now: DateTime<Utc>,
+}
+
+/// Records an object as pending for its file (before the agent touches the file).
+pub async fn insert_pending(tx: &mut Tx, s: &NewStub<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO stub_registry (id, customer_id, host_id, file_id, file_path, path_escaped,
+                file_size, sha256, object_key, tiered_location, target_name, stored_size, state,
+                job_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14, $14)",
+    )
+    .bind(s.id)
+    .bind(s.customer_id)
+    .bind(s.host_id)
+    .bind(s.file.file_id)
+    .bind(&s.file.file_path)
+    .bind(s.file.path_escaped)
+    .bind(s.file.file_size)
+    .bind(s.sha256)
+    .bind(s.object_key)
+    .bind(s.tiered_location)
+    .bind(s.target_name)
+    .bind(s.stored_size)
+    .bind(s.job_id)
+    .bind(s.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_stub_state(
+    tx: &mut Tx,
+    id: Uuid,
+    state: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE stub_registry SET state = $2, error = $3, updated_at = $4,
+                tiered_at = CASE WHEN $2 = 'stubbed' THEN $4 ELSE tiered_at END,
+                rehydrated_at = CASE WHEN $2 = 'rehydrated' THEN $4 ELSE rehydrated_at END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the inventory row stubbed (or not) as the registry says.
+pub async fn mark_inventory(
+    tx: &mut Tx,
+    file_id: Uuid,
+    stubbed: bool,
+    location: Option<&str>,
+    sha256: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE file_inventory SET is_stubbed = $2,
+                stub_created_at = CASE WHEN $2 THEN $5 ELSE NULL END,
+                tiered_location = CASE WHEN $2 THEN $3 ELSE NULL END,
+                file_hash = coalesce($4, file_hash), updated_at = $5
+          WHERE id = $1",
+    )
+    .bind(file_id)
+    .bind(stubbed)
+    .bind(location)
+    .bind(sha256)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_file_state(
+    tx: &mut Tx,
+    job_id: Uuid,
+    seq: i32,
+    state: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE job_files SET state = $3, error = $4, attempts = attempts + 1, updated_at = $5
+          WHERE job_id = $1 AND seq = $2",
+    )
+    .bind(job_id)
+    .bind(seq)
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends a job. Files still pending become `skipped` (succeeded), `failed` (failed) or
+/// `cancelled`, so they can be planned again; pending registry entries of those files are
+/// marked failed. Returns the job.
+pub async fn finish(
+    tx: &mut Tx,
+    job_id: Uuid,
+    state: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<JobDetail, DbError> {
+    let leftover = match state {
+        "succeeded" => "skipped",
+        "cancelled" => "cancelled",
+        _ => "failed",
+    };
+    sqlx::query(
+        "UPDATE stub_registry s SET state = 'failed', error = 'job ended before the stub', updated_at = $2
+          WHERE s.job_id = $1 AND s.state = 'pending'
+            AND EXISTS (SELECT 1 FROM job_files jf WHERE jf.job_id = $1 AND jf.file_id = s.file_id
+                          AND jf.state = 'pending')",
+    )
+    .bind(job_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE job_files SET state = $2, error = coalesce(error, 'not processed by the job'),
+                updated_at = $3
+          WHERE job_id = $1 AND state = 'pending'",
+    )
+    .bind(job_id)
+    .bind(leftover)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(sqlx::query_as(&format!(
+        "UPDATE jobs SET state = $2, last_error = $3, finished_at = $4, updated_at = $4,
+                lease_owner = NULL, lease_expires_at = NULL
+          WHERE id = $1 RETURNING {DETAIL_COLS}"
+    ))
+    .bind(job_id)
+    .bind(state)
+    .bind(error)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Records a host's observed tiering throughput (bytes per second), smoothed.
+pub async fn observe_throughput(tx: &mut Tx, host_id: Uuid, bps: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE hosts SET observed_bytes_per_second =
+                CASE WHEN observed_bytes_per_second IS NULL THEN $2
+                     ELSE (observed_bytes_per_second * 3 + $2) / 4 END
+          WHERE id = $1",
+    )
+    .bind(host_id)
+    .bind(bps.max(1))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StubFilter {
+    pub host_id: Option<Uuid>,
+    pub path_prefix: Option<String>,
+    pub state: Option<String>,
+}
+
+/// Registry entries, newest first.
+pub async fn list_stubs(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    f: &StubFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<StubRow>, DbError> {
+    let (bt, bi) = before.map(|(t, i)| (Some(t), Some(i))).unwrap_or_default();
+    Ok(sqlx::query_as(&format!(
+        "SELECT {STUB_COLS} FROM stub_registry
+          WHERE customer_id = $1 AND ($2::uuid IS NULL OR host_id = $2)
+            AND ($3::text IS NULL OR starts_with(file_path, $3))
+            AND ($4::text IS NULL OR state = $4)
+            AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6))
+          ORDER BY created_at DESC, id DESC LIMIT $7"
+    ))
+    .bind(customer_id)
+    .bind(f.host_id)
+    .bind(&f.path_prefix)
+    .bind(&f.state)
+    .bind(bt)
+    .bind(bi)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StubSummaryRow {
+    pub host_id: Uuid,
+    pub state: String,
+    pub files: i64,
+    pub bytes: i64,
+    pub saved: i64,
+    pub stored_bytes: i64,
+}
+
+/// Counts and bytes per host and state.
+pub async fn stub_summary(tx: &mut Tx, customer_id: Uuid) -> Result<Vec<StubSummaryRow>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT host_id, state, count(*) AS files, coalesce(sum(file_size), 0)::bigint AS bytes,
+                coalesce(sum(greatest(file_size - 4096, 0)), 0)::bigint AS saved,
+                coalesce(sum(stored_size), 0)::bigint AS stored_bytes
+           FROM stub_registry WHERE customer_id = $1 GROUP BY host_id, state ORDER BY host_id, state",
+    )
+    .bind(customer_id)
+    .fetch_all(&mut **tx)
+    .await?)
+}

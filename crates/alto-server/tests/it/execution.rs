@@ -1,0 +1,173 @@
+//! The agent side of tiering over HTTP: claiming a host's jobs, staged-before-stubbed
+//! per-file outcomes, completion, the stub registry and its summary.
+
+use alto_batch::Format;
+use alto_client::Client;
+use alto_test_support::{batch_bytes, file_record, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = c.request(m, &format!("/api/v1{path}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+#[tokio::test]
+async fn agents_stage_then_stub_and_the_registry_shows_it() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (host, agent) = app.enrolled_host(&t, "fs1").await;
+    let (_, other_agent) = app.enrolled_host(&t, "fs2").await;
+    let now = app.clock_now().timestamp_micros();
+    let recs: Vec<_> = (0..5)
+        .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))
+        .collect();
+    let scan = Uuid::now_v7();
+    agent
+        .upload_scan_part(
+            scan,
+            0,
+            true,
+            "full",
+            Format::Parquet.content_type(),
+            batch_bytes(Format::Parquet, &recs),
+        )
+        .await
+        .unwrap();
+    app.wait_for_scan(&t, scan).await;
+    let tp = format!("/tenants/{}", t.id);
+    let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/rules"),
+        Some(json!({ "name": "all", "priority": 10, "action": { "type": "tier", "target": "default" } }))).await;
+    assert_eq!(st, 201);
+    let (st, plan) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
+    assert_eq!((st, plan["stats"]["files"].as_i64()), (201, Some(5)), "{plan}");
+
+    // Another host's agent gets nothing.
+    let (_, none) = api(&other_agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    assert_eq!(none["jobs"].as_array().unwrap().len(), 0);
+    let (st, claimed) =
+        api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "max_jobs": 5 }))).await;
+    assert_eq!(st, 200, "{claimed}");
+    let job = &claimed["jobs"][0];
+    let jid = job["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(job["files"].as_array().unwrap().len(), 5);
+    assert_eq!(job["storage_target"]["kind"], "directory");
+    assert_eq!(job["host_id"], host.to_string());
+    let (_, j) = api(&t.admin, Method::GET, &format!("{tp}/jobs/{jid}"), None).await;
+    assert_eq!(j["state"], "running");
+    // The other host cannot report on it.
+    let (st, _) =
+        api(&other_agent, Method::POST, &format!("/agent/jobs/{jid}/progress"), Some(json!({})))
+            .await;
+    assert_eq!(st, 404);
+    // Stubbed before staged is refused; bad hashes are refused.
+    let res = |seq: i64, outcome: &str| {
+        json!({ "results": [{ "seq": seq, "outcome": outcome,
+        "sha256": SHA, "object_key": format!("objects/aa/{SHA}"), "stored_size": 100000 }] })
+    };
+    let (st, v) =
+        api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(res(0, "stubbed")))
+            .await;
+    assert_eq!(st, 409, "{v}");
+    let (st, _) = api(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{jid}/files"),
+        Some(json!({ "results": [{ "seq": 0, "outcome": "staged", "sha256": "nothex" }] })),
+    )
+    .await;
+    assert_eq!(st, 400);
+    // Stage, resend (idempotent), stub.
+    for _ in 0..2 {
+        let (st, _) =
+            api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(res(0, "staged")))
+                .await;
+        assert_eq!(st, 200);
+    }
+    let (_, stubs) = api(&t.admin, Method::GET, &format!("{tp}/stubs?state=pending"), None).await;
+    assert_eq!(stubs["items"].as_array().unwrap().len(), 1, "pending before the file is touched");
+    let (st, _) =
+        api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(res(0, "stubbed")))
+            .await;
+    assert_eq!(st, 200);
+    let (st, _) =
+        api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(res(0, "stubbed")))
+            .await;
+    assert_eq!(st, 200, "a resent stubbed is accepted");
+    // One file skipped, one failed, the rest left: completion settles them.
+    let (st, _) = api(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{jid}/files"),
+        Some(json!({ "results": [{ "seq": 1, "outcome": "skipped", "error": "changed" },
+                                 { "seq": 2, "outcome": "failed", "error": "hash mismatch" }] })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, p) =
+        api(&agent, Method::POST, &format!("/agent/jobs/{jid}/progress"), Some(json!({}))).await;
+    assert_eq!(p["cancel"], false);
+    let (st, done) = api(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{jid}/complete"),
+        Some(json!({ "state": "succeeded" })),
+    )
+    .await;
+    assert_eq!((st, done["state"].as_str()), (200, Some("succeeded")));
+    let (st, _) = api(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{jid}/complete"),
+        Some(json!({ "state": "succeeded" })),
+    )
+    .await;
+    assert_eq!(st, 200, "a resent completion is accepted");
+    let (_, j) = api(&t.admin, Method::GET, &format!("{tp}/jobs/{jid}"), None).await;
+    let states: Vec<(String, i64)> = j["file_states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["key"].as_str().unwrap().to_owned(), s["files"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(states, vec![("failed".into(), 1), ("skipped".into(), 3), ("succeeded".into(), 1)]);
+    // Registry and inventory agree.
+    let (_, sum) = api(&t.admin, Method::GET, &format!("{tp}/stubs/summary"), None).await;
+    assert_eq!(sum["stubs"], 1);
+    assert_eq!(sum["space_saved"], 100_000 - 4096);
+    let (_, inv) =
+        api(&t.admin, Method::GET, &format!("{tp}/inventory/files?path_prefix=/srv/f0"), None)
+            .await;
+    assert_eq!(inv["items"][0]["is_stubbed"], true);
+    // The stubbed file is never planned again; the skipped and failed ones are.
+    let (_, again) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
+    assert_eq!(again["stats"]["files"], 4);
+    // Explicit recall makes it an ordinary file again.
+    let (st, _) = api(
+        &agent,
+        Method::POST,
+        "/agent/recalled",
+        Some(json!({ "path": "/srv/f0.bin", "sha256": SHA })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, inv) =
+        api(&t.admin, Method::GET, &format!("{tp}/inventory/files?path_prefix=/srv/f0"), None)
+            .await;
+    assert_eq!(inv["items"][0]["is_stubbed"], false);
+    let (_, stubs) =
+        api(&t.admin, Method::GET, &format!("{tp}/stubs?state=rehydrated"), None).await;
+    assert_eq!(stubs["items"].as_array().unwrap().len(), 1);
+    // Another tenant sees no stubs.
+    let other = app.new_tenant("Other").await;
+    let (st, _) = api(&other.admin, Method::GET, &format!("{tp}/stubs"), None).await;
+    assert_eq!(st, 404);
+}
