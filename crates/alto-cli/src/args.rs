@@ -102,6 +102,9 @@ pub(crate) enum Command {
     /// Inspect, cancel and retry jobs (tiering jobs and the planner's own).
     #[command(subcommand)]
     Jobs(JobsCmd),
+    /// The stub registry: every tiered file, its object, hash and state; space saved.
+    #[command(subcommand)]
+    Stubs(StubsCmd),
     /// Manage storage targets: the named tier-2 locations that rules move files to.
     #[command(subcommand)]
     Storage(StorageCmd),
@@ -801,6 +804,31 @@ pub(crate) enum PlansCmd {
 /// Job states, for `--state`.
 const JOB_STATES: [&str; 7] =
     ["planned", "queued", "dispatched", "running", "succeeded", "failed", "cancelled"];
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StubsCmd {
+    /// List registry entries, newest first.
+    List {
+        /// Only this host's stubs.
+        #[arg(long, value_name = "ID")]
+        host: Option<Uuid>,
+        /// Only paths starting with this text.
+        #[arg(long, value_name = "PREFIX")]
+        path_prefix: Option<String>,
+        /// Only entries in this state.
+        #[arg(long, value_parser = ["pending", "stubbed", "rehydrated", "orphaned", "failed"])]
+        state: Option<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Totals per host: stubs, original bytes, space saved, bytes in tier-2.
+    Summary {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum JobsCmd {

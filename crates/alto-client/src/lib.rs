@@ -91,6 +91,22 @@ struct PageQ<'a> {
     status: Option<&'a str>,
 }
 
+/// Stub-registry filters (`GET …/stubs`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StubQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// `pending`, `stubbed`, `rehydrated`, `orphaned` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// Job list filters (`GET …/jobs`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JobQuery {
@@ -505,6 +521,17 @@ impl Client {
     /// Queues the held (`planned`) jobs of a plan.
     pub async fn release_plan(&self, tenant: Uuid, plan: Uuid) -> Result<api::Plan> {
         self.post_empty(&format!("/api/v1/tenants/{tenant}/plans/{plan}/release")).await
+    }
+
+    // --- Stub registry ---------------------------------------------------------------------
+
+    pub async fn list_stubs(&self, tenant: Uuid, q: &StubQuery) -> Result<api::Page<api::Stub>> {
+        Self::send(self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/stubs")).query(q))
+            .await
+    }
+
+    pub async fn stub_summary(&self, tenant: Uuid) -> Result<api::StubSummary> {
+        self.get(&format!("/api/v1/tenants/{tenant}/stubs/summary")).await
     }
 
     // --- Jobs ------------------------------------------------------------------------------

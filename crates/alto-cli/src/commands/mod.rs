@@ -185,6 +185,7 @@ pub(crate) async fn run(cli: Cli, target: Target) -> Result<ExitCode> {
         Command::Rules(c) => rules::run(&Ctx::new(&target, out)?, c).await,
         Command::Plans(c) => plans::plans(&Ctx::new(&target, out)?, c).await,
         Command::Jobs(c) => plans::jobs(&Ctx::new(&target, out)?, c).await,
+        Command::Stubs(c) => plans::stubs(&Ctx::new(&target, out)?, c).await,
         Command::PlannerSettings(c) => plans::settings(&Ctx::new(&target, out)?, c).await,
         Command::Storage(c) => storage::storage(&Ctx::new(&target, out)?, c).await,
         Command::Tags(c) => storage::tags(&Ctx::new(&target, out)?, c).await,

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use alto_api_types::{Job, JobFile, OrderBy, Plan, PlannerSettings, RunPlan};
-use alto_client::JobQuery;
+use alto_client::{JobQuery, StubQuery};
 use anyhow::{anyhow, Result};
 
 use super::{collect, more_hint, pages, Ctx};
-use crate::args::{JobsCmd, PlannerSettingsCmd, PlansCmd, SetPlannerArgs};
+use crate::args::{JobsCmd, PlannerSettingsCmd, PlansCmd, SetPlannerArgs, StubsCmd};
 use crate::output;
 
 fn plan_row(p: &Plan) -> Vec<String> {
@@ -388,6 +388,86 @@ pub(super) async fn settings(ctx: &Ctx, cmd: PlannerSettingsCmd) -> Result<ExitC
         output::json(&s)?;
     } else {
         show_settings(&s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn stubs(ctx: &Ctx, cmd: StubsCmd) -> Result<ExitCode> {
+    let c = &ctx.client;
+    match cmd {
+        StubsCmd::List { host, path_prefix, state, tenant, page } => {
+            let tenant = ctx.tenant(tenant).await?;
+            let base = StubQuery { host_id: host, path_prefix, state, limit: None, cursor: None };
+            let base = &base;
+            let list = collect(page.limit, page.cursor.clone(), page.all, |limit, cursor| {
+                let q = StubQuery { limit, cursor, ..base.clone() };
+                async move { c.list_stubs(tenant, &q).await }
+            })
+            .await?;
+            if ctx.json() {
+                output::json(&list)?;
+            } else {
+                output::table(
+                    &["PATH", "SIZE", "STATE", "TARGET", "SHA-256", "TIERED AT"],
+                    list.items
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.file_path.clone(),
+                                output::bytes(s.file_size),
+                                s.state.clone(),
+                                s.target.clone().unwrap_or_default(),
+                                s.sha256.chars().take(16).collect::<String>(),
+                                s.tiered_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                            ]
+                        })
+                        .collect(),
+                );
+                more_hint(list.next_cursor.as_deref());
+            }
+        }
+        StubsCmd::Summary { tenant } => {
+            let tenant = ctx.tenant(tenant).await?;
+            let s = c.stub_summary(tenant).await?;
+            if ctx.json() {
+                output::json(&s)?;
+            } else {
+                println!(
+                    "{} stubs, {} tiered, {} saved, {} in tier-2",
+                    s.stubs,
+                    output::bytes(s.bytes),
+                    output::bytes(s.space_saved),
+                    output::bytes(s.stored_bytes)
+                );
+                output::table(
+                    &[
+                        "HOST",
+                        "STUBS",
+                        "BYTES",
+                        "SAVED",
+                        "TIER-2",
+                        "PENDING",
+                        "FAILED",
+                        "REHYDRATED",
+                    ],
+                    s.per_host
+                        .iter()
+                        .map(|h| {
+                            vec![
+                                h.host_id.to_string(),
+                                h.stubs.to_string(),
+                                output::bytes(h.bytes),
+                                output::bytes(h.space_saved),
+                                output::bytes(h.stored_bytes),
+                                h.pending.to_string(),
+                                h.failed.to_string(),
+                                h.rehydrated.to_string(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

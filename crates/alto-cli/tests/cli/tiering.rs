@@ -707,3 +707,56 @@ async fn caps_edits_live_jobs_and_permissions() {
     assert_eq!(denied.code, 1, "{denied:#?}");
     assert!(denied.stderr.contains("(forbidden)"), "{denied:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stubs_list_and_summary_show_the_registry() {
+    let app = TestApp::spawn().await;
+    let tenant = app.new_tenant("Pym").await;
+    let (_, host) = app.enrolled_host(&tenant, "fs-stubs").await;
+    let now_us = app.clock_now().timestamp_micros();
+    let records =
+        vec![alto_test_support::file_record(b"/data/cold/big.iso", 1_000_000, now_us, 900)];
+    let body = alto_test_support::batch_bytes(alto_batch::Format::Parquet, &records);
+    let scan_id = Uuid::new_v4();
+    host.upload_scan_part(scan_id, 0, true, "full", "application/vnd.apache.parquet", body)
+        .await
+        .expect("upload");
+    app.wait_for_scan(&tenant, scan_id).await;
+    let cli = Altoctl::new();
+    cli.login(&app, "pym-admin", ADMIN_PASSWORD).await.ok();
+    let empty = cli.run(&["stubs", "summary", "-o", "json"]).await.ok().json();
+    assert_eq!(empty["stubs"], 0, "{empty}");
+    cli.run(&["rules", "create", "--name", "all", "--target", "default"]).await.ok();
+    cli.run(&["plans", "run"]).await.ok();
+    // The agent's side, over its API: stage, then stub.
+    let claimed: Value = host
+        .request(reqwest::Method::POST, "/api/v1/agent/jobs/claim")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("json");
+    let job = claimed["jobs"][0]["job_id"].as_str().expect("a job").to_owned();
+    let sha = "b".repeat(64);
+    for outcome in ["staged", "stubbed"] {
+        let r = host
+            .request(reqwest::Method::POST, &format!("/api/v1/agent/jobs/{job}/files"))
+            .json(&serde_json::json!({ "results": [{ "seq": 0, "outcome": outcome,
+                "sha256": sha, "object_key": format!("objects/bb/{sha}"), "stored_size": 1_000_000 }] }))
+            .send()
+            .await
+            .expect("report");
+        assert!(r.status().is_success(), "{outcome}: {}", r.status());
+    }
+    let list = cli.run(&["stubs", "list"]).await.ok();
+    for want in ["/data/cold/big.iso", "stubbed", "default", "bbbbbbbbbbbbbbbb"] {
+        assert!(list.stdout.contains(want), "missing {want}: {list:#?}");
+    }
+    let sum = cli.run(&["stubs", "summary", "-o", "json"]).await.ok().json();
+    assert_eq!(sum["stubs"], 1, "{sum}");
+    assert_eq!(sum["space_saved"], 1_000_000 - 4096, "{sum}");
+    let bad = cli.run(&["stubs", "list", "--state", "bogus"]).await;
+    assert_eq!(bad.code, 2, "{bad:#?}");
+}
