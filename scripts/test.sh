@@ -12,6 +12,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== benchmarks, small mode (ratios only; nothing is asserted on time)" >&2
 cargo run -q --locked -p alto-server --example ingest_bench -- --small
 cargo run -q --locked -p alto-server --example plan_bench -- --small
+cargo run -q --locked -p alto-bench --bin alto-tier-bench -- --small
 ./scripts/bench.sh --small --clean
 echo "== cargo test" >&2
 cargo test --workspace --locked
