@@ -318,6 +318,42 @@ pub(super) async fn complete(
             format!("the job already ended ({})", job.state),
         ));
     }
+    // Storage unavailable: the job is not the files' fault. Keep it (and its pending files)
+    // queued with backoff while attempts remain, and raise an alert.
+    let unavailable = req.state == "failed"
+        && req.error.as_deref().is_some_and(|e| e.starts_with("storage unavailable"));
+    if unavailable && job.attempts < job.max_attempts {
+        let retry_at =
+            now + chrono::Duration::seconds(60 * 2i64.pow(job.attempts.clamp(0, 6) as u32));
+        alto_db::jobs::fail(
+            &mut tx,
+            id,
+            req.error.as_deref().unwrap_or_default(),
+            Some(retry_at),
+            now,
+        )
+        .await?;
+        let e = audit::entry(
+            &state,
+            Some(host.customer_id),
+            &host.actor(),
+            "job.requeue",
+            Some(("job", id.to_string())),
+            "failure",
+            serde_json::json!({ "error": req.error, "retry_at": retry_at }),
+        );
+        audit::record(&mut tx, &e).await?;
+        crate::events::publish(
+            &mut tx,
+            &serde_json::json!({ "type": "alert",
+            "customer_id": host.customer_id.0, "kind": "storage_unavailable", "job_id": id,
+            "host_id": host.host_id, "message": req.error, "retry_at": retry_at }),
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("alto_tier_storage_unavailable_total").increment(1);
+        return Ok(Json(serde_json::json!({ "id": id, "state": "queued", "retry_at": retry_at })));
+    }
     let done = xdb::finish(&mut tx, id, &req.state, req.error.as_deref(), now).await?;
     if let (Some(started), true) = (job.started_at, req.state == "succeeded") {
         let secs = (now - started).num_milliseconds() as f64 / 1000.0;

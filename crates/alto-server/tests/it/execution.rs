@@ -166,6 +166,25 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     let (_, stubs) =
         api(&t.admin, Method::GET, &format!("{tp}/stubs?state=rehydrated"), None).await;
     assert_eq!(stubs["items"].as_array().unwrap().len(), 1);
+    // Storage unavailable: the job goes back to the queue with backoff, files still pending.
+    let (_, claimed) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    let j2 = claimed["jobs"][0]["job_id"].as_str().unwrap().to_owned();
+    let (st, v) = api(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{j2}/complete"),
+        Some(json!({ "state": "failed", "error": "storage unavailable: /mnt/t2 is not mounted" })),
+    )
+    .await;
+    assert_eq!((st, v["state"].as_str()), (200, Some("queued")), "{v}");
+    let (_, j) = api(&t.admin, Method::GET, &format!("{tp}/jobs/{j2}"), None).await;
+    assert_eq!(j["state"], "queued");
+    assert_eq!(j["file_states"][0]["key"], "pending");
+    let (_, none) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    assert_eq!(none["jobs"].as_array().unwrap().len(), 0, "not before the backoff");
+    app.clock.advance(chrono::Duration::minutes(5));
+    let (_, again) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    assert_eq!(again["jobs"][0]["job_id"], j2.as_str());
     // Another tenant sees no stubs.
     let other = app.new_tenant("Other").await;
     let (st, _) = api(&other.admin, Method::GET, &format!("{tp}/stubs"), None).await;
