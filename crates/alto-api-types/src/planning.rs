@@ -493,3 +493,26 @@ pub struct StubSummary {
     pub stored_bytes: i64,
     pub per_host: Vec<HostStubSummary>,
 }
+
+/// Tier-2 references an agent found, to learn which the registry still holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRefs {
+    pub refs: Vec<RefToCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefToCheck {
+    pub path: String,
+    #[serde(default)]
+    pub path_escaped: bool,
+    pub sha256: String,
+}
+
+/// Per reference, in order: `live` (a pending or stubbed registry entry holds it) or
+/// `unknown` (nothing does: the object may be removed by reconciliation).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckedRefs {
+    pub states: Vec<String>,
+}

@@ -386,3 +386,26 @@ pub async fn stub_summary(tx: &mut Tx, customer_id: Uuid) -> Result<Vec<StubSumm
     .fetch_all(&mut **tx)
     .await?)
 }
+
+/// For each (path, escaped, sha256) of a host: whether a live registry entry holds it.
+pub async fn live_refs(
+    tx: &mut Tx,
+    host_id: Uuid,
+    paths: &[String],
+    escaped: &[bool],
+    shas: &[String],
+) -> Result<Vec<bool>, DbError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM stub_registry s
+                         WHERE s.host_id = $1 AND s.file_path = u.path AND s.path_escaped = u.esc
+                           AND s.sha256 = u.sha AND s.state IN ('pending', 'stubbed'))
+           FROM unnest($2::text[], $3::bool[], $4::text[]) WITH ORDINALITY AS u(path, esc, sha, n)
+          ORDER BY u.n",
+    )
+    .bind(host_id)
+    .bind(paths)
+    .bind(escaped)
+    .bind(shas)
+    .fetch_all(&mut **tx)
+    .await?)
+}

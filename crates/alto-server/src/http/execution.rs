@@ -8,9 +8,9 @@
 use std::collections::BTreeMap;
 
 use alto_api_types::{
-    ClaimJobs, ClaimedJobs, CompleteJob, ErrorCode, ExecFile, ExecJob, ExecTarget, FileOutcome,
-    FileResults, HostStubSummary, Job, JobProgress, Page, Recalled, ResultsAccepted, Stub,
-    StubSummary,
+    CheckRefs, CheckedRefs, ClaimJobs, ClaimedJobs, CompleteJob, ErrorCode, ExecFile, ExecJob,
+    ExecTarget, FileOutcome, FileResults, HostStubSummary, Job, JobProgress, Page, Recalled,
+    ResultsAccepted, Stub, StubSummary,
 };
 use alto_db::execution as xdb;
 use alto_model::{CustomerId, Permission};
@@ -421,6 +421,39 @@ pub(super) async fn recalled(
     tx.commit().await?;
     metrics::counter!("alto_recalls_total", "kind" => "explicit").increment(1);
     Ok(Json(serde_json::json!({})))
+}
+
+/// Which of the tier-2 references an agent found are still held by the registry; the rest
+/// are garbage reconciliation may delete (after checking its own journal for puts in flight).
+#[utoipa::path(post, path = "/api/v1/agent/stubs/check", tag = "agent", request_body = CheckRefs,
+    responses((status = 200, body = CheckedRefs), (status = 400, body = Err)),
+    security(("bearer" = [])))]
+pub(super) async fn check_refs(
+    State(state): State<AppState>,
+    host: Host,
+    ApiJson(req): ApiJson<CheckRefs>,
+) -> ApiResult<Json<CheckedRefs>> {
+    if req.refs.len() > 10_000 {
+        return Err(ApiError::validation("at most 10000 references per call"));
+    }
+    if req
+        .refs
+        .iter()
+        .any(|r| !valid_sha(&r.sha256) || r.path.len() > 8192 || r.path.contains('\0'))
+    {
+        return Err(ApiError::validation(
+            "each reference needs a path (≤ 8192 bytes) and a sha256 (64 hex)",
+        ));
+    }
+    let paths: Vec<String> = req.refs.iter().map(|r| r.path.clone()).collect();
+    let escaped: Vec<bool> = req.refs.iter().map(|r| r.path_escaped).collect();
+    let shas: Vec<String> = req.refs.iter().map(|r| r.sha256.clone()).collect();
+    let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
+    let live = xdb::live_refs(&mut tx, host.host_id, &paths, &escaped, &shas).await?;
+    tx.commit().await?;
+    Ok(Json(CheckedRefs {
+        states: live.into_iter().map(|l| if l { "live" } else { "unknown" }.to_owned()).collect(),
+    }))
 }
 
 fn stub_api(s: xdb::StubRow) -> Stub {

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/jobs/{job_id}/files", post(execution::results))
         .route("/agent/jobs/{job_id}/complete", post(execution::complete))
         .route("/agent/recalled", post(execution::recalled))
+        .route("/agent/stubs/check", post(execution::check_refs))
         .route("/tenants/{tenant_id}/stubs", get(execution::list))
         .route("/tenants/{tenant_id}/stubs/summary", get(execution::summary))
         .route(
@@ -233,7 +234,7 @@ async fn openapi_json() -> impl IntoResponse {
         hosts::new_enrollment_token, hosts::list_credentials, hosts::revoke_credential,
         agent::enroll, agent::heartbeat, agent::rotate,
         execution::claim, execution::progress, execution::results, execution::complete,
-        execution::recalled, execution::list, execution::summary,
+        execution::recalled, execution::check_refs, execution::list, execution::summary,
         scans::upload, scans::list, scans::get, inventory::summary, inventory::files,
         rules::list, rules::create, rules::get, rules::update, rules::delete, rules::versions,
         rules::reorder, rules::validate, rules::preview, rules::preview_own, rules::explain,

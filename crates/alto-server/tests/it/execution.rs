@@ -150,6 +150,26 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     // The stubbed file is never planned again; the skipped and failed ones are.
     let (_, again) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
     assert_eq!(again["stats"]["files"], 4);
+    // Reconciliation asks which tier-2 references are still held.
+    let (st, v) = api(
+        &agent,
+        Method::POST,
+        "/agent/stubs/check",
+        Some(json!({ "refs": [
+        { "path": "/srv/f0.bin", "sha256": SHA },
+        { "path": "/srv/f9.bin", "sha256": SHA }] })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["states"], json!(["live", "unknown"]));
+    let (_, v) = api(
+        &other_agent,
+        Method::POST,
+        "/agent/stubs/check",
+        Some(json!({ "refs": [{ "path": "/srv/f0.bin", "sha256": SHA }] })),
+    )
+    .await;
+    assert_eq!(v["states"], json!(["unknown"]), "another host's registry is not visible");
     // Explicit recall makes it an ordinary file again.
     let (st, _) = api(
         &agent,
