@@ -1,6 +1,7 @@
 //! Agent configuration: defaults → TOML file → `ALTO_AGENT_*` environment → flags.
-//! Environment variables are the keys in upper case with the prefix,
-//! e.g. `ALTO_AGENT_SERVER_URL`, `ALTO_AGENT_STATE_DIR`.
+//! Environment variables are the keys in upper case with the prefix, nested keys joined by
+//! `__`, e.g. `ALTO_AGENT_SERVER_URL`, `ALTO_AGENT_STATE_DIR`,
+//! `ALTO_AGENT_TIER2__DIRECTORY_BASE`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,29 @@ pub struct AgentConfig {
     pub bandwidth_limit: u64,
     /// Rows per uploaded part.
     pub part_rows: usize,
+    /// Tier-2 storage as this agent reaches it.
+    pub tier2: Tier2Config,
+    /// How often `run` asks the server for tiering jobs while it has none.
+    #[serde(with = "humantime_serde")]
+    pub tier_poll_interval: Duration,
+    /// Files of a tiering job copied and converted at the same time.
+    pub tier_parallel_files: usize,
+}
+
+/// Where the agent finds tier-2 storage targets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tier2Config {
+    /// The base directory of `directory` targets (a local directory or a mount point; never
+    /// created by the agent). Each customer's objects live in
+    /// `<directory_base>/customer-<customer id>-tiered/`.
+    pub directory_base: PathBuf,
+}
+
+impl Default for Tier2Config {
+    fn default() -> Self {
+        Self { directory_base: PathBuf::from("/var/lib/alto/tier2") }
+    }
 }
 
 impl Default for AgentConfig {
@@ -47,6 +71,9 @@ impl Default for AgentConfig {
             heartbeat_interval: Duration::from_secs(30),
             bandwidth_limit: 0,
             part_rows: 100_000,
+            tier2: Tier2Config::default(),
+            tier_poll_interval: Duration::from_secs(60),
+            tier_parallel_files: 4,
         }
     }
 }
@@ -76,7 +103,7 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 9] = [
+        const KEYS: [&str; 12] = [
             "server_url",
             "state_dir",
             "roots",
@@ -86,13 +113,23 @@ impl AgentConfig {
             "heartbeat_interval",
             "bandwidth_limit",
             "part_rows",
+            "tier2__directory_base",
+            "tier_poll_interval",
+            "tier_parallel_files",
         ];
         let env = Env::prefixed("ALTO_AGENT_")
-            .filter(|key| KEYS.contains(&key.as_str().to_ascii_lowercase().as_str()));
+            .filter(|key| KEYS.contains(&key.as_str().to_ascii_lowercase().as_str()))
+            .split("__");
         fig = fig.merge(env).merge(Serialized::defaults(flags));
         let cfg: AgentConfig = fig.extract().map_err(Box::new)?;
         if cfg.part_rows == 0 || cfg.part_rows > 10_000_000 {
             return Err(ConfigError::Invalid("part_rows must be 1 to 10000000".into()));
+        }
+        if cfg.tier_parallel_files == 0 || cfg.tier_parallel_files > 64 {
+            return Err(ConfigError::Invalid("tier_parallel_files must be 1 to 64".into()));
+        }
+        if cfg.tier_poll_interval < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("tier_poll_interval must be at least 1s".into()));
         }
         if cfg.scan_interval < Duration::from_secs(60) {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));
@@ -117,6 +154,14 @@ mod tests {
             assert_eq!(cfg.roots, vec![PathBuf::from("/srv")], "file");
             assert_eq!(cfg.part_rows, 700, "env beats file");
             assert_eq!(cfg.state_dir, PathBuf::from("/tmp/state"), "flag");
+            assert_eq!(cfg.tier2.directory_base, PathBuf::from("/var/lib/alto/tier2"), "default");
+            jail.set_env("ALTO_AGENT_TIER2__DIRECTORY_BASE", "/mnt/tier2");
+            let cfg = AgentConfig::load(Some(Path::new("agent.toml")), &flags).expect("loads");
+            assert_eq!(cfg.tier2.directory_base, PathBuf::from("/mnt/tier2"), "nested env");
+            jail.create_file("t.toml", "[tier2]\ndirectory_base = \"/srv/t2\"\n")?;
+            std::env::remove_var("ALTO_AGENT_TIER2__DIRECTORY_BASE");
+            let cfg = AgentConfig::load(Some(Path::new("t.toml")), &flags).expect("loads");
+            assert_eq!(cfg.tier2.directory_base, PathBuf::from("/srv/t2"), "nested file");
             jail.set_env("ALTO_AGENT_PART_ROWS", "0");
             assert!(AgentConfig::load(None, &serde_json::json!({})).is_err());
             Ok(())

@@ -1,5 +1,6 @@
 //! Enrollment and the long-running agent: heartbeats, scheduled full scans into the spool,
-//! and the uploader that drains the spool whenever the server is reachable.
+//! the uploader that drains the spool whenever the server is reachable, and the tier worker
+//! ([`crate::tier::worker`]) as a task beside them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,9 +9,11 @@ use alto_api_types::{EnrollRequest, HeartbeatRequest, Volume};
 use alto_client::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::ServerApi;
 use crate::config::AgentConfig;
 use crate::spool::{Spool, SpoolError};
 use crate::state::Identity;
+use crate::tier::{TierExecutor, TierOptions};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -125,13 +128,55 @@ pub async fn drain(client: &Client, spool: &Spool, bandwidth: u64) -> Result<usi
     Ok(n)
 }
 
+/// The client for the configured (or enrolled) server with the host credential.
+pub fn host_client(cfg: &AgentConfig, id: &Identity) -> Result<Client, AgentError> {
+    let server = cfg.server_url.clone().unwrap_or_else(|| id.server_url.clone());
+    Ok(Client::new(&server)?.with_token(id.credential.clone()))
+}
+
+/// The tiering executor of this host and the API it reports to.
+pub fn tier_executor(
+    cfg: &AgentConfig,
+    id: &Identity,
+    shutdown: CancellationToken,
+) -> Result<(TierExecutor, ServerApi), AgentError> {
+    let api = ServerApi::new(host_client(cfg, id)?);
+    let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
+    opts.parallel = cfg.tier_parallel_files;
+    let exec = TierExecutor::new(
+        std::sync::Arc::new(api.clone()),
+        opts,
+        id.host_id,
+        id.tenant_id,
+        shutdown,
+    );
+    Ok((exec, api))
+}
+
 /// Runs until cancelled: heartbeats, a full scan every `scan_interval` (the first at once),
-/// and spool uploads with backoff while the server is unreachable.
+/// spool uploads with backoff while the server is unreachable, and the tier worker (claims
+/// and executes tiering jobs, every `tier_poll_interval` while there are none).
 pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
     let id = Identity::load(&cfg.state_dir)?;
     let server = cfg.server_url.clone().unwrap_or_else(|| id.server_url.clone());
-    let client = Client::new(&server)?.with_token(id.credential.clone());
+    let client = host_client(&cfg, &id)?;
     let spool = Spool::open(&cfg.state_dir)?;
+    let (exec, api) = tier_executor(&cfg, &id, cancel.clone())?;
+    let tier = tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()));
+    let result = run_loop(&cfg, &id, &server, &client, &spool, &cancel).await;
+    cancel.cancel();
+    let _ = tier.await;
+    result
+}
+
+async fn run_loop(
+    cfg: &AgentConfig,
+    id: &Identity,
+    server: &str,
+    client: &Client,
+    spool: &Spool,
+    cancel: &CancellationToken,
+) -> Result<(), AgentError> {
     let mut hb_every = cfg.heartbeat_interval;
     let mut next_hb = tokio::time::Instant::now();
     let mut next_scan = tokio::time::Instant::now();
@@ -171,7 +216,7 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
             next_drain = now;
         }
         if tokio::time::Instant::now() >= next_drain {
-            match drain(&client, &spool, cfg.bandwidth_limit).await {
+            match drain(client, spool, cfg.bandwidth_limit).await {
                 Ok(_) => {
                     backoff = Duration::from_secs(1);
                     next_drain = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -11,7 +11,8 @@ use alto_agent::{Progress, ScanOptions, ScanSummary, Scanner};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// The Alto agent: scans file systems on this host and reports them to the Alto server.
+/// The Alto agent: scans file systems on this host, reports them to the Alto server, tiers
+/// cold files to tier-2 storage (leaving stubs) and recalls them.
 #[derive(Debug, Parser)]
 #[command(name = "alto-agent", version, about, long_about = None)]
 struct Cli {
@@ -30,11 +31,55 @@ enum Command {
     /// Enroll this host: trade a one-time enrollment token for the host credential, stored in
     /// <state-dir>/credential.json (mode 0600).
     Enroll(EnrollArgs),
-    /// Run the agent: heartbeats, scheduled full scans of the configured roots, and uploads
-    /// from the local spool (kept across outages and restarts).
+    /// Run the agent: heartbeats, scheduled full scans of the configured roots, uploads
+    /// from the local spool (kept across outages and restarts), and the tiering jobs the
+    /// server queues for this host (as `tier-once` runs them, every `tier_poll_interval`).
     Run(RunArgs),
     /// Spool a batch file (from `scan`) as a scan and upload it now.
     Upload(UploadArgs),
+    /// Claim and execute the tiering jobs queued for this host, then exit.
+    ///
+    /// First finishes or rolls back whatever an interrupted run left (the journal in
+    /// <state-dir>/tier-journal), then claims jobs one at a time until the server has none:
+    /// each file is checked against the job's snapshot, copied to tier-2 and verified,
+    /// reported `staged`, converted to a stub and reported `stubbed` (or `skipped`/`failed`
+    /// with the reason). Exit code 0 when every job ran (per-file outcomes are in the
+    /// summary and on the server), non-zero if the server or the journal failed.
+    TierOnce(TierArgs),
+    /// Bring stubs back from tier-2: write the content back into each file (verified against
+    /// the SHA-256 in its stub attribute before the attribute is removed) and tell the server.
+    ///
+    /// A path that is not a stub is reported and left alone. If the object is missing or
+    /// corrupt the file stays a stub, exactly as it was. If the server is unreachable the
+    /// recall still happens and a warning is printed. Exit code non-zero if any path was not
+    /// recalled.
+    Recall(RecallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TierArgs {
+    /// TOML configuration file; env ALTO_AGENT_* overrides it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// State directory (credential and journal).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// How to print the summary on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    summary_format: SummaryFormat,
+}
+
+#[derive(Debug, clap::Args)]
+struct RecallArgs {
+    /// Stub files to recall.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// TOML configuration file (tier2.directory_base); env ALTO_AGENT_* overrides it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// State directory (credential).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,18 +136,109 @@ fn enroll(a: &EnrollArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_daemon(a: &RunArgs) -> anyhow::Result<()> {
+fn load_config(
+    file: Option<&std::path::Path>,
+    roots: &[PathBuf],
+    state_dir: Option<&PathBuf>,
+) -> anyhow::Result<alto_agent::config::AgentConfig> {
     let mut flags = serde_json::Map::new();
-    if !a.roots.is_empty() {
-        flags.insert("roots".into(), serde_json::json!(a.roots));
+    if !roots.is_empty() {
+        flags.insert("roots".into(), serde_json::json!(roots));
     }
-    if let Some(d) = &a.state_dir {
+    if let Some(d) = state_dir {
         flags.insert("state_dir".into(), serde_json::json!(d));
     }
-    let cfg = alto_agent::config::AgentConfig::load(
-        a.config.as_deref(),
-        &serde_json::Value::Object(flags),
-    )?;
+    Ok(alto_agent::config::AgentConfig::load(file, &serde_json::Value::Object(flags))?)
+}
+
+fn tier_once(a: &TierArgs) -> anyhow::Result<()> {
+    let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let summary = runtime()?.block_on(async {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let c2 = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c2.cancel();
+            }
+        });
+        let (exec, api) = alto_agent::daemon::tier_executor(&cfg, &id, cancel)?;
+        anyhow::Ok(alto_agent::tier::run_pass(&exec, &api).await?)
+    })?;
+    match a.summary_format {
+        SummaryFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        SummaryFormat::Text => {
+            let done = summary.jobs.iter().filter(|j| j.end.is_some()).count();
+            let resumed = summary.jobs.iter().filter(|j| j.resumed).count();
+            println!("jobs         {} ({done} ended, {resumed} resumed)", summary.jobs.len());
+            println!("stubbed      {}", summary.stubbed());
+            println!("skipped      {}", summary.skipped());
+            println!("failed       {}", summary.failed());
+            println!(
+                "bytes        {} ({})",
+                summary.bytes_stubbed(),
+                indicatif::HumanBytes(summary.bytes_stubbed())
+            );
+            for j in &summary.jobs {
+                let end = j.end.map(|e| format!("{e:?}").to_lowercase());
+                println!(
+                    "  job {} {}: {} stubbed, {} skipped, {} failed{}",
+                    j.job_id,
+                    end.as_deref().unwrap_or("open"),
+                    j.stubbed,
+                    j.skipped,
+                    j.failed,
+                    j.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if summary.storage_unavailable {
+        eprintln!("warning: tier-2 storage unavailable; the job was handed back to the server");
+    }
+    Ok(())
+}
+
+fn recall(a: &RecallArgs) -> anyhow::Result<()> {
+    let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let base = cfg.tier2.directory_base.clone();
+    let customer = alto_model::CustomerId(id.tenant_id);
+    let api = alto_agent::api::ServerApi::new(alto_agent::daemon::host_client(&cfg, &id)?);
+    let rt = runtime()?;
+    let (mut recalled, mut failed, mut bytes, mut unreported) = (0u64, 0u64, 0u64, 0u64);
+    for p in &a.paths {
+        match alto_agent::recall::recall_path(&base, customer, p) {
+            Ok(r) => {
+                recalled += 1;
+                bytes += r.size;
+                println!("recalled     {} ({} bytes)", p.display(), r.size);
+                let (path, escaped) = alto_agent::recall::inventory_path(p);
+                if let Err(e) = rt.block_on(api.recalled(&path, escaped, &r.sha256)) {
+                    unreported += 1;
+                    eprintln!(
+                        "warning: {}: recalled, but the server was not told: {e}",
+                        p.display()
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e}", p.display());
+            }
+        }
+    }
+    println!(
+        "recalled {recalled} file(s), {bytes} bytes; {failed} failed; {unreported} not reported to the server"
+    );
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} path(s) not recalled", a.paths.len());
+    }
+    Ok(())
+}
+
+fn run_daemon(a: &RunArgs) -> anyhow::Result<()> {
+    let cfg = load_config(a.config.as_deref(), &a.roots, a.state_dir.as_ref())?;
     let rt = runtime()?;
     rt.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -177,6 +313,8 @@ fn main() -> ExitCode {
         Command::Enroll(args) => enroll(&args),
         Command::Run(args) => run_daemon(&args),
         Command::Upload(args) => upload(&args),
+        Command::TierOnce(args) => tier_once(&args),
+        Command::Recall(args) => recall(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,65 @@
+//! Explicit recall (`alto-agent recall PATH…`): brings stubs back from tier-2.
+//!
+//! For each path: read the stub attribute without opening the file; open the customer's
+//! location of the directory target under `tier2.directory_base`; stream the object through
+//! the verifying [`DirTarget::reader`] into [`alto_stub::recall`], which writes the content
+//! back and removes the attribute only after the whole content hashed to the attribute's
+//! SHA-256 (a corrupt object leaves the stub exactly as it was). Then tell the server
+//! (`POST /agent/recalled`), best effort: the file is whole either way.
+
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use alto_model::CustomerId;
+use alto_stub::StubError;
+use alto_tier2::{DirTarget, ObjectKey, Tier2Error};
+use serde::Serialize;
+
+/// Why one path was not recalled.
+#[derive(Debug, thiserror::Error)]
+pub enum RecallError {
+    #[error("not a stub")]
+    NotAStub,
+    #[error("unknown object key {0:?} in the stub attribute")]
+    BadKey(String),
+    #[error("tier-2: {0}")]
+    Tier2(#[from] Tier2Error),
+    #[error("{0}")]
+    Stub(#[from] StubError),
+}
+
+/// One recalled file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Recalled {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Recalls the stub at `path` from the directory target of `customer` under `base`.
+pub fn recall_path(
+    base: &Path,
+    customer: CustomerId,
+    path: &Path,
+) -> Result<Recalled, RecallError> {
+    let attr = alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
+    let key: ObjectKey =
+        attr.object_key.parse().map_err(|_| RecallError::BadKey(attr.object_key.clone()))?;
+    let target = DirTarget::open(base, customer)?;
+    let reader = target.reader(&key)?;
+    alto_stub::recall(path, reader)?;
+    Ok(Recalled { path: path.to_owned(), size: attr.size, sha256: attr.sha256_hex() })
+}
+
+/// The absolute path of `p` as the scanner reports it (its directory resolved, the name
+/// kept), in the scan batch's spelling: `(text, escaped)`.
+pub fn inventory_path(p: &Path) -> (String, bool) {
+    let abs = match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            dir.canonicalize().map(|d| d.join(name)).unwrap_or_else(|_| p.to_owned())
+        }
+        _ => p.to_owned(),
+    };
+    alto_batch::encode_path(abs.as_os_str().as_bytes())
+}

@@ -1,0 +1,705 @@
+//! Tiering against a real server and real files: plan, `alto-agent tier-once`, stubs whose
+//! tier-2 objects hash right, `alto-agent recall`; changed files and corrupt objects; and the
+//! agent killed with SIGKILL at random instants while it works.
+//!
+//! Needs root (`trusted.*` attributes, leases) and a file system with holes and extended
+//! attributes under /tmp (ext4 on the lab and CI machines); prints SKIPPED otherwise.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alto_agent::config::AgentConfig;
+use alto_agent::daemon;
+use alto_agent::spool::Spool;
+use alto_stub::StubState;
+use alto_test_support::{TestApp, TestTenant};
+use alto_tier2::{DirTarget, ObjectKey, Sha256Digest};
+use rand::{Rng as _, SeedableRng as _};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const MIB: usize = 1 << 20;
+
+fn root() -> bool {
+    let ok = rustix::process::geteuid().is_root();
+    if !ok {
+        eprintln!("SKIPPED: needs root (trusted.* attributes, leases)");
+    }
+    ok
+}
+
+async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = c.request(m, &format!("/api/v1{path}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+/// One original file: where, what it hashes to, its mtime.
+#[derive(Debug, Clone)]
+struct Orig {
+    path: PathBuf,
+    size: u64,
+    sha256: Sha256Digest,
+    mtime: (i64, i64),
+}
+
+fn sha_file(p: &Path) -> Sha256Digest {
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    Sha256Digest::of(&v)
+}
+
+fn content(rng: &mut rand::rngs::StdRng, size: usize) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    if rng.random_bool(0.5) {
+        rng.fill(&mut v[..]);
+    } else {
+        // Compressible, but unique per file.
+        let tag =
+            format!("{:016x} the quick brown fox jumps over the lazy dog\n", rng.random::<u64>());
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = tag.as_bytes()[i % tag.len()];
+        }
+    }
+    v
+}
+
+/// Writes `n` files below `dir` (nested directories), sizes from `size_of`; returns them.
+fn make_tree(
+    dir: &Path,
+    n: usize,
+    seed: u64,
+    mut size_of: impl FnMut(usize, &mut rand::rngs::StdRng) -> usize,
+) -> Vec<Orig> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = Vec::new();
+    for i in 0..n {
+        let d = dir.join(format!("d{}", i % 7)).join(format!("e{}", i % 3));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join(format!("f{i:04}.dat"));
+        let size = size_of(i, &mut rng);
+        let bytes = content(&mut rng, size);
+        std::fs::write(&p, &bytes).unwrap();
+        out.push(orig(&p, &bytes));
+    }
+    out
+}
+
+fn orig(p: &Path, bytes: &[u8]) -> Orig {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    Orig {
+        path: p.to_owned(),
+        size: bytes.len() as u64,
+        sha256: Sha256Digest::of(bytes),
+        mtime: (m.mtime(), m.mtime_nsec()),
+    }
+}
+
+/// An enrolled host with its state directory, data tree, tier-2 base and config file.
+struct Host {
+    t: TestTenant,
+    host_id: Uuid,
+    cfg: AgentConfig,
+    config_file: PathBuf,
+    data: PathBuf,
+    tier2: PathBuf,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Host {
+    async fn new(app: &TestApp) -> Host {
+        let t = app.new_tenant("Acme").await;
+        let created = t
+            .admin
+            .create_host(
+                t.id,
+                &alto_api_types::CreateHost { name: "fs1".into(), description: None },
+            )
+            .await
+            .unwrap();
+        let state = tempfile::tempdir_in("/tmp").unwrap();
+        let data = tempfile::tempdir_in("/tmp").unwrap();
+        let tier2 = tempfile::tempdir_in("/tmp").unwrap();
+        daemon::enroll(&app.base_url, &created.enrollment.token, state.path()).await.unwrap();
+        let data_path = data.path().canonicalize().unwrap();
+        let cfg = AgentConfig {
+            state_dir: state.path().to_owned(),
+            roots: vec![data_path.clone()],
+            tier2: alto_agent::config::Tier2Config { directory_base: tier2.path().to_owned() },
+            tier_poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let config_file = state.path().join("agent.toml");
+        std::fs::write(
+            &config_file,
+            format!(
+                "state_dir = {:?}\nroots = [{:?}]\n[tier2]\ndirectory_base = {:?}\n",
+                cfg.state_dir, data_path, cfg.tier2.directory_base
+            ),
+        )
+        .unwrap();
+        Host {
+            t,
+            host_id: created.host.id,
+            cfg,
+            config_file,
+            data: data_path,
+            tier2: tier2.path().to_owned(),
+            _dirs: vec![state, data, tier2],
+        }
+    }
+
+    /// Safety window 0, no planning after ingest, one rule tiering everything; the clock
+    /// ten years on (files made now are in the fake clock's future).
+    async fn rules(&mut self, app: &TestApp, compression: &str) {
+        let settings = format!("/tenants/{}/planner-settings", self.t.id);
+        let (st, mut s) = api(&self.t.admin, Method::GET, &settings, None).await;
+        assert_eq!(st, 200, "{s}");
+        s["safety_window_seconds"] = json!(0);
+        s["plan_after_ingest"] = json!(false);
+        let (st, v) = api(&self.t.admin, Method::PUT, &settings, Some(s)).await;
+        assert_eq!(st, 200, "{v}");
+        let rule = json!({ "name": "all", "priority": 10,
+            "action": { "type": "tier", "target": "default", "compression": compression } });
+        let (st, v) =
+            api(&self.t.admin, Method::POST, &format!("/tenants/{}/rules", self.t.id), Some(rule))
+                .await;
+        assert_eq!(st, 201, "{v}");
+        app.clock.advance(chrono::Duration::days(3650));
+        // That ended the admin's session.
+        self.t.admin = app.login("acme-admin", alto_test_support::ADMIN_PASSWORD).await;
+    }
+
+    async fn scan_and_upload(&self, app: &TestApp) {
+        let cfg = self.cfg.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            daemon::scan_into_spool(&cfg, &Spool::open(&cfg.state_dir).unwrap())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let id = alto_agent::state::Identity::load(&self.cfg.state_dir).unwrap();
+        let client = daemon::host_client(&self.cfg, &id).unwrap();
+        daemon::drain(&client, &Spool::open(&self.cfg.state_dir).unwrap(), 0).await.unwrap();
+        assert_eq!(app.wait_for_scan(&self.t, scan).await.status, "completed");
+    }
+
+    async fn plan(&self) -> Value {
+        let (st, p) = api(
+            &self.t.admin,
+            Method::POST,
+            &format!("/tenants/{}/plans", self.t.id),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        p
+    }
+
+    async fn jobs(&self) -> Vec<Value> {
+        let (st, v) =
+            api(&self.t.admin, Method::GET, &format!("/tenants/{}/jobs", self.t.id), None).await;
+        assert_eq!(st, 200, "{v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn job_files(&self, job: &str) -> Vec<Value> {
+        let (st, v) = api(
+            &self.t.admin,
+            Method::GET,
+            &format!("/tenants/{}/jobs/{job}/files", self.t.id),
+            None,
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    fn agent(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_alto-agent"));
+        c.args(args).arg("--config").arg(&self.config_file);
+        c.env("ALTO_LOG", "info");
+        c
+    }
+
+    /// `alto-agent tier-once` on a blocking thread (the server runs on this runtime).
+    async fn tier_once(&self) -> Output {
+        let mut c = self.agent(&["tier-once"]);
+        let o = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+        eprintln!(
+            "tier-once: {}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            tail(&String::from_utf8_lossy(&o.stderr), 3000)
+        );
+        o
+    }
+
+    async fn recall(&self, paths: &[PathBuf]) -> Output {
+        let mut c = self.agent(&["recall"]);
+        c.args(paths);
+        tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
+    }
+
+    fn target(&self) -> DirTarget {
+        DirTarget::open(&self.tier2, alto_model::CustomerId(self.t.id)).unwrap()
+    }
+
+    fn journal_files(&self) -> Vec<PathBuf> {
+        alto_agent::journal::Journal::list(&alto_agent::journal::journal_dir(&self.cfg.state_dir))
+            .unwrap()
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// What a file is now, checked against its original.
+#[derive(Debug, PartialEq, Eq)]
+enum Now {
+    Original,
+    Stub(ObjectKey),
+}
+
+/// Asserts that `o` is either byte-identical to the original (no attribute) or a stub whose
+/// tier-2 object holds exactly the original (size and mtime kept, blocks given back).
+fn check(target: &DirTarget, o: &Orig) -> Now {
+    let p = &o.path;
+    let m = std::fs::symlink_metadata(p).unwrap();
+    assert_eq!(m.size(), o.size, "{}: size", p.display());
+    assert_eq!((m.mtime(), m.mtime_nsec()), o.mtime, "{}: mtime", p.display());
+    match alto_stub::read_attr(p).unwrap() {
+        None => {
+            assert_eq!(sha_file(p), o.sha256, "{}: an unstubbed file must be intact", p.display());
+            Now::Original
+        }
+        Some(a) => {
+            assert_eq!(a.state, StubState::Stubbed, "{}: {a:?}", p.display());
+            assert_eq!(a.sha256, o.sha256.0, "{}: stub hash", p.display());
+            assert_eq!((a.size, a.mtime_ns), (o.size, o.mtime.0 * 1_000_000_000 + o.mtime.1));
+            // The kept head, the attribute block, and the partial last block: alto-stub
+            // punches [4096, size) exactly, and ext4 keeps a block that straddles the end
+            // allocated (so `is_sparse_stub_layout` is false for sizes that are not a
+            // multiple of the block size).
+            assert!(
+                m.blocks() * 512 <= 4096 + 2 * m.blksize(),
+                "{}: {} bytes, {} blocks of 512, blksize {}",
+                p.display(),
+                m.size(),
+                m.blocks(),
+                m.blksize()
+            );
+            if o.size > 3 * 4096 {
+                assert!(m.blocks() * 512 < o.size, "{}: blocks did not shrink", p.display());
+            }
+            let key: ObjectKey = a.object_key.parse().unwrap();
+            assert_eq!(key.sha256, o.sha256);
+            let mut got = Vec::new();
+            target.get(&key, &mut got).unwrap();
+            assert_eq!(Sha256Digest::of(&got), o.sha256, "{}: tier-2 object", p.display());
+            Now::Stub(key)
+        }
+    }
+}
+
+fn assert_recalled(o: &Orig) {
+    assert_eq!(alto_stub::read_attr(&o.path).unwrap(), None, "{}", o.path.display());
+    assert_eq!(sha_file(&o.path), o.sha256, "{}: recalled bytes", o.path.display());
+    let m = std::fs::symlink_metadata(&o.path).unwrap();
+    assert_eq!((m.mtime(), m.mtime_nsec()), o.mtime);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_tier_once_stub_verify_and_recall_end_to_end() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "zstd").await;
+    let mut files = make_tree(&h.data, 200, 7, |i, rng| match i % 10 {
+        0 => 0,
+        1..=4 => rng.random_range(1..4096),
+        5..=7 => rng.random_range(4097..200_000),
+        8 => rng.random_range(200_000..MIB),
+        _ => rng.random_range(MIB..3 * MIB),
+    });
+    // Names the batch must escape, and two files with the same content (one object).
+    for name in [&b"bad\xff\xfename.bin"[..], b"back\\slash\\x41.txt", b"dup-a", b"dup-b"] {
+        let p = h.data.join(OsStr::from_bytes(name));
+        let bytes = if name.starts_with(b"dup") { vec![7u8; 300_000] } else { name.repeat(5000) };
+        std::fs::write(&p, &bytes).unwrap();
+        files.push(orig(&p, &bytes));
+    }
+    h.scan_and_upload(&app).await;
+    let plan = h.plan().await;
+    assert_eq!(plan["stats"]["files"], files.len() as u64, "{plan}");
+
+    // Changed after planning: appended to. It must never become a stub.
+    let changed = files[15].clone();
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&changed.path).unwrap();
+        f.write_all(b"one more line\n").unwrap();
+    }
+    let changed_sha = sha_file(&changed.path);
+
+    let o = h.tier_once().await;
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("stubbed      {}", files.len() - 1)), "{out}");
+    assert!(out.contains("skipped      1"), "{out}");
+
+    let target = h.target();
+    let mut stubs = BTreeMap::new();
+    for f in &files {
+        if f.path == changed.path {
+            continue;
+        }
+        match check(&target, f) {
+            Now::Stub(k) => {
+                stubs.insert(f.path.clone(), k);
+            }
+            Now::Original => panic!("{} was not stubbed", f.path.display()),
+        }
+    }
+    assert_eq!(alto_stub::read_attr(&changed.path).unwrap(), None);
+    assert_eq!(sha_file(&changed.path), changed_sha, "the changed file is untouched");
+    // Identical content is stored once; compressible content is stored compressed.
+    let dup_a = &stubs[&h.data.join("dup-a")];
+    assert_eq!(dup_a, &stubs[&h.data.join("dup-b")]);
+    assert!(std::fs::metadata(target.object_path(dup_a)).unwrap().len() < 10_000);
+    assert!(h.journal_files().is_empty(), "the journal is gone once the job completed");
+
+    // The server's view.
+    let jobs = h.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["state"], "succeeded", "{}", jobs[0]);
+    let jf = h.job_files(jobs[0]["id"].as_str().unwrap()).await;
+    let by_state = |s: &str| jf.iter().filter(|f| f["state"] == s).count();
+    assert_eq!(by_state("succeeded"), files.len() - 1, "{jf:?}");
+    assert_eq!(by_state("skipped"), 1);
+    let skipped = jf.iter().find(|f| f["state"] == "skipped").unwrap();
+    assert_eq!(skipped["error"], "changed", "{skipped}");
+    let (_, sum) =
+        api(&h.t.admin, Method::GET, &format!("/tenants/{}/stubs/summary", h.t.id), None).await;
+    assert_eq!(sum["stubs"], files.len() as u64 - 1, "{sum}");
+    assert_eq!(sum["per_host"][0]["host_id"], h.host_id.to_string(), "{sum}");
+
+    // A corrupted tier-2 object is caught by the recall; the stub stays a stub.
+    let victim = files.iter().find(|f| f.size > MIB as u64).unwrap();
+    let key = &stubs[&victim.path];
+    let obj = target.object_path(key);
+    let good = std::fs::read(&obj).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&obj, &bad).unwrap();
+    let r = h.recall(std::slice::from_ref(&victim.path)).await;
+    eprintln!("{}", String::from_utf8_lossy(&r.stderr));
+    assert!(!r.status.success(), "a corrupt object must fail the recall");
+    assert_eq!(check_stub_only(&target, victim), *key);
+    std::fs::write(&obj, &good).unwrap();
+
+    // Server unreachable: the recall still happens, with a warning.
+    let offline = h.data.join("dup-b");
+    let dead = h.config_file.with_file_name("dead-server.toml");
+    let cfg_text = std::fs::read_to_string(&h.config_file).unwrap();
+    std::fs::write(&dead, format!("server_url = \"http://127.0.0.1:9\"\n{cfg_text}")).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alto-agent"));
+    c.arg("recall").arg("--config").arg(&dead).arg(&offline);
+    let r = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("the server was not told"));
+    assert_recalled(files.iter().find(|f| f.path == offline).unwrap());
+    stubs.remove(&offline);
+
+    // Recall everything else: exact bytes and times back, the server told.
+    let paths: Vec<PathBuf> = stubs.keys().cloned().collect();
+    let r = h.recall(&paths).await;
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&r.stderr));
+    assert!(stdout.contains(&format!("recalled {} file(s)", paths.len())), "{stdout}");
+    assert!(stdout.contains("0 not reported to the server"), "{stdout}");
+    for f in &files {
+        if f.path != changed.path {
+            assert_recalled(f);
+        }
+    }
+    let (_, sum) =
+        api(&h.t.admin, Method::GET, &format!("/tenants/{}/stubs/summary", h.t.id), None).await;
+    // The offline recall was never reported: the registry still counts that one stub.
+    assert_eq!(sum["stubs"], 1, "{sum}");
+    assert_eq!(sum["per_host"][0]["rehydrated"], files.len() as u64 - 2, "{sum}");
+    // Not a stub (any more): refused, nothing changes.
+    let r = h.recall(std::slice::from_ref(&files[0].path)).await;
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("not a stub"));
+    assert_recalled(&files[0]);
+}
+
+/// A stub's attribute and layout, without reading its object (which may be corrupt).
+fn check_stub_only(target: &DirTarget, o: &Orig) -> ObjectKey {
+    let a = alto_stub::read_attr(&o.path).unwrap().expect("still a stub");
+    assert_eq!(a.state, StubState::Stubbed);
+    assert_eq!(a.sha256, o.sha256.0);
+    let m = std::fs::symlink_metadata(&o.path).unwrap();
+    assert!(m.blocks() * 512 <= 4096 + 2 * m.blksize());
+    assert_eq!((m.size(), m.mtime(), m.mtime_nsec()), (o.size, o.mtime.0, o.mtime.1));
+    let key: ObjectKey = a.object_key.parse().unwrap();
+    assert!(target.object_path(&key).is_file());
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_storage_hands_the_job_back_and_touches_nothing() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "none").await;
+    let files = make_tree(&h.data, 20, 3, |_, rng| rng.random_range(5000..50_000));
+    h.scan_and_upload(&app).await;
+    h.plan().await;
+    // The tier-2 mount is gone.
+    std::fs::remove_dir(&h.tier2).unwrap();
+    let o = h.tier_once().await;
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("storage unavailable"));
+    for f in &files {
+        assert_eq!(alto_stub::read_attr(&f.path).unwrap(), None);
+        assert_eq!(sha_file(&f.path), f.sha256);
+    }
+    let jobs = h.jobs().await;
+    assert_eq!(jobs[0]["state"], "queued", "re-queued with backoff: {}", jobs[0]);
+    assert!(h.journal_files().is_empty());
+    // The mount is back and the backoff over: the job runs.
+    std::fs::create_dir(&h.tier2).unwrap();
+    app.clock.advance(chrono::Duration::hours(1));
+    let o = h.tier_once().await;
+    assert!(o.status.success());
+    let target = h.target();
+    for f in &files {
+        assert!(matches!(check(&target, f), Now::Stub(_)));
+    }
+    assert_eq!(h.jobs().await[0]["state"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tiers_queued_jobs() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "zstd").await;
+    let files = make_tree(&h.data, 30, 5, |_, rng| rng.random_range(0..100_000));
+    h.scan_and_upload(&app).await;
+    h.plan().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    // No roots: this daemon only heartbeats and tiers.
+    let cfg = AgentConfig { roots: vec![], ..h.cfg.clone() };
+    let task = tokio::spawn(daemon::run(cfg, cancel.clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = h.jobs().await;
+        if jobs.iter().all(|j| j["state"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not finish the job: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let target = h.target();
+    for f in &files {
+        assert!(matches!(check(&target, f), Now::Stub(_)), "{}", f.path.display());
+    }
+}
+
+/// The key test: the agent is SIGKILLed at ≥ 50 random instants while it tiers ≥ 1,000
+/// files, restarted each time, then run cleanly. Every file must end either byte-identical
+/// or a stub whose tier-2 object has the original's SHA-256, and recall must restore it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_instants_never_loses_a_byte() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "none").await;
+    let files = make_tree(&h.data, 1100, 11, |i, rng| {
+        if i % 25 == 0 {
+            rng.random_range(MIB..8 * MIB)
+        } else if i % 5 == 0 {
+            rng.random_range(4097..256 * 1024)
+        } else {
+            rng.random_range(0..4097)
+        }
+    });
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    eprintln!("{} files, {} MiB", files.len(), total >> 20);
+    h.scan_and_upload(&app).await;
+    let plan = h.plan().await;
+    assert_eq!(plan["stats"]["files"], files.len() as u64, "{plan}");
+    assert!(plan["stats"]["jobs"].as_u64().unwrap() >= 2, "{plan}");
+
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+    let (mut kills, mut exited, mut expired) = (0, 0, 0);
+    while kills < 50 && started.elapsed() < Duration::from_secs(120) {
+        let mut child =
+            h.agent(&["tier-once"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let wait = Duration::from_millis(rng.random_range(5..=200));
+        let (k, e) = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(wait);
+            let done = child.try_wait().unwrap().is_some();
+            if !done {
+                child.kill().unwrap(); // SIGKILL
+            }
+            child.wait().unwrap();
+            (u32::from(!done), u32::from(done))
+        })
+        .await
+        .unwrap();
+        kills += k;
+        exited += e;
+        if e == 1 {
+            if h.jobs().await.iter().all(|j| j["state"] == "succeeded") {
+                break;
+            }
+            // A run that ends on its own claimed everything it could: what is left is a job
+            // a killed run had claimed but not yet journaled. Its lease must expire first.
+            app.clock.advance(chrono::Duration::minutes(11));
+            expired += 1;
+        }
+    }
+    eprintln!(
+        "{kills} kills, {exited} runs ended on their own, {expired} lease expiries, {:?}",
+        started.elapsed()
+    );
+    assert!(kills >= 50, "only {kills} runs were killed while working");
+    let stubbed_by_killed_runs =
+        files.iter().filter(|f| alto_stub::read_attr(&f.path).unwrap().is_some()).count();
+    eprintln!("{stubbed_by_killed_runs} files carry a stub attribute after the killed runs");
+
+    // One clean run finishes (or rolls back) everything. A run killed between the server's
+    // claim and its journal leaves a job leased to nobody alive: its lease expires (10
+    // minutes) and the host takes it back.
+    let mut clean = 0;
+    loop {
+        let o = h.tier_once().await;
+        assert!(o.status.success());
+        clean += 1;
+        let jobs = h.jobs().await;
+        if jobs.iter().all(|j| j["state"] == "succeeded") {
+            break;
+        }
+        assert!(clean < 4, "jobs not done after {clean} clean runs: {jobs:?}");
+        eprintln!("jobs still open (lease of a killed run): advancing the clock 11 minutes");
+        app.clock.advance(chrono::Duration::minutes(11));
+    }
+    assert!(h.journal_files().is_empty());
+
+    let target = h.target();
+    let mut stubs = Vec::new();
+    let mut originals = 0;
+    for f in &files {
+        match check(&target, f) {
+            Now::Stub(_) => stubs.push(f.clone()),
+            Now::Original => originals += 1,
+        }
+    }
+    eprintln!("{} stubs, {originals} intact originals", stubs.len());
+    // The server agrees with the files.
+    let mut server_stubbed = 0;
+    for j in h.jobs().await {
+        let jf = h.job_files(j["id"].as_str().unwrap()).await;
+        server_stubbed += jf.iter().filter(|f| f["state"] == "succeeded").count();
+    }
+    assert_eq!(server_stubbed, stubs.len(), "server's stubbed files vs stubs on disk");
+    assert_eq!(originals, 0, "every file was resumed and stubbed");
+
+    // Recall a sample and every file over 1 MiB.
+    let mut sample: Vec<Orig> = stubs.iter().filter(|f| f.size > MIB as u64).cloned().collect();
+    let big = sample.len();
+    sample.extend(stubs.iter().filter(|f| f.size <= MIB as u64).step_by(15).cloned());
+    assert!(sample.len() >= 50 + big.min(1));
+    let paths: Vec<PathBuf> = sample.iter().map(|f| f.path.clone()).collect();
+    let r = h.recall(&paths).await;
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for f in &sample {
+        assert_recalled(f);
+    }
+    eprintln!("recalled {} files ({big} over 1 MiB); total {:?}", sample.len(), started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_stops_after_the_files_in_flight() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "none").await;
+    let files = make_tree(&h.data, 40, 9, |_, rng| rng.random_range(10_000..300_000));
+    h.scan_and_upload(&app).await;
+    h.plan().await;
+    let id = alto_agent::state::Identity::load(&h.cfg.state_dir).unwrap();
+    let server = alto_agent::api::ServerApi::new(daemon::host_client(&h.cfg, &id).unwrap());
+    let mut opts = alto_agent::tier::TierOptions::new(h.tier2.clone(), &h.cfg.state_dir);
+    opts.parallel = 1;
+    opts.batch_files = 2;
+    opts.progress_interval = Duration::from_millis(30);
+    let exec = alto_agent::tier::TierExecutor::new(
+        std::sync::Arc::new(server.clone()),
+        opts,
+        id.host_id,
+        id.tenant_id,
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let (jobs, bad) = server.claim(1).await.unwrap();
+    assert!(bad.is_empty());
+    let doc = jobs.into_iter().next().unwrap();
+    assert_eq!(doc.files.len(), 40);
+    let (st, j) = api(
+        &h.t.admin,
+        Method::POST,
+        &format!("/tenants/{}/jobs/{}/cancel", h.t.id, doc.job_id),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{j}");
+    let job = doc.job_id;
+    let report = exec.execute(doc).await.unwrap();
+    assert_eq!(report.end, Some(alto_agent::api::JobEnd::Cancelled), "{report:?}");
+    assert!(report.stubbed < 40, "{report:?}");
+    let target = h.target();
+    let stubs = files.iter().filter(|f| matches!(check(&target, f), Now::Stub(_))).count();
+    assert_eq!(stubs as u64, report.stubbed);
+    let jf = h.job_files(&job.to_string()).await;
+    assert_eq!(jf.iter().filter(|f| f["state"] == "succeeded").count(), stubs);
+    assert_eq!(jf.iter().filter(|f| f["state"] == "cancelled").count(), 40 - stubs, "{jf:?}");
+    assert_eq!(h.jobs().await[0]["state"], "cancelled");
+    assert!(h.journal_files().is_empty());
+}
