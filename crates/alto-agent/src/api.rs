@@ -187,6 +187,7 @@ impl ReportError {
 #[derive(Serialize)]
 struct ClaimReq {
     max_jobs: u32,
+    resume: bool,
 }
 
 #[derive(Deserialize)]
@@ -276,11 +277,15 @@ impl ServerApi {
     /// `POST /agent/jobs/claim`: up to `max_jobs` queued jobs of this host, now `running` and
     /// leased to it. Documents that do not parse are returned separately so the caller can
     /// fail them instead of leaving them leased.
+    /// `resume` also returns jobs already leased to this host: a claim this agent made but
+    /// never journaled before it died (send it only right after recovery).
     pub async fn claim(
         &self,
         max_jobs: u32,
+        resume: bool,
     ) -> Result<(Vec<JobDoc>, Vec<UnreadableJob>), ReportError> {
-        let resp: ClaimResp = self.post("/agent/jobs/claim", &ClaimReq { max_jobs }).await?;
+        let resp: ClaimResp =
+            self.post("/agent/jobs/claim", &ClaimReq { max_jobs, resume }).await?;
         let mut jobs = Vec::new();
         let mut bad = Vec::new();
         for v in resp.jobs {

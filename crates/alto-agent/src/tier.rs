@@ -882,8 +882,13 @@ pub async fn run_pass(exec: &TierExecutor, api: &ServerApi) -> Result<TierSummar
     let mut sum = exec.recover().await?;
     let mut seen: HashSet<Uuid> =
         sum.jobs.iter().filter(|j| j.end.is_some()).map(|j| j.job_id).collect();
+    // The first claim after recovery also takes back jobs leased to this host that no journal
+    // knows: claimed by a run that died before it could record them.
+    let mut resume = true;
     while !exec.shutdown.is_cancelled() && !sum.storage_unavailable {
-        let (jobs, unreadable) = exec.retry("claim", || api.claim(1)).await?;
+        let r = resume;
+        resume = false;
+        let (jobs, unreadable) = exec.retry("claim", || api.claim(1, r)).await?;
         if jobs.is_empty() && unreadable.is_empty() {
             break;
         }

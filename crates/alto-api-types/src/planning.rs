@@ -343,6 +343,10 @@ pub struct ClaimJobs {
     /// 1–10, default 1.
     #[serde(default)]
     pub max_jobs: Option<i64>,
+    /// Also hand back jobs already leased to this host (an agent that restarted after a
+    /// claim it never recorded). Send it only on the first claim after recovery.
+    #[serde(default)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

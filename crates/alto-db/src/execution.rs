@@ -13,12 +13,14 @@ const DETAIL_COLS: &str = "id, customer_id, host_id, kind, state, priority, payl
     started_at, finished_at";
 
 /// Leases up to `max` of the host's queued tiering jobs (and its running ones whose lease
-/// expired: an agent that restarted takes its work back) to the host until `now + lease`.
+/// expired, or with `resume` all of its running ones: an agent that restarted takes its work
+/// back) to the host until `now + lease`.
 pub async fn claim_for_host(
     tx: &mut Tx,
     host_id: Uuid,
     max: i64,
     lease: Duration,
+    resume: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<JobDetail>, DbError> {
     Ok(sqlx::query_as(&format!(
@@ -29,8 +31,9 @@ pub async fn claim_for_host(
           WHERE id IN (SELECT id FROM jobs
                         WHERE host_id = $1 AND kind = 'tier'
                           AND ((state = 'queued' AND run_after <= $3)
-                               OR (state IN ('dispatched', 'running') AND lease_expires_at < $3))
-                        ORDER BY priority DESC, created_at, id
+                               OR (state IN ('dispatched', 'running')
+                                   AND (lease_expires_at < $3 OR $5)))
+                        ORDER BY state = 'running' DESC, priority DESC, created_at, id
                         FOR UPDATE SKIP LOCKED LIMIT $2)
           RETURNING {DETAIL_COLS}"
     ))
@@ -38,6 +41,7 @@ pub async fn claim_for_host(
     .bind(max)
     .bind(now)
     .bind(lease)
+    .bind(resume)
     .fetch_all(&mut **tx)
     .await?)
 }

@@ -83,7 +83,7 @@ pub(super) async fn claim(
     let now = state.now();
     let lease = chrono::Duration::minutes(LEASE_MINUTES);
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
-    let jobs = xdb::claim_for_host(&mut tx, host.host_id, max, lease, now).await?;
+    let jobs = xdb::claim_for_host(&mut tx, host.host_id, max, lease, req.resume, now).await?;
     let mut out = Vec::new();
     for j in &jobs {
         let files = xdb::pending_files(&mut tx, j.id).await?;

@@ -63,6 +63,16 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     assert_eq!(job["host_id"], host.to_string());
     let (_, j) = api(&t.admin, Method::GET, &format!("{tp}/jobs/{jid}"), None).await;
     assert_eq!(j["state"], "running");
+    // Claimed again: nothing new; with `resume` (an agent restarted before it recorded the
+    // claim) the same job comes back.
+    let (_, none) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    assert_eq!(none["jobs"].as_array().unwrap().len(), 0);
+    let (_, back) =
+        api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "resume": true }))).await;
+    assert_eq!(back["jobs"][0]["job_id"], jid.as_str());
+    let (_, none) =
+        api(&other_agent, Method::POST, "/agent/jobs/claim", Some(json!({ "resume": true }))).await;
+    assert_eq!(none["jobs"].as_array().unwrap().len(), 0, "never another host's job");
     // The other host cannot report on it.
     let (st, _) =
         api(&other_agent, Method::POST, &format!("/agent/jobs/{jid}/progress"), Some(json!({})))
