@@ -76,7 +76,9 @@ if [ ! -f "$DATA/sample.done" ]; then
   "$BIN/alto-gen-tree" --root "$SAMPLE" --files 5000 --seed 7 >/dev/null
   touch "$DATA/sample.done"
 fi
-ALTO_LOG=info "$BIN/alto-agent" run --root "$SAMPLE" --state-dir "$DATA/agent" 2>"$DATA/agent.log" &
+mkdir -p "$DATA/tier2"   # the demo's local-directory tier-2 (default target)
+ALTO_LOG=info ALTO_AGENT_TIER2__DIRECTORY_BASE="$DATA/tier2" ALTO_AGENT_TIER_POLL_INTERVAL=5s \
+  "$BIN/alto-agent" run --root "$SAMPLE" --state-dir "$DATA/agent" 2>"$DATA/agent.log" &
 AGENT=$!
 echo "== alto-agent is scanning $SAMPLE and uploading" >&2
 for _ in $(seq 1 150); do
@@ -94,6 +96,20 @@ for _ in $(seq 1 100); do
 done
 ctl plans list --tenant "$TENANT_ID" | head -n 6
 ctl jobs list --tenant "$TENANT_ID" | head -n 8
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== the agent tiers the planned files into $DATA/tier2 and leaves stubs" >&2
+  for _ in $(seq 1 150); do
+    OPEN="$(ctl --output json jobs list --tenant "$TENANT_ID" 2>/dev/null | python3 -c 'import json,sys; print(sum(1 for j in json.load(sys.stdin)["items"] if j["state"] in ("queued","running","dispatched")))' 2>/dev/null || echo 1)"
+    [ "${OPEN:-1}" -eq 0 ] && break
+    sleep 0.4
+  done
+  ctl jobs list --tenant "$TENANT_ID" | head -n 8
+  ctl stubs summary --tenant "$TENANT_ID"
+  ctl stubs list --tenant "$TENANT_ID" --limit 5
+  echo "   on disk: $(du -sh "$SAMPLE" | cut -f1) in the sample (stubs keep 4 KiB each), $(du -sh "$DATA/tier2" | cut -f1) in tier-2" >&2
+else
+  echo "== tiering needs root (stub attributes, leases): the jobs stay queued" >&2
+fi
 
 cat <<TXT
 
@@ -104,6 +120,8 @@ cat <<TXT
     CLI:            ALTO_SERVER=$URL $BIN/altoctl login --username admin
     Agent:          alto-agent run --root $SAMPLE  (log in $DATA/agent.log)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
+    Recall a stub:  $BIN/alto-agent recall --state-dir $DATA/agent <a path from \`altoctl stubs list\`>
+                    (with ALTO_AGENT_TIER2__DIRECTORY_BASE=$DATA/tier2)
     Try:            altoctl rules explain --tenant $TENANT_ID --host <host id> --path <a path above>
                     altoctl rules preview --tenant $TENANT_ID    (what the rules would move now)
 
