@@ -63,10 +63,12 @@ if [ -z "$TENANT_ID" ]; then
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["enrollment"]["token"])')"
   rm -rf "$DATA/agent"
   "$BIN/alto-agent" enroll --server "$URL" --token "$TOKEN" --state-dir "$DATA/agent"
-  # Two rules: keep configuration files, tier anything not opened for a year.
+  # Two rules: keep configuration files; tier files of 8 KiB to 16 MiB not opened for a year
+  # (the sample has a few huge sparse files; the cap keeps the demo's tier-2 small).
   ctl rules create --tenant "$TENANT_ID" --name keep-config --priority 10 --glob '*.conf' --exclude >/dev/null
   ctl rules create --tenant "$TENANT_ID" --name cold-files --priority 100 \
-    --accessed-older-than-days 365 --min-size 8KiB --target default >/dev/null
+    --accessed-older-than-days 365 --min-size 8KiB --max-size 16MiB --compression zstd \
+    --target default >/dev/null
 fi
 
 # A sample directory for the agent to scan (generated once, deterministic).
