@@ -16,7 +16,6 @@ use alto_db::execution as xdb;
 use alto_model::{CustomerId, Permission};
 use axum::extract::State;
 use axum::Json;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -488,18 +487,14 @@ pub(super) struct StubsQuery {
     cursor: Option<String>,
 }
 
+/// The shared `(created_at, id)` cursor format (`extract::encode_cursor`).
 fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{}|{id}", t.timestamp_micros()))
+    super::extract::encode_cursor(alto_db::Cursor { created_at: t, id })
 }
 
 fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::new(ErrorCode::InvalidQuery, "invalid cursor");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (t, id) = text.split_once('|').ok_or_else(bad)?;
-    let t = DateTime::from_timestamp_micros(t.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok((t, id.parse().map_err(|_| bad())?))
+    let c = super::extract::decode_cursor(s)?;
+    Ok((c.created_at, c.id))
 }
 
 /// The stub registry: every object and the file it holds, newest first.

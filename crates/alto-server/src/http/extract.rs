@@ -166,7 +166,7 @@ pub fn encode_cursor(c: alto_db::Cursor) -> String {
     ))
 }
 
-fn decode_cursor(s: &str) -> Result<alto_db::Cursor, ApiError> {
+pub fn decode_cursor(s: &str) -> Result<alto_db::Cursor, ApiError> {
     use base64::Engine as _;
     let bad = || ApiError::new(ErrorCode::InvalidQuery, "invalid cursor");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
