@@ -19,7 +19,7 @@ use crate::types::{
 };
 use crate::Tier2Error;
 
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
 /// zstd level for new compressed objects (zstd's default: fast, about 3:1 on text).
 pub const ZSTD_LEVEL: i32 = 3;
@@ -125,10 +125,39 @@ impl<R: Read> Read for TrackedRead<R> {
     }
 }
 
-/// The verified content of one object, see [`DirTarget::reader`].
+/// Where an [`ObjectReader`]'s bytes come from, for its errors.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    Path(PathBuf),
+    Remote { backend: &'static str, url: String },
+}
+
+impl Origin {
+    fn read_error(&self, e: io::Error) -> Tier2Error {
+        match self {
+            Origin::Path(p) => io_at("read", p)(e),
+            Origin::Remote { backend, url } => Tier2Error::Unavailable {
+                backend,
+                op: "read",
+                location: url.clone(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
+    fn zstd_error(&self, e: io::Error) -> Tier2Error {
+        match self {
+            Origin::Path(p) => io_at("zstd", p)(e),
+            Origin::Remote { .. } => self.read_error(e),
+        }
+    }
+}
+
+/// The verified content of one object, see [`DirTarget::reader`] and
+/// [`crate::Target::reader`].
 pub struct ObjectReader {
     key: ObjectKey,
-    path: PathBuf,
+    origin: Origin,
     source: Box<dyn Read + Send>,
     failed: Arc<AtomicBool>,
     hasher: Sha256,
@@ -173,7 +202,7 @@ impl ObjectReader {
                     Ok(n)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if self.failed.load(Ordering::Relaxed) => Err(io_at("read", &self.path)(e)),
+                Err(e) if self.failed.load(Ordering::Relaxed) => Err(self.origin.read_error(e)),
                 // The file read fine, so the decoder refused the bytes.
                 Err(_) => Err(corrupt(None)),
             };
@@ -185,8 +214,119 @@ impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_checked(buf).map_err(|e| match e {
             Tier2Error::Io { source, .. } => source,
+            e @ Tier2Error::Unavailable { .. } => io::Error::other(e),
             other => io::Error::new(io::ErrorKind::InvalidData, other),
         })
+    }
+}
+
+impl ObjectReader {
+    /// Wraps the stored bytes of `key` (`raw`, still compressed for a `.zst` key).
+    pub(crate) fn new(
+        key: ObjectKey,
+        origin: Origin,
+        raw: Box<dyn Read + Send>,
+    ) -> Result<ObjectReader, Tier2Error> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let tracked = TrackedRead { inner: raw, failed: failed.clone() };
+        let source: Box<dyn Read + Send> = match key.compression {
+            Compression::None => Box::new(tracked),
+            Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(tracked).map_err(|e| origin.zstd_error(e))?,
+            ),
+        };
+        Ok(ObjectReader {
+            key,
+            origin,
+            source,
+            failed,
+            hasher: Sha256::new(),
+            total: 0,
+            done: false,
+        })
+    }
+
+    /// Streams everything into `writer`; see [`DirTarget::get`].
+    pub(crate) fn drain<W: Write>(mut self, mut writer: W) -> Result<u64, Tier2Error> {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = self.read_checked(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            writer.write_all(&buf[..n]).map_err(Tier2Error::Sink)?;
+        }
+        writer.flush().map_err(Tier2Error::Sink)?;
+        Ok(self.total)
+    }
+}
+
+/// Streams `reader` into `file` (compressing for [`Compression::Zstd`]) and checks the
+/// length and hash against `meta`: the common first step of every backend's put. `path`
+/// names `file` in errors.
+pub(crate) fn spool_into<R: Read>(
+    reader: &mut R,
+    file: &File,
+    path: &Path,
+    meta: &PutMeta,
+) -> Result<Sha256Digest, Tier2Error> {
+    let (sha256, size) = match meta.compression {
+        Compression::None => {
+            let mut out = file;
+            copy_hashing(reader, &mut out, meta.size, path)?
+        }
+        Compression::Zstd => {
+            let mut enc =
+                zstd::stream::write::Encoder::new(file, ZSTD_LEVEL).map_err(io_at("zstd", path))?;
+            let r = copy_hashing(reader, &mut enc, meta.size, path)?;
+            enc.finish().map_err(io_at("write", path))?;
+            r
+        }
+    };
+    if size != meta.size {
+        return Err(Tier2Error::SizeMismatch { expected: meta.size, actual: size });
+    }
+    if let Some(expected) = meta.expected_sha256 {
+        if expected != sha256 {
+            return Err(Tier2Error::HashMismatch { expected, actual: sha256 });
+        }
+    }
+    Ok(sha256)
+}
+
+/// The original path's bytes of `meta`, refusing malformed and empty ones.
+pub(crate) fn put_path_bytes(meta: &PutMeta) -> Result<Vec<u8>, Tier2Error> {
+    let path_bytes = alto_batch::decode_path(&meta.path, meta.path_escaped)
+        .ok_or(Tier2Error::InvalidPath("malformed escape in path"))?;
+    if path_bytes.is_empty() {
+        return Err(Tier2Error::InvalidPath("empty path"));
+    }
+    Ok(path_bytes)
+}
+
+/// Checks a sidecar read from `path` (a file or a remote key) under the name `id`.
+pub(crate) fn parse_sidecar(
+    customer_id: CustomerId,
+    path: &Path,
+    body: &[u8],
+    id: &RefId,
+) -> Result<RefRecord, Tier2Error> {
+    let invalid = |reason: String| Tier2Error::InvalidRef { path: path.to_owned(), reason };
+    let record: RefRecord =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("not a sidecar: {e}")))?;
+    if record.format != REF_FORMAT {
+        return Err(invalid(format!("unsupported format {}", record.format)));
+    }
+    if record.customer_id != customer_id {
+        return Err(invalid(format!("belongs to customer {}", record.customer_id)));
+    }
+    if record.object.sha256 != record.sha256 || record.object.compression != record.compression {
+        return Err(invalid("object key does not match sha256 and compression".into()));
+    }
+    match record.id() {
+        Some(rid) if rid == *id => Ok(record),
+        Some(rid) => Err(invalid(format!("content says it is {rid}, file name says {id}"))),
+        None => Err(invalid("malformed path escape".into())),
     }
 }
 
@@ -270,33 +410,10 @@ impl DirTarget {
     /// [`DirTarget::cleanup_tmp`]) and, after step 3, an object without a sidecar, which the
     /// next put of the same content reuses.
     pub fn put<R: Read>(&self, mut reader: R, meta: &PutMeta) -> Result<PutOutcome, Tier2Error> {
-        let path_bytes = alto_batch::decode_path(&meta.path, meta.path_escaped)
-            .ok_or(Tier2Error::InvalidPath("malformed escape in path"))?;
-        if path_bytes.is_empty() {
-            return Err(Tier2Error::InvalidPath("empty path"));
-        }
+        let path_bytes = put_path_bytes(meta)?;
         let tmp = TmpFile::create(&self.tmp_dir(), "obj")?;
-        let (sha256, size) = match meta.compression {
-            Compression::None => {
-                let mut out = &tmp.file;
-                copy_hashing(&mut reader, &mut out, meta.size, &tmp.path)?
-            }
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(&tmp.file, ZSTD_LEVEL)
-                    .map_err(io_at("zstd", &tmp.path))?;
-                let r = copy_hashing(&mut reader, &mut enc, meta.size, &tmp.path)?;
-                enc.finish().map_err(io_at("write", &tmp.path))?;
-                r
-            }
-        };
-        if size != meta.size {
-            return Err(Tier2Error::SizeMismatch { expected: meta.size, actual: size });
-        }
-        if let Some(expected) = meta.expected_sha256 {
-            if expected != sha256 {
-                return Err(Tier2Error::HashMismatch { expected, actual: sha256 });
-            }
-        }
+        let sha256 = spool_into(&mut reader, &tmp.file, &tmp.path, meta)?;
+        let size = meta.size;
         tmp.file.sync_all().map_err(io_at("fsync", &tmp.path))?;
 
         let _lock = self.lock(false)?;
@@ -383,18 +500,8 @@ impl DirTarget {
     /// temporary (a temporary file, a buffer, or a stub through `alto_stub::recall`, which
     /// holds its own verification) and commit only when this returns `Ok`. A failing writer
     /// gives [`Tier2Error::Sink`].
-    pub fn get<W: Write>(&self, key: &ObjectKey, mut writer: W) -> Result<u64, Tier2Error> {
-        let mut reader = self.reader(key)?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = reader.read_checked(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            writer.write_all(&buf[..n]).map_err(Tier2Error::Sink)?;
-        }
-        writer.flush().map_err(Tier2Error::Sink)?;
-        Ok(reader.total)
+    pub fn get<W: Write>(&self, key: &ObjectKey, writer: W) -> Result<u64, Tier2Error> {
+        self.reader(key)?.drain(writer)
     }
 
     /// The original bytes of object `key` as a [`Read`] (pull instead of [`DirTarget::get`]'s
@@ -413,23 +520,7 @@ impl DirTarget {
             Err(e) => return Err(io_at("open", &path)(e)),
         };
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Sequential);
-        let failed = Arc::new(AtomicBool::new(false));
-        let tracked = TrackedRead { inner: file, failed: failed.clone() };
-        let source: Box<dyn Read + Send> = match key.compression {
-            Compression::None => Box::new(tracked),
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(tracked).map_err(io_at("zstd", &path))?)
-            }
-        };
-        Ok(ObjectReader {
-            key: *key,
-            path,
-            source,
-            failed,
-            hasher: Sha256::new(),
-            total: 0,
-            done: false,
-        })
+        ObjectReader::new(*key, Origin::Path(path), Box::new(file))
     }
 
     /// The object holding content `sha256`, in whichever compression it exists (plain
@@ -452,24 +543,7 @@ impl DirTarget {
     }
 
     fn parse_sidecar(&self, path: &Path, body: &[u8], id: &RefId) -> Result<RefRecord, Tier2Error> {
-        let invalid = |reason: String| Tier2Error::InvalidRef { path: path.to_owned(), reason };
-        let record: RefRecord =
-            serde_json::from_slice(body).map_err(|e| invalid(format!("not a sidecar: {e}")))?;
-        if record.format != REF_FORMAT {
-            return Err(invalid(format!("unsupported format {}", record.format)));
-        }
-        if record.customer_id != self.customer_id {
-            return Err(invalid(format!("belongs to customer {}", record.customer_id)));
-        }
-        if record.object.sha256 != record.sha256 || record.object.compression != record.compression
-        {
-            return Err(invalid("object key does not match sha256 and compression".into()));
-        }
-        match record.id() {
-            Some(rid) if rid == *id => Ok(record),
-            Some(rid) => Err(invalid(format!("content says it is {rid}, file name says {id}"))),
-            None => Err(invalid("malformed path escape".into())),
-        }
+        parse_sidecar(self.customer_id, path, body, id)
     }
 
     /// Walks `refs/` and returns every sidecar: enough to rebuild the stub registry from
@@ -675,9 +749,12 @@ fn host_dir_id(entry: &fs::DirEntry) -> Option<HostId> {
     if !entry.file_type().ok()?.is_dir() {
         return None;
     }
-    let name = entry.file_name();
-    let uuid = uuid_parse(name.to_str()?)?;
-    Some(HostId::from(uuid))
+    host_id_of(entry.file_name().to_str()?)
+}
+
+/// The host id a `refs/` directory name spells (canonical form only).
+pub(crate) fn host_id_of(name: &str) -> Option<HostId> {
+    Some(HostId::from(uuid_parse(name)?))
 }
 
 /// Parses the canonical hyphenated lower-case form only (as `HostId` displays it).
@@ -687,7 +764,7 @@ fn uuid_parse(s: &str) -> Option<uuid::Uuid> {
 }
 
 /// Copies `reader` to `writer`, hashing, and stops once more than `limit` bytes arrived.
-fn copy_hashing<R: Read, W: Write>(
+pub(crate) fn copy_hashing<R: Read, W: Write>(
     reader: &mut R,
     writer: &mut W,
     limit: u64,
