@@ -5,6 +5,8 @@
 #     from Debian packages;
 #   - s3s-fs 0.14.1 (an S3 server on a directory that checks SigV4), built with cargo into
 #     .tools/bin (about 4 minutes the first time);
+#   - moto 5 (an in-memory S3 server; accepts any credentials, but stores the long sidecar keys
+#     that s3s-fs 0.14.1 cannot) from PyPI into the virtualenv .tools/moto;
 #   - Azurite 3.35.0 (Azure Blob emulator) from npm into .tools/node (3.36+ needs node 22).
 #
 # Idempotent: when everything is there it changes nothing and takes about a second.
@@ -22,6 +24,7 @@ ROOT="$(pwd)"
 TOOLS="$ROOT/.tools"
 S3S_VERSION=0.14.1
 AZURITE_VERSION=3.35.0
+MOTO_SPEC='moto[server]==5.*'
 
 log() { printf '\033[1m[test-services]\033[0m %s\n' "$*" >&2; }
 
@@ -34,6 +37,7 @@ have_samba() {
 have_smbpasswd() { command -v smbpasswd >/dev/null 2>&1 || [ -x /usr/bin/smbpasswd ]; }
 have_libsmbclient_dev() { [ -f /usr/include/samba-4.0/libsmbclient.h ] || pkg-config --exists smbclient 2>/dev/null; }
 have_s3s() { [ -x "$TOOLS/bin/s3s-fs" ] && grep -q "s3s-fs $S3S_VERSION " "$TOOLS/.crates.toml" 2>/dev/null; }
+have_moto() { [ -x "$TOOLS/moto/bin/moto_server" ]; }
 have_azurite() {
   [ -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] &&
     grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/node/node_modules/azurite/package.json" 2>/dev/null
@@ -45,8 +49,9 @@ missing() {
   have_smbpasswd || m+=("smbpasswd")
   have_libsmbclient_dev || m+=("libsmbclient-dev")
   have_s3s || m+=("s3s-fs $S3S_VERSION")
+  have_moto || m+=("moto")
   have_azurite || m+=("azurite $AZURITE_VERSION")
-  printf '%s\n' "${m[@]}"
+  [ ${#m[@]} -eq 0 ] || printf '%s\n' "${m[@]}"
 }
 
 install() {
@@ -71,6 +76,14 @@ install() {
     log "building s3s-fs $S3S_VERSION into .tools/bin (takes a few minutes)"
     # 0.17 needs a newer rustc than this toolchain; --locked keeps its tested dependencies.
     cargo install --quiet --locked --root "$TOOLS" "s3s-fs@$S3S_VERSION" --features binary
+  fi
+
+  if ! have_moto; then
+    command -v python3 >/dev/null 2>&1 || { log "python3 is needed for moto"; exit 1; }
+    log "installing moto into .tools/moto (a Python virtualenv)"
+    rm -rf "$TOOLS/moto"
+    python3 -m venv "$TOOLS/moto"
+    "$TOOLS/moto/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
   fi
 
   if ! have_azurite; then

@@ -166,6 +166,15 @@
 //!   nested `block_on`). SMB goes through libsmbclient (`pavao`), whose calls are
 //!   serialised process-wide.
 //!
+//! # Tests
+//!
+//! `tests/backends.rs` runs one body against every backend through [`Target`], each with a
+//! real server on a free 127.0.0.1 port in a temporary directory: Samba's `smbd`, Azurite,
+//! moto (S3; keeps data in memory and accepts any credentials) and s3s-fs (S3 with SigV4
+//! checks, for credentials and missing buckets: it cannot store keys as long as a
+//! sidecar's). `scripts/test-services.sh install` installs them into `.tools/` and via apt;
+//! a missing one skips its test, or fails it when `ALTO_REQUIRE_TEST_SERVICES=1`.
+//!
 //! # Errors
 //!
 //! A directory target's storage failures are [`Tier2Error::Io`]; a remote target's are

@@ -76,6 +76,9 @@ pub(crate) trait Store: Send + Sync {
     fn health(&self) -> Result<(), Tier2Error>;
 }
 
+/// Sidecar keys with their ids, and the entries under `refs/` that are not sidecars.
+type RefEntries = (Vec<(String, RefId)>, Vec<InvalidRef>);
+
 /// One customer's location on a remote store.
 pub(crate) struct RemoteTarget {
     pub(crate) customer_id: CustomerId,
@@ -274,7 +277,7 @@ impl RemoteTarget {
     }
 
     /// Every sidecar key under `refs/` with its id, and the entries that are not sidecars.
-    fn ref_entries(&self) -> Result<(Vec<(String, RefId)>, Vec<InvalidRef>), Tier2Error> {
+    fn ref_entries(&self) -> Result<RefEntries, Tier2Error> {
         let mut ids = Vec::new();
         let mut invalid = Vec::new();
         for e in self.store.list("refs")? {

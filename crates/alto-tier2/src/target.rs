@@ -300,6 +300,7 @@ impl<'a> AzureLocation<'a> {
     }
 }
 
+#[cfg_attr(not(feature = "smb"), allow(dead_code))]
 struct SmbLocation<'a> {
     /// `smb://host[:port]`
     server: String,
