@@ -37,6 +37,9 @@ pub struct JobDoc {
     pub tiered_destination: Option<String>,
     #[serde(default)]
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Upload bandwidth the job may use (bytes per second); set from the link's offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_bytes_per_second: Option<u64>,
     pub files: Vec<JobFile>,
 }
 

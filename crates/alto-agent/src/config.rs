@@ -41,6 +41,28 @@ pub struct AgentConfig {
     pub tier_poll_interval: Duration,
     /// Files of a tiering job copied and converted at the same time.
     pub tier_parallel_files: usize,
+    /// The agent link (gRPC over TLS) the server pushes jobs on.
+    pub link: LinkSettings,
+}
+
+/// How the agent reaches the server's agent link.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkSettings {
+    /// Take jobs from the link (false: poll the REST API every `tier_poll_interval`).
+    pub enabled: bool,
+    /// Override of the URL announced at enrollment (`https://host:port`).
+    pub url: Option<String>,
+    /// Override of the CA announced at enrollment (a PEM file).
+    pub ca_file: Option<PathBuf>,
+    /// Jobs run at once (the server may allow fewer).
+    pub max_jobs: u32,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self { enabled: true, url: None, ca_file: None, max_jobs: 1 }
+    }
 }
 
 /// Where the agent finds tier-2 storage targets.
@@ -74,6 +96,7 @@ impl Default for AgentConfig {
             tier2: Tier2Config::default(),
             tier_poll_interval: Duration::from_secs(60),
             tier_parallel_files: 4,
+            link: LinkSettings::default(),
         }
     }
 }
@@ -103,7 +126,11 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 12] = [
+        const KEYS: [&str; 16] = [
+            "link__enabled",
+            "link__url",
+            "link__ca_file",
+            "link__max_jobs",
             "server_url",
             "state_dir",
             "roots",
@@ -130,6 +157,12 @@ impl AgentConfig {
         }
         if cfg.tier_poll_interval < Duration::from_secs(1) {
             return Err(ConfigError::Invalid("tier_poll_interval must be at least 1s".into()));
+        }
+        if cfg.link.max_jobs == 0 || cfg.link.max_jobs > 16 {
+            return Err(ConfigError::Invalid("link.max_jobs must be 1 to 16".into()));
+        }
+        if cfg.link.url.as_deref().is_some_and(|u| !u.starts_with("https://")) {
+            return Err(ConfigError::Invalid("link.url must start with https://".into()));
         }
         if cfg.scan_interval < Duration::from_secs(60) {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));

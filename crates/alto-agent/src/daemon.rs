@@ -63,6 +63,7 @@ pub async fn enroll(server: &str, token: &str, state_dir: &Path) -> Result<Ident
         tenant_id: issued.tenant_id,
         credential_id: issued.credential_id,
         credential: issued.credential,
+        link: issued.link,
     };
     id.save(state_dir)?;
     Ok(id)
@@ -153,16 +154,105 @@ pub fn tier_executor(
     Ok((exec, api))
 }
 
+/// What this agent can do, as told to the server at Hello.
+pub const CAPABILITIES: &[&str] = &["tier", "recall", "target:directory"];
+
+/// Where the agent link is: configuration overrides, else what the server announced at
+/// enrollment, else asked now (`GET /agent/link`, then remembered). `None`: no link (disabled,
+/// or the server has none or cannot say): the agent polls REST.
+pub async fn link_params(
+    cfg: &AgentConfig,
+    id: &mut Identity,
+    client: &Client,
+) -> Option<crate::link::LinkParams> {
+    if !cfg.link.enabled {
+        return None;
+    }
+    if id.link.is_none() {
+        match client
+            .request(reqwest::Method::GET, "/api/v1/agent/link")
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            Ok(r) => match r.json::<alto_api_types::AgentLinkInfo>().await {
+                Ok(info) => {
+                    id.link = Some(info);
+                    if let Err(e) = id.save(&cfg.state_dir) {
+                        tracing::warn!(error = %e, "could not remember the agent link");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "unreadable agent link info"),
+            },
+            Err(e) => tracing::warn!(error = %e, "the server announces no agent link"),
+        }
+    }
+    let url = cfg.link.url.clone().or_else(|| id.link.as_ref().map(|l| l.url.clone()))?;
+    let ca_pem = match &cfg.link.ca_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(file = %f.display(), error = %e, "link.ca_file unreadable");
+                return None;
+            }
+        },
+        None => id.link.as_ref()?.ca_pem.clone(),
+    };
+    Some(crate::link::LinkParams {
+        url,
+        ca_pem,
+        credential: id.credential.clone(),
+        agent_version: VERSION.into(),
+        capabilities: CAPABILITIES.iter().map(|s| (*s).to_owned()).collect(),
+        max_jobs: cfg.link.max_jobs,
+    })
+}
+
+/// Job ids this agent has journals of (they are resumed, never offered again).
+fn journaled_jobs(state_dir: &Path) -> Vec<uuid::Uuid> {
+    crate::journal::Journal::list(&crate::journal::journal_dir(state_dir))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.file_stem()?.to_str()?.parse().ok())
+        .collect()
+}
+
 /// Runs until cancelled: heartbeats, a full scan every `scan_interval` (the first at once),
-/// spool uploads with backoff while the server is unreachable, and the tier worker (claims
-/// and executes tiering jobs, every `tier_poll_interval` while there are none).
+/// spool uploads with backoff while the server is unreachable, and the tier worker: jobs
+/// pushed over the agent link, or (no link) claimed from the REST API every
+/// `tier_poll_interval` while there are none.
 pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
-    let id = Identity::load(&cfg.state_dir)?;
+    let mut id = Identity::load(&cfg.state_dir)?;
     let server = cfg.server_url.clone().unwrap_or_else(|| id.server_url.clone());
     let client = host_client(&cfg, &id)?;
     let spool = Spool::open(&cfg.state_dir)?;
-    let (exec, api) = tier_executor(&cfg, &id, cancel.clone())?;
-    let tier = tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()));
+    let tier = match link_params(&cfg, &mut id, &client).await {
+        Some(params) => {
+            tracing::info!(url = %params.url, "tiering jobs come over the agent link");
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let link = crate::link::Link::start(
+                params,
+                journaled_jobs(&cfg.state_dir),
+                tx,
+                cancel.clone(),
+            );
+            let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
+            opts.parallel = cfg.tier_parallel_files;
+            let exec = TierExecutor::new(
+                std::sync::Arc::new(link.clone()),
+                opts,
+                id.host_id,
+                id.tenant_id,
+                cancel.clone(),
+            );
+            tokio::spawn(crate::link::worker(exec, link, rx, cancel.clone()))
+        }
+        None => {
+            tracing::info!("no agent link: polling the REST API for tiering jobs");
+            let (exec, api) = tier_executor(&cfg, &id, cancel.clone())?;
+            tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()))
+        }
+    };
     let result = run_loop(&cfg, &id, &server, &client, &spool, &cancel).await;
     cancel.cancel();
     let _ = tier.await;

@@ -297,6 +297,7 @@ mod tests {
             },
             tiered_destination: None,
             lease_expires_at: None,
+            bandwidth_bytes_per_second: None,
             files: vec![],
         }
     }

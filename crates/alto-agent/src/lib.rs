@@ -30,11 +30,13 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod journal;
+pub mod link;
 pub mod owners;
 pub mod recall;
 pub mod scanner;
 pub mod spool;
 pub mod state;
+pub mod throttle;
 pub mod tier;
 
 pub use owners::Owners;

@@ -15,6 +15,9 @@ pub struct Identity {
     pub tenant_id: Uuid,
     pub credential_id: Uuid,
     pub credential: String,
+    /// The agent link the server announced (URL and the CA its certificate is issued by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<alto_api_types::AgentLinkInfo>,
 }
 
 pub fn identity_path(state_dir: &Path) -> PathBuf {

@@ -282,6 +282,8 @@ impl Signals {
 /// What the blocking workers need about the job.
 struct FileCtx {
     target: DirTarget,
+    /// The job's upload bandwidth limit, shared by its parallel copies.
+    throttle: Option<Arc<crate::throttle::Throttle>>,
     target_name: String,
     host_id: HostId,
     compression: Compression,
@@ -339,6 +341,53 @@ pub struct TierExecutor {
     host_id: HostId,
     customer_id: alto_model::CustomerId,
     shutdown: CancellationToken,
+    cancels: Canceller,
+}
+
+/// Cancels running jobs from outside the executor (the agent link's `Cancel`). A cancel for
+/// a job not running yet applies when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct Canceller(Arc<std::sync::Mutex<CancelState>>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    active: std::collections::HashMap<Uuid, Arc<Signals>>,
+    requested: HashSet<Uuid>,
+}
+
+impl Canceller {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CancelState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// No new file of `job` starts; the files in flight finish and the job completes
+    /// `cancelled`.
+    pub fn cancel(&self, job: Uuid) {
+        let mut g = self.lock();
+        match g.active.get(&job) {
+            Some(s) => s.cancel.store(true, Ordering::Relaxed),
+            None => {
+                g.requested.insert(job);
+            }
+        }
+    }
+
+    /// Drops a pending cancel of a job that is over.
+    pub fn forget(&self, job: Uuid) {
+        self.lock().requested.remove(&job);
+    }
+
+    fn register(&self, job: Uuid, s: &Arc<Signals>) {
+        let mut g = self.lock();
+        if g.requested.remove(&job) {
+            s.cancel.store(true, Ordering::Relaxed);
+        }
+        g.active.insert(job, s.clone());
+    }
+
+    fn unregister(&self, job: Uuid) {
+        self.lock().active.remove(&job);
+    }
 }
 
 impl TierExecutor {
@@ -356,7 +405,13 @@ impl TierExecutor {
             host_id: HostId(host_id),
             customer_id: alto_model::CustomerId(customer_id),
             shutdown,
+            cancels: Canceller::default(),
         }
+    }
+
+    /// The handle that cancels this executor's jobs.
+    pub fn canceller(&self) -> Canceller {
+        self.cancels.clone()
     }
 
     pub fn reporter(&self) -> &dyn Reporter {
@@ -602,8 +657,10 @@ impl TierExecutor {
                 return self.finish(journal, state, report, path, JobEnd::Failed, Some(why)).await;
             }
         };
+        self.cancels.register(job, &signals);
         let ctx = Arc::new(FileCtx {
             target,
+            throttle: crate::throttle::Throttle::new(doc.bandwidth_bytes_per_second.unwrap_or(0)),
             target_name: doc.storage_target.name.clone(),
             host_id: self.host_id,
             compression,
@@ -613,6 +670,7 @@ impl TierExecutor {
         let result =
             self.run_batches(&mut journal, &mut state, &mut report, &ctx, todo, &sizes, path).await;
         ticker.abort();
+        self.cancels.unregister(job);
         result?;
 
         if let Some(why) = signals.storage_down() {
@@ -1145,23 +1203,24 @@ fn prepare(ctx: &FileCtx, f: &JobFile) -> Prepared {
         created_at: SystemClock.now(),
     };
     // `put` consumes (and closes) the descriptor: none of ours is open at the conversion.
-    let out = match ctx.target.put(file, &meta) {
-        Ok(o) => o,
-        Err(Tier2Error::SizeMismatch { .. }) => {
-            return Prepared::Final(FileResult::skipped(seq, CHANGED))
-        }
-        Err(Tier2Error::Source(e)) => {
-            return Prepared::Final(FileResult::failed(seq, format!("reading the file: {e}")))
-        }
-        Err(e) => {
-            if let Some(why) = storage_down(&ctx.target, &e) {
-                tracing::error!(seq, error = %e, "tier-2 unavailable");
-                ctx.signals.set_storage_down(why);
-                return Prepared::StorageDown;
+    let out =
+        match ctx.target.put(crate::throttle::Throttled::new(file, ctx.throttle.clone()), &meta) {
+            Ok(o) => o,
+            Err(Tier2Error::SizeMismatch { .. }) => {
+                return Prepared::Final(FileResult::skipped(seq, CHANGED))
             }
-            return Prepared::Final(FileResult::failed(seq, format!("tier-2: {e}")));
-        }
-    };
+            Err(Tier2Error::Source(e)) => {
+                return Prepared::Final(FileResult::failed(seq, format!("reading the file: {e}")))
+            }
+            Err(e) => {
+                if let Some(why) = storage_down(&ctx.target, &e) {
+                    tracing::error!(seq, error = %e, "tier-2 unavailable");
+                    ctx.signals.set_storage_down(why);
+                    return Prepared::StorageDown;
+                }
+                return Prepared::Final(FileResult::failed(seq, format!("tier-2: {e}")));
+            }
+        };
     let key = out.key();
     if !out.deduplicated {
         if let Err(e) = ctx.target.verify(&key) {

@@ -243,6 +243,18 @@ pub struct IssuedCredential {
     /// When the credential this one replaces stops working (rotation only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_expires_at: Option<DateTime<Utc>>,
+    /// Where the agent link listens and the CA it presents (absent: no link; poll REST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<AgentLinkInfo>,
+}
+
+/// How an agent reaches the agent link (gRPC over TLS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AgentLinkInfo {
+    /// `https://host:port`.
+    pub url: String,
+    /// PEM of the CA the link's certificate is issued by; agents trust exactly this.
+    pub ca_pem: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

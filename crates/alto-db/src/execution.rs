@@ -73,6 +73,60 @@ pub async fn extend_lease(
     Ok(())
 }
 
+/// Extends the leases of those of `jobs` that are running and leased to the host (an agent
+/// link heartbeat). Returns how many were extended.
+pub async fn extend_host_leases(
+    tx: &mut Tx,
+    host_id: Uuid,
+    jobs: &[Uuid],
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<u64, DbError> {
+    Ok(sqlx::query(
+        "UPDATE jobs SET lease_expires_at = greatest(lease_expires_at, $3), updated_at = $4
+          WHERE id = ANY($2) AND host_id = $1 AND kind = 'tier'
+            AND state IN ('dispatched', 'running') AND lease_owner = 'host:' || $1::text",
+    )
+    .bind(host_id)
+    .bind(jobs)
+    .bind(until)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// A job whose lease ran out and that went back to its host's queue.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Requeued {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Option<Uuid>,
+}
+
+/// Puts running tiering jobs whose lease expired back into their host's queue (their agent
+/// vanished); their pending files stay pending. Needs the platform context.
+pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<Requeued>, DbError> {
+    Ok(sqlx::query_as(
+        "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = $1
+          WHERE kind = 'tier' AND state IN ('dispatched', 'running') AND lease_expires_at < $1
+          RETURNING id, customer_id, host_id",
+    )
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The host's upload bandwidth limit (bytes per second), if one is set.
+pub async fn host_bandwidth_limit(tx: &mut Tx, host_id: Uuid) -> Result<Option<i64>, DbError> {
+    Ok(sqlx::query_scalar("SELECT bandwidth_limit_bytes_per_second FROM hosts WHERE id = $1")
+        .bind(host_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten())
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExecFile {
     pub seq: i32,

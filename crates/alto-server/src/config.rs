@@ -24,6 +24,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub ingest: IngestConfig,
     pub planner: PlannerConfig,
+    pub link: LinkConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
 }
@@ -41,6 +42,59 @@ pub struct PlannerConfig {
 impl Default for PlannerConfig {
     fn default() -> Self {
         Self { workers: 1, sweep_interval: Duration::from_secs(30) }
+    }
+}
+
+/// The agent link: agents hold one gRPC stream over TLS to it and receive their jobs there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// Serve the agent link (agents then take their jobs from it instead of polling REST).
+    pub enabled: bool,
+    /// Address of the gRPC listener.
+    pub listen: SocketAddr,
+    /// URL agents dial (`https://host:port`); defaults to `https://<listen>` (with the machine's
+    /// host name when listening on every address). Handed to agents at enrollment.
+    pub public_url: Option<String>,
+    /// Supplied certificate chain, key and the CA bundle agents should trust (all three or
+    /// none). None: a development CA in `tls_dir`, created on first start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    /// Where the development CA lives; default `<data_dir>/tls`.
+    pub tls_dir: Option<PathBuf>,
+    /// Extra names (DNS or IP) for the development server certificate.
+    pub cert_names: Vec<String>,
+    /// How often agents send a heartbeat on the stream.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long a job stays leased to an agent that stopped sending heartbeats; then it is
+    /// queued again for its host.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Jobs one agent runs at once (the agent may ask for fewer).
+    pub max_jobs_per_host: u32,
+    /// How often queued jobs are looked for even without a wake-up event.
+    #[serde(with = "humantime_serde")]
+    pub dispatch_interval: Duration,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_dir: None,
+            cert_names: Vec::new(),
+            heartbeat_interval: Duration::from_secs(10),
+            lease: Duration::from_secs(90),
+            max_jobs_per_host: 1,
+            dispatch_interval: Duration::from_secs(5),
+        }
     }
 }
 
@@ -175,6 +229,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             ingest: IngestConfig::default(),
             planner: PlannerConfig::default(),
+            link: LinkConfig::default(),
             bootstrap: BootstrapConfig::default(),
             log: LogConfig::default(),
         }
@@ -252,6 +307,14 @@ pub struct Overrides {
     pub database: Option<DatabaseOverrides>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkOverrides>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LinkOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -329,6 +392,23 @@ impl Config {
         if self.ingest.workers == 0 || self.ingest.workers > 64 {
             return bad("ingest.workers must be 1 to 64");
         }
+        let l = &self.link;
+        let supplied = [&l.tls_cert, &l.tls_key, &l.tls_ca].iter().filter(|p| p.is_some()).count();
+        if supplied != 0 && supplied != 3 {
+            return bad("link.tls_cert, link.tls_key and link.tls_ca go together");
+        }
+        if l.heartbeat_interval < Duration::from_millis(100) || l.lease <= l.heartbeat_interval * 2
+        {
+            return bad("link.lease must be more than twice link.heartbeat_interval (≥ 100ms)");
+        }
+        if l.max_jobs_per_host == 0 || l.max_jobs_per_host > 16 {
+            return bad("link.max_jobs_per_host must be 1 to 16");
+        }
+        if let Some(u) = &l.public_url {
+            if !u.starts_with("https://") {
+                return bad("link.public_url must start with https://");
+            }
+        }
         if self.agents.offline_after <= self.agents.heartbeat_interval {
             return bad("agents.offline_after must be longer than agents.heartbeat_interval");
         }
@@ -349,6 +429,25 @@ impl Config {
     /// The URL people should open.
     pub fn public_url(&self, bound: SocketAddr) -> String {
         self.http.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+
+    /// The URL agents dial for the link bound at `bound`.
+    pub fn link_url(&self, bound: SocketAddr) -> String {
+        if let Some(u) = &self.link.public_url {
+            return u.trim_end_matches('/').to_owned();
+        }
+        if bound.ip().is_unspecified() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            return format!("https://{host}:{}", bound.port());
+        }
+        format!("https://{bound}")
+    }
+
+    /// Where the development CA lives.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.link.tls_dir.clone().unwrap_or_else(|| self.data_dir.join("tls"))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod link;
 pub mod secrets;
 pub mod services;
 pub mod startup;

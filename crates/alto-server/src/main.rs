@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use alto_server::config::{DatabaseOverrides, HttpOverrides, LogFormat, LogOverrides, Overrides};
+use alto_server::config::{
+    DatabaseOverrides, HttpOverrides, LinkOverrides, LogFormat, LogOverrides, Overrides,
+};
 use alto_server::{Application, Config};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -22,6 +24,9 @@ struct Cli {
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long, global = true)]
     listen: Option<std::net::SocketAddr>,
+    /// Address of the agent link (gRPC over TLS), e.g. 127.0.0.1:8443.
+    #[arg(long, global = true)]
+    link_listen: Option<std::net::SocketAddr>,
     /// Data directory (embedded PostgreSQL, initial admin password).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
@@ -54,6 +59,7 @@ impl Cli {
             log: self.log_format.as_deref().map(|f| LogOverrides {
                 format: Some(if f == "json" { LogFormat::Json } else { LogFormat::Text }),
             }),
+            link: self.link_listen.map(|l| LinkOverrides { listen: Some(l) }),
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum StartupError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("data directory {path}: {source}")]
     DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("agent link TLS: {0}")]
+    Tls(#[from] alto_link::tls::TlsError),
 }
 
 /// A built server, listening but not yet serving until [`Application::run`].
@@ -63,6 +65,27 @@ async fn start_embedded(cfg: &Config) -> Result<(Cluster, String), StartupError>
     alto_db::ensure_database(&cluster.superuser_url("postgres"), "alto").await?;
     let url = cluster.superuser_url("alto");
     Ok((cluster, url))
+}
+
+/// The link's certificates: supplied, or the development CA under the data directory.
+fn link_tls(cfg: &Config) -> Result<alto_link::tls::ServerTls, StartupError> {
+    let l = &cfg.link;
+    if let (Some(cert), Some(key), Some(ca)) = (&l.tls_cert, &l.tls_key, &l.tls_ca) {
+        return Ok(alto_link::tls::supplied_material(cert, key, ca)?);
+    }
+    let mut names = l.cert_names.clone();
+    if let Some(host) = l
+        .public_url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("https://"))
+        .and_then(|r| r.split(['/', ':']).next())
+    {
+        names.insert(0, host.to_owned());
+    }
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        names.push(h.trim().to_owned());
+    }
+    Ok(alto_link::tls::dev_material(&cfg.tls_dir(), &names)?)
 }
 
 fn prepare_data_dir(path: &Path) -> Result<(), StartupError> {
@@ -109,12 +132,38 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Listen { addr: config.http.listen, source })?;
+        let link_listener = if config.link.enabled {
+            let l = TcpListener::bind(config.link.listen)
+                .await
+                .map_err(|source| StartupError::Listen { addr: config.link.listen, source })?;
+            let a = l
+                .local_addr()
+                .map_err(|source| StartupError::Listen { addr: config.link.listen, source })?;
+            let tls = link_tls(&config)?;
+            let info = alto_api_types::AgentLinkInfo {
+                url: config.link_url(a),
+                ca_pem: tls.ca_pem.clone(),
+            };
+            tracing::info!(addr = %a, url = %info.url, "agent link listening (gRPC over TLS)");
+            Some((l, tls, Arc::new(info)))
+        } else {
+            None
+        };
+        let link_info = link_listener.as_ref().map(|(_, _, i)| i.clone());
         let (events, _) = broadcast::channel(1024);
         let dummy_hash =
             Arc::new(crate::secrets::hash_password_async(crate::secrets::new_token("dummy")).await);
         let jobs_wakeup = Arc::new(tokio::sync::Notify::new());
-        let state =
-            AppState { db, config: Arc::new(config), clock, events, dummy_hash, jobs_wakeup };
+        let state = AppState {
+            db,
+            config: Arc::new(config),
+            clock,
+            events,
+            dummy_hash,
+            jobs_wakeup,
+            link: Arc::new(crate::link::Registry::default()),
+            link_info,
+        };
         let cancel = CancellationToken::new();
         let mut tasks = vec![
             tokio::spawn(crate::events::run_listener(
@@ -142,6 +191,18 @@ impl Application {
             tasks.push(tokio::spawn(crate::services::planner::run_worker(
                 state.clone(),
                 worker,
+                cancel.child_token(),
+            )));
+        }
+        if let Some((l, tls, _)) = link_listener {
+            tasks.push(tokio::spawn(crate::link::serve(
+                state.clone(),
+                l,
+                tls,
+                cancel.child_token(),
+            )));
+            tasks.push(tokio::spawn(crate::link::run_dispatcher(
+                state.clone(),
                 cancel.child_token(),
             )));
         }

@@ -22,6 +22,10 @@ pub struct AppState {
     pub dummy_hash: Arc<String>,
     /// Woken when a job is enqueued (by `LISTEN alto_jobs`, on every replica).
     pub jobs_wakeup: Arc<tokio::sync::Notify>,
+    /// The agents connected to this replica's agent link.
+    pub link: Arc<crate::link::Registry>,
+    /// Where the agent link listens and its CA (None: the link is disabled).
+    pub link_info: Option<Arc<alto_api_types::AgentLinkInfo>>,
 }
 
 impl AppState {

@@ -3,7 +3,7 @@
 //! credential, never from the request body.
 
 use alto_api_types::{
-    EnrollRequest, ErrorCode, HeartbeatRequest, HeartbeatResponse, IssuedCredential,
+    AgentLinkInfo, EnrollRequest, ErrorCode, HeartbeatRequest, HeartbeatResponse, IssuedCredential,
 };
 use alto_db::{hosts, TenantCtx};
 use alto_model::CustomerId;
@@ -138,6 +138,7 @@ pub(super) async fn enroll(
         credential_id: cred_id,
         credential: secret,
         previous_expires_at: None,
+        link: state.link_info.as_deref().cloned(),
     }))
 }
 
@@ -257,5 +258,23 @@ pub(super) async fn rotate(
         credential_id: cred_id,
         credential: secret,
         previous_expires_at: Some(overlap_end),
+        link: state.link_info.as_deref().cloned(),
     }))
+}
+
+/// Where the agent link listens and the CA it presents (for agents enrolled before the link
+/// existed, or after its certificate authority changed).
+#[utoipa::path(get, path = "/api/v1/agent/link", tag = "agent",
+    responses((status = 200, body = AgentLinkInfo), (status = 401, body = Err), (status = 404, body = Err)),
+    security(("bearer" = [])))]
+pub(super) async fn link_info(
+    State(state): State<AppState>,
+    _host: Host,
+) -> ApiResult<Json<AgentLinkInfo>> {
+    state
+        .link_info
+        .as_deref()
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("the agent link (it is disabled)"))
 }

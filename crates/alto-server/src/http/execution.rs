@@ -79,10 +79,25 @@ pub(super) async fn claim(
     if !(1..=10).contains(&max) {
         return Err(ApiError::validation("max_jobs must be 1 to 10"));
     }
-    let now = state.now();
     let lease = chrono::Duration::minutes(LEASE_MINUTES);
+    let jobs = claim_jobs(&state, &host, max as u32, req.resume, lease).await?;
+    Ok(Json(ClaimedJobs { jobs }))
+}
+
+/// Leases up to `max` of the host's next queued tiering jobs (with `resume`, also its running
+/// ones) to it until now + `lease`, with the files still to do. Shared by the REST endpoint
+/// and the agent link.
+pub(crate) async fn claim_jobs(
+    state: &AppState,
+    host: &Host,
+    max: u32,
+    resume: bool,
+    lease: chrono::Duration,
+) -> ApiResult<Vec<ExecJob>> {
+    let now = state.now();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
-    let jobs = xdb::claim_for_host(&mut tx, host.host_id, max, lease, req.resume, now).await?;
+    let jobs =
+        xdb::claim_for_host(&mut tx, host.host_id, i64::from(max), lease, resume, now).await?;
     let mut out = Vec::new();
     for j in &jobs {
         let files = xdb::pending_files(&mut tx, j.id).await?;
@@ -101,7 +116,7 @@ pub(super) async fn claim(
     if !out.is_empty() {
         metrics::counter!("alto_tier_jobs_dispatched_total").increment(out.len() as u64);
     }
-    Ok(Json(ClaimedJobs { jobs: out }))
+    Ok(out)
 }
 
 /// Extends a job's lease; says whether the job was cancelled.
@@ -114,16 +129,27 @@ pub(super) async fn progress(
     host: Host,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<JobProgress>> {
+    Ok(Json(extend_lease(&state, &host, id, chrono::Duration::minutes(LEASE_MINUTES)).await?))
+}
+
+/// Extends the lease of a running job of the host to now + `lease`; says whether it was
+/// cancelled.
+pub(crate) async fn extend_lease(
+    state: &AppState,
+    host: &Host,
+    id: Uuid,
+    lease: chrono::Duration,
+) -> ApiResult<JobProgress> {
     let now = state.now();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
     let j = xdb::leased_job(&mut tx, id, host.host_id).await?;
     if j.state != "running" {
         return Err(ApiError::new(ErrorCode::Conflict, format!("the job is {}", j.state)));
     }
-    let until = now + chrono::Duration::minutes(LEASE_MINUTES);
+    let until = now + lease;
     xdb::extend_lease(&mut tx, id, until, now).await?;
     tx.commit().await?;
-    Ok(Json(JobProgress { cancel: j.cancel_requested_at.is_some(), lease_expires_at: Some(until) }))
+    Ok(JobProgress { cancel: j.cancel_requested_at.is_some(), lease_expires_at: Some(until) })
 }
 
 fn valid_sha(s: &str) -> bool {
@@ -142,6 +168,16 @@ pub(super) async fn results(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<FileResults>,
 ) -> ApiResult<Json<ResultsAccepted>> {
+    Ok(Json(record_results(&state, &host, id, &req).await?))
+}
+
+/// Records per-file outcomes of a job leased to the host (see [`results`]).
+pub(crate) async fn record_results(
+    state: &AppState,
+    host: &Host,
+    id: Uuid,
+    req: &FileResults,
+) -> ApiResult<ResultsAccepted> {
     if req.results.is_empty() || req.results.len() > 1000 {
         return Err(ApiError::validation("1 to 1000 results per call"));
     }
@@ -256,7 +292,7 @@ pub(super) async fn results(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(ResultsAccepted { accepted: req.results.len() as u64 }))
+    Ok(ResultsAccepted { accepted: req.results.len() as u64 })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -300,6 +336,16 @@ pub(super) async fn complete(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<CompleteJob>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(complete_job(&state, &host, id, &req).await?))
+}
+
+/// Ends a job leased to the host (see [`complete`]).
+pub(crate) async fn complete_job(
+    state: &AppState,
+    host: &Host,
+    id: Uuid,
+    req: &CompleteJob,
+) -> ApiResult<serde_json::Value> {
     if !matches!(req.state.as_str(), "succeeded" | "failed" | "cancelled") {
         return Err(ApiError::validation("state must be succeeded, failed or cancelled"));
     }
@@ -310,7 +356,7 @@ pub(super) async fn complete(
         // A resend after a lost answer.
         if job.state == req.state {
             tx.commit().await?;
-            return Ok(Json(serde_json::json!({ "id": id, "state": job.state })));
+            return Ok(serde_json::json!({ "id": id, "state": job.state }));
         }
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -351,7 +397,7 @@ pub(super) async fn complete(
         .await?;
         tx.commit().await?;
         metrics::counter!("alto_tier_storage_unavailable_total").increment(1);
-        return Ok(Json(serde_json::json!({ "id": id, "state": "queued", "retry_at": retry_at })));
+        return Ok(serde_json::json!({ "id": id, "state": "queued", "retry_at": retry_at }));
     }
     let done = xdb::finish(&mut tx, id, &req.state, req.error.as_deref(), now).await?;
     if let (Some(started), true) = (job.started_at, req.state == "succeeded") {
@@ -380,7 +426,7 @@ pub(super) async fn complete(
     .await?;
     tx.commit().await?;
     metrics::counter!("alto_tier_jobs_total", "state" => req.state.clone()).increment(1);
-    Ok(Json(serde_json::json!({ "id": id, "state": done.state })))
+    Ok(serde_json::json!({ "id": id, "state": done.state }))
 }
 
 /// An agent brought a stub's content back (explicit recall).

@@ -9,7 +9,7 @@ mod audit;
 mod auth;
 mod convert;
 mod events;
-mod execution;
+pub(crate) mod execution;
 mod hosts;
 mod inventory;
 mod meta;
@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/enroll", post(agent::enroll))
         .route("/agent/heartbeat", post(agent::heartbeat))
         .route("/agent/credentials/rotate", post(agent::rotate))
+        .route("/agent/link", get(agent::link_info))
         .route("/agent/jobs/claim", post(execution::claim))
         .route("/agent/jobs/{job_id}/progress", post(execution::progress))
         .route("/agent/jobs/{job_id}/files", post(execution::results))
@@ -232,7 +233,7 @@ async fn openapi_json() -> impl IntoResponse {
         users::update_platform, users::set_roles_platform,
         hosts::list, hosts::create, hosts::get, hosts::update, hosts::decommission,
         hosts::new_enrollment_token, hosts::list_credentials, hosts::revoke_credential,
-        agent::enroll, agent::heartbeat, agent::rotate,
+        agent::enroll, agent::heartbeat, agent::rotate, agent::link_info,
         execution::claim, execution::progress, execution::results, execution::complete,
         execution::recalled, execution::check_refs, execution::list, execution::summary,
         scans::upload, scans::list, scans::get, inventory::summary, inventory::files,

@@ -464,7 +464,8 @@ async fn job_transition(
     crate::events::publish(
         &mut tx,
         &serde_json::json!({ "type": "job_state", "customer_id": t,
-        "job_id": id, "state": after.state, "previous": before.state }),
+        "job_id": id, "host_id": after.host_id, "state": after.state, "previous": before.state,
+        "cancel_requested": cancel && after.state == "running" }),
     )
     .await?;
     let j = job_with_counts(&mut tx, id).await?;

@@ -1,0 +1,514 @@
+//! The agent's end of the agent link: one gRPC stream over TLS to the server
+//! (`alto-link`'s protocol), kept open with reconnects and backoff, and [`Link`], the
+//! [`crate::tier::Reporter`] that sends progress, per-file results and completions as
+//! requests on it.
+//!
+//! The server pushes job offers and cancels; [`worker`] executes offered jobs (after the
+//! journals of interrupted ones are recovered) and forwards cancels to the executor.
+//!
+//! **Must never:** trust a server certificate not issued by the CA handed out at enrollment
+//! (the system roots are not used); send the credential anywhere but the configured link
+//! URL; answer a request of one stream with the reply of another (a broken stream fails
+//! every request in flight as transient, and the executor retries it on the next one).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alto_link::pb::{self, agent_message, request, server_message};
+use alto_link::tonic;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::api::{BoxFut, FileResult, JobDoc, JobEnd, JobProgress, Outcome, ReportError};
+
+/// How long a request waits for its reply before it counts as failed (transient).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct LinkParams {
+    /// `https://host:port`.
+    pub url: String,
+    /// The CA the server's certificate must be issued by.
+    pub ca_pem: String,
+    /// The host credential (`alto_h_…`).
+    pub credential: String,
+    pub agent_version: String,
+    pub capabilities: Vec<String>,
+    /// Jobs at once this agent runs.
+    pub max_jobs: u32,
+}
+
+impl std::fmt::Debug for LinkParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkParams")
+            .field("url", &self.url)
+            .field("credential", &"<redacted>")
+            .field("max_jobs", &self.max_jobs)
+            .finish()
+    }
+}
+
+/// What the server pushed.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A job now leased to this host.
+    Offer { doc: Box<JobDoc>, bandwidth_bytes_per_second: u64 },
+    /// An offered job whose document this agent cannot read.
+    Unreadable { job_id: Option<Uuid>, error: String },
+    /// Stop a job once the files in flight are done.
+    Cancel(Uuid),
+}
+
+type Pending = HashMap<u64, oneshot::Sender<Result<pb::Ok, ReportError>>>;
+
+#[derive(Default)]
+struct Inner {
+    out: Mutex<Option<mpsc::Sender<pb::AgentMessage>>>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    running: Mutex<HashSet<Uuid>>,
+}
+
+impl Inner {
+    fn running(&self) -> Vec<String> {
+        let g = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        g.iter().map(Uuid::to_string).collect()
+    }
+
+    fn fail_pending(&self, why: &str) {
+        let mut g = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, tx) in g.drain() {
+            let _ = tx.send(Err(ReportError::Transient(why.to_owned())));
+        }
+    }
+}
+
+/// The link: a handle to the connection task. Cheap to clone.
+#[derive(Clone)]
+pub struct Link {
+    inner: Arc<Inner>,
+    connected: watch::Receiver<bool>,
+}
+
+impl Link {
+    /// Starts the connection task; pushed events go to `events`. `running` are the jobs this
+    /// agent will run anyway (journals): the server never offers them.
+    pub fn start(
+        params: LinkParams,
+        running: Vec<Uuid>,
+        events: mpsc::Sender<LinkEvent>,
+        cancel: CancellationToken,
+    ) -> Link {
+        let inner = Arc::new(Inner::default());
+        inner.running.lock().unwrap_or_else(|p| p.into_inner()).extend(running);
+        let (conn_tx, conn_rx) = watch::channel(false);
+        tokio::spawn(run(inner.clone(), params, events, conn_tx, cancel));
+        Link { inner, connected: conn_rx }
+    }
+
+    /// Waits until a session is up (or `cancel`).
+    pub async fn wait_connected(&self, cancel: &CancellationToken) -> bool {
+        let mut rx = self.connected.clone();
+        tokio::select! {
+            r = rx.wait_for(|c| *c) => r.is_ok(),
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Marks a job as run by this agent (reported in heartbeats and at reconnects).
+    pub fn set_running(&self, job: Uuid, running: bool) {
+        let mut g = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running {
+            g.insert(job);
+        } else {
+            g.remove(&job);
+        }
+    }
+
+    async fn call(&self, call: request::Call) -> Result<pb::Ok, ReportError> {
+        let out = self.inner.out.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(out) = out else {
+            return Err(ReportError::Transient("the agent link is not connected".into()));
+        };
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        let msg = pb::AgentMessage {
+            body: Some(agent_message::Body::Request(pb::Request { id, call: Some(call) })),
+        };
+        if out.send(msg).await.is_err() {
+            self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(ReportError::Transient("the agent link closed".into()));
+        }
+        match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ReportError::Transient("the agent link closed".into())),
+            Err(_) => {
+                self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                Err(ReportError::Transient("no reply from the server in time".into()))
+            }
+        }
+    }
+}
+
+fn refused(e: pb::Error) -> ReportError {
+    if e.retryable {
+        return ReportError::Transient(format!("{}: {}", e.code, e.message));
+    }
+    let status = match e.code.as_str() {
+        "not_found" => 404,
+        "conflict" => 409,
+        "unauthenticated" => 401,
+        "forbidden" | "tenant_suspended" => 403,
+        _ => 400,
+    };
+    ReportError::Refused { status, code: e.code, message: e.message }
+}
+
+fn outcome(o: Outcome) -> pb::Outcome {
+    match o {
+        Outcome::Staged => pb::Outcome::Staged,
+        Outcome::Stubbed => pb::Outcome::Stubbed,
+        Outcome::Skipped => pb::Outcome::Skipped,
+        Outcome::Failed => pb::Outcome::Failed,
+    }
+}
+
+impl crate::tier::Reporter for Link {
+    fn progress(&self, job: Uuid) -> BoxFut<'_, JobProgress> {
+        Box::pin(async move {
+            let ok = self
+                .call(request::Call::Progress(pb::Progress {
+                    job_id: job.to_string(),
+                    files_done: 0,
+                    bytes_done: 0,
+                }))
+                .await?;
+            Ok(JobProgress {
+                cancel: ok.cancel,
+                lease_expires_at: chrono::DateTime::from_timestamp_millis(ok.lease_expires_at_ms),
+            })
+        })
+    }
+
+    fn report_files<'a>(&'a self, job: Uuid, results: &'a [FileResult]) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            let results = results
+                .iter()
+                .map(|r| pb::FileResult {
+                    seq: r.seq,
+                    outcome: outcome(r.outcome) as i32,
+                    sha256: r.sha256.clone(),
+                    object_key: r.object_key.clone(),
+                    stored_size: r.stored_size,
+                    error: r.error.clone(),
+                })
+                .collect();
+            self.call(request::Call::Files(pb::FileResults { job_id: job.to_string(), results }))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn complete<'a>(&'a self, job: Uuid, state: JobEnd, error: Option<&'a str>) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            let state = match state {
+                JobEnd::Succeeded => pb::JobEnd::Succeeded,
+                JobEnd::Failed => pb::JobEnd::Failed,
+                JobEnd::Cancelled => pb::JobEnd::Cancelled,
+            };
+            self.call(request::Call::Complete(pb::Complete {
+                job_id: job.to_string(),
+                state: state as i32,
+                error: error.map(str::to_owned),
+            }))
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The host name or address in `url` (the name the certificate must carry).
+fn domain_of(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6).to_owned();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_owned()
+}
+
+async fn run(
+    inner: Arc<Inner>,
+    params: LinkParams,
+    events: mpsc::Sender<LinkEvent>,
+    connected: watch::Sender<bool>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    let mut first = true;
+    while !cancel.is_cancelled() {
+        let res = session(&inner, &params, &events, &connected, first, &cancel).await;
+        *inner.out.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = connected.send(false);
+        inner.fail_pending("the agent link broke");
+        match res {
+            Ok(welcomed) => {
+                if welcomed {
+                    first = false;
+                    backoff = Duration::from_millis(500);
+                }
+                if !cancel.is_cancelled() {
+                    tracing::info!("agent link stream ended; reconnecting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, url = %params.url,
+                "agent link unavailable"),
+        }
+        // Jitter so that a restarted server is not hit by every agent at once.
+        let jitter = Duration::from_millis(rand_millis(backoff.as_millis() as u64 / 4 + 1));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff + jitter) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn rand_millis(max: u64) -> u64 {
+    let n = Uuid::new_v4().as_u128() as u64;
+    n % max.max(1)
+}
+
+/// One session: connect, Hello, Welcome, then messages until the stream ends. `Ok(true)`:
+/// it got as far as Welcome.
+async fn session(
+    inner: &Arc<Inner>,
+    params: &LinkParams,
+    events: &mpsc::Sender<LinkEvent>,
+    connected: &watch::Sender<bool>,
+    resume: bool,
+    cancel: &CancellationToken,
+) -> Result<bool, String> {
+    let tls = alto_link::tls::client_config(&params.ca_pem, &domain_of(&params.url));
+    let endpoint = tonic::transport::Endpoint::from_shared(params.url.clone())
+        .map_err(|e| format!("link url {}: {e}", params.url))?
+        .tls_config(tls)
+        .map_err(|e| format!("TLS: {e}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    let channel = tokio::select! {
+        c = endpoint.connect() => c.map_err(|e| format!("connect: {e}: {:?}", std::error::Error::source(&e)))?,
+        _ = cancel.cancelled() => return Ok(false),
+    };
+    let mut client =
+        pb::agent_link_client::AgentLinkClient::new(channel).max_decoding_message_size(64 << 20);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(256);
+    let hello = pb::AgentMessage {
+        body: Some(agent_message::Body::Hello(pb::Hello {
+            agent_version: params.agent_version.clone(),
+            capabilities: params.capabilities.clone(),
+            running_jobs: inner.running(),
+            max_jobs: params.max_jobs,
+            resume,
+        })),
+    };
+    tx.send(hello).await.map_err(|_| "channel".to_owned())?;
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let auth = format!("Bearer {}", params.credential)
+        .parse()
+        .map_err(|_| "the credential is not valid metadata".to_owned())?;
+    req.metadata_mut().insert(alto_link::AUTHORIZATION, auth);
+    let mut inbound = client
+        .session(req)
+        .await
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+        .into_inner();
+    let welcome = match tokio::time::timeout(Duration::from_secs(30), inbound.message()).await {
+        Ok(Ok(Some(pb::ServerMessage { body: Some(server_message::Body::Welcome(w)) }))) => w,
+        Ok(Err(s)) => return Err(format!("{:?}: {}", s.code(), s.message())),
+        Ok(_) => return Err("the server did not answer Hello with Welcome".into()),
+        Err(_) => return Err("no Welcome within 30 seconds".into()),
+    };
+    tracing::info!(url = %params.url, host = %welcome.host_id, max_jobs = welcome.max_jobs,
+        "agent link connected");
+    *inner.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+    let _ = connected.send(true);
+    let every = Duration::from_millis(welcome.heartbeat_interval_ms.clamp(100, 300_000));
+    let mut beat = tokio::time::interval(every);
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(true),
+            _ = beat.tick() => {
+                let hb = pb::AgentMessage { body: Some(agent_message::Body::Heartbeat(
+                    pb::Heartbeat { running_jobs: inner.running() })) };
+                if tx.send(hb).await.is_err() {
+                    return Ok(true);
+                }
+            }
+            m = inbound.message() => match m {
+                Ok(Some(m)) => dispatch(inner, events, m).await,
+                Ok(None) => return Ok(true),
+                Err(s) => {
+                    tracing::warn!(code = ?s.code(), message = %s.message(), "agent link stream failed");
+                    return Ok(true);
+                }
+            },
+        }
+    }
+}
+
+async fn dispatch(inner: &Arc<Inner>, events: &mpsc::Sender<LinkEvent>, m: pb::ServerMessage) {
+    match m.body {
+        Some(server_message::Body::Reply(r)) => {
+            let tx = inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&r.id);
+            if let Some(tx) = tx {
+                let res = match r.result {
+                    Some(pb::reply::Result::Ok(ok)) => Ok(ok),
+                    Some(pb::reply::Result::Error(e)) => Err(refused(e)),
+                    None => Err(ReportError::Transient("empty reply".into())),
+                };
+                let _ = tx.send(res);
+            }
+        }
+        Some(server_message::Body::Offer(o)) => {
+            let ev = match serde_json::from_slice::<JobDoc>(&o.job_json) {
+                Ok(doc) => {
+                    inner.running.lock().unwrap_or_else(|p| p.into_inner()).insert(doc.job_id);
+                    LinkEvent::Offer {
+                        doc: Box::new(doc),
+                        bandwidth_bytes_per_second: o.bandwidth_bytes_per_second,
+                    }
+                }
+                Err(e) => LinkEvent::Unreadable {
+                    job_id: serde_json::from_slice::<serde_json::Value>(&o.job_json)
+                        .ok()
+                        .and_then(|v| v["job_id"].as_str().and_then(|s| s.parse().ok())),
+                    error: format!("the agent cannot read the job document: {e}"),
+                },
+            };
+            let _ = events.send(ev).await;
+        }
+        Some(server_message::Body::Cancel(c)) => {
+            if let Ok(id) = c.job_id.parse() {
+                tracing::info!(job = %id, reason = %c.reason, "the server cancels a job");
+                let _ = events.send(LinkEvent::Cancel(id)).await;
+            }
+        }
+        Some(server_message::Body::Welcome(_)) | None => {}
+    }
+}
+
+/// The tier worker over the link: recovers interrupted jobs, then executes offered jobs one
+/// at a time (in the order offered), until `cancel`.
+pub async fn worker(
+    exec: crate::tier::TierExecutor,
+    link: Link,
+    mut events: mpsc::Receiver<LinkEvent>,
+    cancel: CancellationToken,
+) {
+    if !link.wait_connected(&cancel).await {
+        return;
+    }
+    let canceller = exec.canceller();
+    // Cancels must reach a job while it runs, so they are taken off the channel by a task of
+    // their own; offers wait in a queue.
+    let (offer_tx, mut offers) = mpsc::unbounded_channel::<(Box<JobDoc>, u64)>();
+    let forward = {
+        let canceller = canceller.clone();
+        let cancel = cancel.clone();
+        let link = link.clone();
+        let exec_reporter = link.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = events.recv() => match ev { Some(ev) => ev, None => return },
+                };
+                match ev {
+                    LinkEvent::Offer { doc, bandwidth_bytes_per_second } => {
+                        let _ = offer_tx.send((doc, bandwidth_bytes_per_second));
+                    }
+                    LinkEvent::Cancel(id) => canceller.cancel(id),
+                    LinkEvent::Unreadable { job_id, error } => {
+                        tracing::error!(job = ?job_id, %error, "unreadable job offer");
+                        if let Some(id) = job_id {
+                            use crate::tier::Reporter as _;
+                            let _ = exec_reporter.complete(id, JobEnd::Failed, Some(&error)).await;
+                            link.set_running(id, false);
+                        }
+                    }
+                }
+            }
+        })
+    };
+    match exec.recover().await {
+        Ok(s) => {
+            for j in &s.jobs {
+                link.set_running(j.job_id, false);
+            }
+            if !s.jobs.is_empty() {
+                tracing::info!(
+                    jobs = s.jobs.len(),
+                    stubbed = s.stubbed(),
+                    "interrupted jobs recovered"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "recovery stopped; the journals are kept"),
+    }
+    loop {
+        let (mut doc, bw) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            o = offers.recv() => match o { Some(o) => o, None => break },
+        };
+        let id = doc.job_id;
+        if doc.bandwidth_bytes_per_second.is_none() && bw > 0 {
+            doc.bandwidth_bytes_per_second = Some(bw);
+        }
+        match exec.execute(*doc).await {
+            Ok(r) => {
+                tracing::info!(job = %id, end = ?r.end, stubbed = r.stubbed, skipped = r.skipped,
+                    failed = r.failed, bytes = r.bytes_stubbed, "job done");
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "job stopped; its journal resumes it"),
+        }
+        link.set_running(id, false);
+        canceller.forget(id);
+    }
+    forward.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_of("https://alto.example:8443"), "alto.example");
+        assert_eq!(domain_of("https://127.0.0.1:8443/"), "127.0.0.1");
+        assert_eq!(domain_of("https://[::1]:8443"), "::1");
+        assert_eq!(domain_of("https://alto.example"), "alto.example");
+    }
+
+    #[test]
+    fn refusals_map_to_statuses() {
+        let e =
+            refused(pb::Error { code: "conflict".into(), message: "m".into(), retryable: false });
+        assert!(matches!(e, ReportError::Refused { status: 409, .. }));
+        let e =
+            refused(pb::Error { code: "unavailable".into(), message: "m".into(), retryable: true });
+        assert!(e.is_transient());
+    }
+}
