@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -13,12 +11,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alto_model::{CustomerId, HostId};
+use alto_test_services::{self as support, Azurite, Moto, Samba, S3};
 use alto_tier2::{
     Compression, DeleteOutcome, ObjectKey, OpenOptions, PutMeta, Sha256Digest, Target, TargetKind,
     TargetSpec, Tier2Error,
 };
 use chrono::{DateTime, TimeZone, Utc};
-use support::{Azurite, Moto, Samba, S3};
+
+/// A test server's spec JSON as a `TargetSpec`.
+fn ts(v: support::Spec) -> TargetSpec {
+    serde_json::from_value(v).expect("a valid spec")
+}
 
 const MIB: usize = 1 << 20;
 
@@ -127,11 +130,11 @@ fn s3_backend() -> Option<Backend> {
     let endpoint = moto.endpoint();
     Some(Backend {
         name: "s3",
-        spec: moto.spec("s3://tier/site-a"),
+        spec: ts(moto.spec("s3://tier/site-a")),
         secret: support::S3_SECRET_KEY.into(),
         // moto accepts any credentials: see s3_credentials_and_buckets_against_s3s_fs.
         bad_credentials: None,
-        missing_base: vec![moto.spec("s3://no-such-bucket")],
+        missing_base: vec![ts(moto.spec("s3://no-such-bucket"))],
         corrupt: Box::new(move |c, key, bytes| {
             use object_store::ObjectStoreExt as _;
             let store = object_store::aws::AmazonS3Builder::new()
@@ -163,10 +166,10 @@ fn azure_backend() -> Option<Backend> {
     let wrong_key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 64]);
     Some(Backend {
         name: "azure",
-        spec: az.spec("azure://tier/site-a", support::AZURITE_KEY),
+        spec: ts(az.spec("azure://tier/site-a", support::AZURITE_KEY)),
         secret: support::AZURITE_KEY.into(),
-        bad_credentials: Some(az.spec("azure://tier/site-a", &wrong_key)),
-        missing_base: vec![az.spec("azure://no-such-container", support::AZURITE_KEY)],
+        bad_credentials: Some(ts(az.spec("azure://tier/site-a", &wrong_key))),
+        missing_base: vec![ts(az.spec("azure://no-such-container", support::AZURITE_KEY))],
         corrupt: Box::new(move |c, key, bytes| {
             use object_store::ObjectStoreExt as _;
             let store = object_store::azure::MicrosoftAzureBuilder::new()
@@ -195,12 +198,12 @@ fn smb_backend() -> Option<Backend> {
     let root = smb.share.join("alto");
     Some(Backend {
         name: "smb",
-        spec: smb.spec("share/alto", support::SMB_PASSWORD),
+        spec: ts(smb.spec("share/alto", support::SMB_PASSWORD)),
         secret: support::SMB_PASSWORD.into(),
-        bad_credentials: Some(smb.spec("share/alto", "WrongPassw0rd!")),
+        bad_credentials: Some(ts(smb.spec("share/alto", "WrongPassw0rd!"))),
         missing_base: vec![
-            smb.spec("no-such-share", support::SMB_PASSWORD),
-            smb.spec("share/no-such-dir", support::SMB_PASSWORD),
+            ts(smb.spec("no-such-share", support::SMB_PASSWORD)),
+            ts(smb.spec("share/no-such-dir", support::SMB_PASSWORD)),
         ],
         corrupt: Box::new(move |c, key, bytes| {
             fs::write(root.join(customer_dir(c)).join(key.rel_path()), bytes).unwrap()
@@ -470,7 +473,7 @@ fn s3_credentials_and_buckets_against_s3s_fs() {
     let Some(s3) = S3::start() else { return };
     s3.create_bucket("tier");
     let customer = CustomerId::new();
-    let good = s3.spec("s3://tier", support::S3_SECRET_KEY);
+    let good = ts(s3.spec("s3://tier", support::S3_SECRET_KEY));
     let t = Target::open(&good, customer, &opts()).unwrap();
     t.health().unwrap();
     assert!(t.location().starts_with("s3://tier/customer-"), "{}", t.location());
@@ -483,8 +486,12 @@ fn s3_credentials_and_buckets_against_s3s_fs() {
         corrupt: Box::new(|_, _, _| {}),
         _keep: Box::new(()),
     };
-    assert_unhealthy(&b, &s3.spec("s3://tier", "wrong-secret-key-000"), "wrong credentials");
-    assert_unhealthy(&b, &s3.spec("s3://no-such-bucket", support::S3_SECRET_KEY), "missing bucket");
+    assert_unhealthy(&b, &ts(s3.spec("s3://tier", "wrong-secret-key-000")), "wrong credentials");
+    assert_unhealthy(
+        &b,
+        &ts(s3.spec("s3://no-such-bucket", support::S3_SECRET_KEY)),
+        "missing bucket",
+    );
     // The object half of a put reaches the server (the sidecar key is what is too long).
     let data = content(7 * MIB, 1);
     let err = t.put(&data[..], &meta(HostId::new(), "/srv/x", &data, Compression::None));

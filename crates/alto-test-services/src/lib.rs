@@ -5,7 +5,15 @@
 //! puts them) and then on `PATH`. A missing one skips the test with a message, or fails it
 //! when `ALTO_REQUIRE_TEST_SERVICES=1`.
 
-#![allow(dead_code, unreachable_pub, clippy::disallowed_methods)]
+//!
+//! Specs are returned as the JSON of a storage target (`{"kind", "location", "config"}`, as
+//! `alto_tier2::TargetSpec` and the REST API read it), so this crate depends on no Alto crate
+//! and every crate's tests can use it.
+//!
+//! **Must never:** bind anything but 127.0.0.1, or leave a server running after its handle
+//! is dropped.
+
+#![allow(clippy::disallowed_methods)]
 
 use std::fs;
 use std::io::{Read, Write};
@@ -15,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alto_tier2::{TargetKind, TargetSpec};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -27,6 +34,13 @@ pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 pub const SMB_PASSWORD: &str = "SmbTestPassw0rd!";
+
+/// A storage target spec as JSON (`alto_tier2::TargetSpec`'s and the API's shape).
+pub type Spec = serde_json::Value;
+
+fn spec_of(kind: &str, location: impl Into<String>, config: serde_json::Value) -> Spec {
+    json!({ "kind": kind, "location": location.into(), "config": config })
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -164,7 +178,7 @@ impl S3 {
         format!("http://127.0.0.1:{}", self.server.port)
     }
 
-    pub fn spec(&self, location: &str, secret: &str) -> TargetSpec {
+    pub fn spec(&self, location: &str, secret: &str) -> Spec {
         s3_spec(&self.endpoint(), location, secret)
     }
 }
@@ -212,14 +226,14 @@ impl Moto {
         }
     }
 
-    pub fn spec(&self, location: &str) -> TargetSpec {
+    pub fn spec(&self, location: &str) -> Spec {
         s3_spec(&self.endpoint(), location, S3_SECRET_KEY)
     }
 }
 
-pub fn s3_spec(endpoint: &str, location: &str, secret: &str) -> TargetSpec {
-    TargetSpec::new(
-        TargetKind::S3,
+pub fn s3_spec(endpoint: &str, location: &str, secret: &str) -> Spec {
+    spec_of(
+        "s3",
         location,
         json!({
             "endpoint": endpoint,
@@ -288,9 +302,9 @@ impl Azurite {
         assert!(status.contains(" 201 "), "create container {name}: {status}");
     }
 
-    pub fn spec(&self, location: &str, key: &str) -> TargetSpec {
-        TargetSpec::new(
-            TargetKind::Azure,
+    pub fn spec(&self, location: &str, key: &str) -> Spec {
+        spec_of(
+            "azure",
             location,
             json!({
                 "account": AZURITE_ACCOUNT,
@@ -386,9 +400,9 @@ impl Samba {
         Some(Samba { server: Server::spawn(cmd, port, dir, "smbd"), share })
     }
 
-    pub fn spec(&self, location_tail: &str, password: &str) -> TargetSpec {
-        TargetSpec::new(
-            TargetKind::Smb,
+    pub fn spec(&self, location_tail: &str, password: &str) -> Spec {
+        spec_of(
+            "smb",
             format!("smb://127.0.0.1:{}/{location_tail}", self.server.port),
             json!({ "username": "root", "password": password, "workgroup": "WORKGROUP" }),
         )
