@@ -5,6 +5,7 @@
 #   - PostgreSQL server binaries (initdb, postgres): the embedded database and test clusters.
 #   - A C toolchain and pkg-config for crates that build C code (zstd).
 #   - curl (the demo's readiness check) and GNU time (peak memory in the benchmarks).
+#   - libsmbclient-dev: alto-tier2's SMB backend links libsmbclient (build time and run time).
 # The Rust toolchain itself (cargo, rustc) must already be installed.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/time ] || missing+=(time)   # peak memory in scripts/bench.sh
+[ -f /usr/include/samba-4.0/libsmbclient.h ] || missing+=(libsmbclient-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"

@@ -44,15 +44,30 @@ pub struct JobDoc {
 }
 
 /// The storage target a job writes to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct StorageTargetRef {
     #[serde(default)]
     pub id: Option<Uuid>,
     pub name: String,
-    /// `directory` (the only kind this agent writes yet), `smb`, `s3`, `azure`.
+    /// `directory`, `smb`, `s3` or `azure`.
     pub kind: String,
     #[serde(default)]
     pub location: Option<String>,
+    /// Connection settings and credentials (never logged: `Debug` leaves them out).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub config: serde_json::Value,
+}
+
+impl std::fmt::Debug for StorageTargetRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageTargetRef")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("location", &self.location)
+            .field("config", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One file of a job: the inventory's snapshot of it when it was planned.

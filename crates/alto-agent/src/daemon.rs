@@ -155,7 +155,8 @@ pub fn tier_executor(
 }
 
 /// What this agent can do, as told to the server at Hello.
-pub const CAPABILITIES: &[&str] = &["tier", "recall", "target:directory"];
+pub const CAPABILITIES: &[&str] =
+    &["tier", "recall", "target:directory", "target:s3", "target:azure", "target:smb"];
 
 /// Where the agent link is: configuration overrides, else what the server announced at
 /// enrollment, else asked now (`GET /agent/link`, then remembered). `None`: no link (disabled,

@@ -294,6 +294,7 @@ mod tests {
                 name: "default".into(),
                 kind: "directory".into(),
                 location: None,
+                config: serde_json::Value::Null,
             },
             tiered_destination: None,
             lease_expires_at: None,

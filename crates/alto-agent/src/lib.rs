@@ -36,6 +36,7 @@ pub mod recall;
 pub mod scanner;
 pub mod spool;
 pub mod state;
+pub mod targets;
 pub mod throttle;
 pub mod tier;
 

@@ -208,7 +208,7 @@ fn recall(a: &RecallArgs) -> anyhow::Result<()> {
     let rt = runtime()?;
     let (mut recalled, mut failed, mut bytes, mut unreported) = (0u64, 0u64, 0u64, 0u64);
     for p in &a.paths {
-        match alto_agent::recall::recall_path(&base, customer, p) {
+        match alto_agent::recall::recall_path(&cfg.state_dir, &base, customer, p) {
             Ok(r) => {
                 recalled += 1;
                 bytes += r.size;

@@ -1,8 +1,9 @@
 //! Explicit recall (`alto-agent recall PATH…`): brings stubs back from tier-2.
 //!
-//! For each path: read the stub attribute without opening the file; open the customer's
-//! location of the directory target under `tier2.directory_base`; stream the object through
-//! the verifying [`DirTarget::reader`] into [`alto_stub::recall`], which writes the content
+//! For each path: read the stub attribute without opening the file; open the target it names
+//! (a remote target with the settings remembered from its jobs, see [`crate::targets`], else
+//! the directory target under `tier2.directory_base`); stream the object through the
+//! verifying `reader` into [`alto_stub::recall`], which writes the content
 //! back and removes the attribute only after the whole content hashed to the attribute's
 //! SHA-256 (a corrupt object leaves the stub exactly as it was). Then tell the server
 //! (`POST /agent/recalled`), best effort: the file is whole either way.
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use alto_model::CustomerId;
 use alto_stub::StubError;
-use alto_tier2::{DirTarget, ObjectKey, Tier2Error};
+use alto_tier2::{ObjectKey, Tier2Error};
 use serde::Serialize;
 
 /// Why one path was not recalled.
@@ -36,8 +37,10 @@ pub struct Recalled {
     pub sha256: String,
 }
 
-/// Recalls the stub at `path` from the directory target of `customer` under `base`.
+/// Recalls the stub at `path` from the target its attribute names (`state_dir` holds the
+/// remembered remote targets; `base` is `tier2.directory_base`).
 pub fn recall_path(
+    state_dir: &Path,
     base: &Path,
     customer: CustomerId,
     path: &Path,
@@ -45,7 +48,7 @@ pub fn recall_path(
     let attr = alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
     let key: ObjectKey =
         attr.object_key.parse().map_err(|_| RecallError::BadKey(attr.object_key.clone()))?;
-    let target = DirTarget::open(base, customer)?;
+    let target = crate::targets::open_for_read(state_dir, base, &attr.target, customer)?;
     let reader = target.reader(&key)?;
     alto_stub::recall(path, reader)?;
     Ok(Recalled { path: path.to_owned(), size: attr.size, sha256: attr.sha256_hex() })

@@ -100,7 +100,7 @@ use std::time::Duration;
 
 use alto_model::{Clock as _, HostId, SystemClock};
 use alto_stub::{FileIdentity, Reconciled, StubAttr, StubError, StubState};
-use alto_tier2::{Compression, DirTarget, ObjectKey, PutMeta, Tier2Error};
+use alto_tier2::{Compression, DirTarget, ObjectKey, PutMeta, Target, Tier2Error};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 use serde::Serialize;
@@ -142,6 +142,9 @@ pub trait Reporter: Send + Sync {
 pub struct TierOptions {
     /// Base directory of `directory` targets (`tier2.directory_base`).
     pub tier2_base: PathBuf,
+    /// Where remote targets' puts spool (hash and compress before the upload) and where the
+    /// settings of the targets jobs used are remembered for `recall` (`<state_dir>`).
+    pub state_dir: PathBuf,
     /// Where journals live (`<state_dir>/tier-journal`).
     pub journal_dir: PathBuf,
     /// Files copied or converted at the same time.
@@ -160,6 +163,7 @@ impl TierOptions {
     pub fn new(tier2_base: PathBuf, state_dir: &Path) -> TierOptions {
         TierOptions {
             tier2_base,
+            state_dir: state_dir.to_owned(),
             journal_dir: crate::journal::journal_dir(state_dir),
             parallel: 4,
             batch_files: 32,
@@ -281,7 +285,7 @@ impl Signals {
 
 /// What the blocking workers need about the job.
 struct FileCtx {
-    target: DirTarget,
+    target: Target,
     /// The job's upload bandwidth limit, shared by its parallel copies.
     throttle: Option<Arc<crate::throttle::Throttle>>,
     target_name: String,
@@ -616,16 +620,17 @@ impl TierExecutor {
             Some("zstd") => Some(Compression::Zstd),
             Some(_) => None,
         };
-        let unusable = if doc.storage_target.kind != "directory" {
-            Some(KIND_UNSUPPORTED.to_owned())
-        } else if compression.is_none() {
-            Some(format!(
-                "compression {:?} not supported by this agent",
-                doc.compression.as_deref().unwrap_or_default()
-            ))
-        } else {
-            None
-        };
+        let unusable =
+            if !["directory", "s3", "azure", "smb"].contains(&doc.storage_target.kind.as_str()) {
+                Some(KIND_UNSUPPORTED.to_owned())
+            } else if compression.is_none() {
+                Some(format!(
+                    "compression {:?} not supported by this agent",
+                    doc.compression.as_deref().unwrap_or_default()
+                ))
+            } else {
+                None
+            };
         if let Some(why) = unusable {
             let results: Vec<FileResult> =
                 todo.iter().map(|f| FileResult::failed(f.seq, why.clone())).collect();
@@ -649,7 +654,7 @@ impl TierExecutor {
         }
 
         let signals = Arc::new(Signals::new(self.shutdown.clone()));
-        let target = match self.open_target() {
+        let target = match self.open_target(&doc.storage_target) {
             Ok(t) => t,
             Err(e) => {
                 let why = format!("{STORAGE_UNAVAILABLE}: {e}");
@@ -695,8 +700,21 @@ impl TierExecutor {
         self.finish(journal, state, report, path, JobEnd::Succeeded, None).await
     }
 
-    fn open_target(&self) -> Result<DirTarget, Tier2Error> {
-        let t = DirTarget::open(&self.opts.tier2_base, self.customer_id)?;
+    /// Opens the job's target: `directory` targets under `tier2.directory_base` as this
+    /// agent mounts them, the others with the settings the job carries (remembered for
+    /// `recall`).
+    fn open_target(&self, t: &crate::api::StorageTargetRef) -> Result<Target, Tier2Error> {
+        let t = if t.kind == "directory" {
+            Target::from(DirTarget::open(&self.opts.tier2_base, self.customer_id)?)
+        } else {
+            let spec = crate::targets::spec_of(t)?;
+            crate::targets::remember(&self.opts.state_dir, &t.name, &spec);
+            let opts = alto_tier2::OpenOptions {
+                spool_dir: Some(crate::targets::spool_dir(&self.opts.state_dir)),
+                ..alto_tier2::OpenOptions::default()
+            };
+            Target::open(&spec, self.customer_id, &opts)?
+        };
         t.health()?;
         let an_hour_ago = SystemClock.now() - chrono::Duration::hours(1);
         if let Err(e) = t.cleanup_tmp(an_hour_ago) {
@@ -1117,12 +1135,14 @@ fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Whether a tier-2 error means the storage itself is unavailable (the job must stop).
-fn storage_down(target: &DirTarget, e: &Tier2Error) -> Option<String> {
-    let Tier2Error::Io { source, .. } = e else { return None };
-    let full = matches!(
+fn storage_down(target: &Target, e: &Tier2Error) -> Option<String> {
+    if !e.is_storage_failure() {
+        return None;
+    }
+    let full = matches!(e, Tier2Error::Io { source, .. } if matches!(
         source.raw_os_error(),
         Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EROFS)
-    );
+    ));
     if full {
         return Some(format!("{STORAGE_UNAVAILABLE}: {e}"));
     }

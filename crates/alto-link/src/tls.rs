@@ -24,8 +24,8 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -167,10 +167,8 @@ pub fn dev_material(dir: &Path, names: &[String]) -> Result<ServerTls, TlsError>
         (dir.join("server.pem"), dir.join("server-key.pem"), dir.join("server.names"));
     let ca_key = if ca_path.exists() && ca_key_path.exists() {
         let pem = read(&ca_key_path)?;
-        KeyPair::from_pem(&pem).map_err(|e| TlsError::Invalid {
-            path: ca_key_path.clone(),
-            reason: e.to_string(),
-        })?
+        KeyPair::from_pem(&pem)
+            .map_err(|e| TlsError::Invalid { path: ca_key_path.clone(), reason: e.to_string() })?
     } else {
         let key = KeyPair::generate()?;
         let mut p = ca_params();
@@ -198,7 +196,11 @@ pub fn dev_material(dir: &Path, names: &[String]) -> Result<ServerTls, TlsError>
         write(&cert_path, &cert, 0o644)?;
         write(&names_path, &format!("{wanted}\n{}\n", not_after.unix_timestamp()), 0o644)?;
     }
-    Ok(ServerTls { ca_pem: read(&ca_path)?, cert_pem: read(&cert_path)?, key_pem: read(&key_path)? })
+    Ok(ServerTls {
+        ca_pem: read(&ca_path)?,
+        cert_pem: read(&cert_path)?,
+        key_pem: read(&key_path)?,
+    })
 }
 
 /// Supplied certificates: the server's chain and key, and the CA bundle agents should trust.

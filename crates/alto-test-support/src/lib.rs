@@ -258,6 +258,7 @@ impl TestApp {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config { data_dir: data_dir.path().to_owned(), ..Default::default() };
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
+        config.link.listen = "127.0.0.1:0".parse().expect("addr");
         config.database.url = Some(db.url.clone());
         config.database.max_connections = 10;
         config.bootstrap.admin_password = Some(ADMIN_PASSWORD.into());
