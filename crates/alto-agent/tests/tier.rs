@@ -21,7 +21,7 @@ use alto_agent::daemon;
 use alto_agent::spool::Spool;
 use alto_stub::StubState;
 use alto_test_support::{TestApp, TestTenant};
-use alto_tier2::{DirTarget, ObjectKey, Sha256Digest};
+use alto_tier2::{DirTarget, ObjectKey, Sha256Digest, Target};
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -166,6 +166,11 @@ impl Host {
     /// Safety window 0, no planning after ingest, one rule tiering everything; the clock
     /// ten years on (files made now are in the fake clock's future).
     async fn rules(&mut self, app: &TestApp, compression: &str) {
+        self.rules_to(app, compression, "default").await;
+    }
+
+    /// [`Host::rules`] with the rule tiering to `target`.
+    async fn rules_to(&mut self, app: &TestApp, compression: &str, target: &str) {
         let settings = format!("/tenants/{}/planner-settings", self.t.id);
         let (st, mut s) = api(&self.t.admin, Method::GET, &settings, None).await;
         assert_eq!(st, 200, "{s}");
@@ -174,7 +179,7 @@ impl Host {
         let (st, v) = api(&self.t.admin, Method::PUT, &settings, Some(s)).await;
         assert_eq!(st, 200, "{v}");
         let rule = json!({ "name": "all", "priority": 10,
-            "action": { "type": "tier", "target": "default", "compression": compression } });
+            "action": { "type": "tier", "target": target, "compression": compression } });
         let (st, v) =
             api(&self.t.admin, Method::POST, &format!("/tenants/{}/rules", self.t.id), Some(rule))
                 .await;
@@ -255,8 +260,8 @@ impl Host {
         tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
     }
 
-    fn target(&self) -> DirTarget {
-        DirTarget::open(&self.tier2, alto_model::CustomerId(self.t.id)).unwrap()
+    fn target(&self) -> Target {
+        Target::from(DirTarget::open(&self.tier2, alto_model::CustomerId(self.t.id)).unwrap())
     }
 
     fn journal_files(&self) -> Vec<PathBuf> {
@@ -282,7 +287,7 @@ enum Now {
 
 /// Asserts that `o` is either byte-identical to the original (no attribute) or a stub whose
 /// tier-2 object holds exactly the original (size and mtime kept, blocks given back).
-fn check(target: &DirTarget, o: &Orig) -> Now {
+fn check(target: &Target, o: &Orig) -> Now {
     let p = &o.path;
     let m = std::fs::symlink_metadata(p).unwrap();
     assert_eq!(m.size(), o.size, "{}: size", p.display());
@@ -387,7 +392,7 @@ async fn plan_tier_once_stub_verify_and_recall_end_to_end() {
     // Identical content is stored once; compressible content is stored compressed.
     let dup_a = &stubs[&h.data.join("dup-a")];
     assert_eq!(dup_a, &stubs[&h.data.join("dup-b")]);
-    assert!(std::fs::metadata(target.object_path(dup_a)).unwrap().len() < 10_000);
+    assert!(std::fs::metadata(target.as_dir().unwrap().object_path(dup_a)).unwrap().len() < 10_000);
     assert!(h.journal_files().is_empty(), "the journal is gone once the job completed");
 
     // The server's view.
@@ -408,7 +413,7 @@ async fn plan_tier_once_stub_verify_and_recall_end_to_end() {
     // A corrupted tier-2 object is caught by the recall; the stub stays a stub.
     let victim = files.iter().find(|f| f.size > MIB as u64).unwrap();
     let key = &stubs[&victim.path];
-    let obj = target.object_path(key);
+    let obj = target.as_dir().unwrap().object_path(key);
     let good = std::fs::read(&obj).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;
@@ -458,7 +463,7 @@ async fn plan_tier_once_stub_verify_and_recall_end_to_end() {
 }
 
 /// A stub's attribute and layout, without reading its object (which may be corrupt).
-fn check_stub_only(target: &DirTarget, o: &Orig) -> ObjectKey {
+fn check_stub_only(target: &Target, o: &Orig) -> ObjectKey {
     let a = alto_stub::read_attr(&o.path).unwrap().expect("still a stub");
     assert_eq!(a.state, StubState::Stubbed);
     assert_eq!(a.sha256, o.sha256.0);
@@ -466,7 +471,7 @@ fn check_stub_only(target: &DirTarget, o: &Orig) -> ObjectKey {
     assert!(m.blocks() * 512 <= 4096 + 2 * m.blksize());
     assert_eq!((m.size(), m.mtime(), m.mtime_nsec()), (o.size, o.mtime.0, o.mtime.1));
     let key: ObjectKey = a.object_key.parse().unwrap();
-    assert!(target.object_path(&key).is_file());
+    assert!(target.as_dir().unwrap().object_path(&key).is_file());
     key
 }
 
@@ -521,7 +526,9 @@ async fn the_daemon_tiers_queued_jobs() {
     let cfg = AgentConfig { roots: vec![], ..h.cfg.clone() };
     let task = tokio::spawn(daemon::run(cfg, cancel.clone()));
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut online = false;
     loop {
+        online |= app.state.link.is_online(h.host_id);
         let jobs = h.jobs().await;
         if jobs.iter().all(|j| j["state"] == "succeeded") {
             break;
@@ -529,6 +536,9 @@ async fn the_daemon_tiers_queued_jobs() {
         assert!(Instant::now() < deadline, "the daemon did not finish the job: {jobs:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert!(online, "the daemon took its job over the agent link");
+    let id = alto_agent::state::Identity::load(&h.cfg.state_dir).unwrap();
+    assert!(id.link.is_some_and(|l| l.url.starts_with("https://")), "enrollment named the link");
     cancel.cancel();
     task.await.unwrap().unwrap();
     let target = h.target();
@@ -690,4 +700,93 @@ async fn a_cancelled_job_stops_after_the_files_in_flight() {
     assert_eq!(jf.iter().filter(|f| f["state"] == "cancelled").count(), 40 - stubs, "{jf:?}");
     assert_eq!(h.jobs().await[0]["state"], "cancelled");
     assert!(h.journal_files().is_empty());
+}
+
+/// The main flow to every remote kind of tier-2 target, each a real server on 127.0.0.1: a
+/// storage target and a rule created through the API, a plan, the daemon (jobs over the agent
+/// link), then every file a stub whose object the target returns with the original's hash,
+/// and `alto-agent recall` (with the settings the agent remembered) restores the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tiers_to_s3_azure_and_smb_targets() {
+    if !root() {
+        return;
+    }
+    use alto_test_services as ts;
+    let moto = ts::Moto::start();
+    let azurite = ts::Azurite::start();
+    let samba = ts::Samba::start();
+    let mut specs: Vec<(&str, Value)> = Vec::new();
+    if let Some(m) = &moto {
+        m.create_bucket("tier");
+        specs.push(("s3", m.spec("s3://tier/site-a")));
+    }
+    if let Some(a) = &azurite {
+        a.create_container("tier");
+        specs.push(("azure", a.spec("azure://tier/site-a", ts::AZURITE_KEY)));
+    }
+    if let Some(s) = &samba {
+        specs.push(("smb", s.spec("share", ts::SMB_PASSWORD)));
+    }
+    for (kind, spec) in specs {
+        let app = TestApp::spawn().await;
+        let mut h = Host::new(&app).await;
+        let body = json!({ "name": format!("{kind}-tier"), "kind": spec["kind"],
+            "location": spec["location"], "config": spec["config"] });
+        let (st, v) = api(
+            &h.t.admin,
+            Method::POST,
+            &format!("/tenants/{}/storage-targets", h.t.id),
+            Some(body),
+        )
+        .await;
+        assert_eq!(st, 201, "{kind}: {v}");
+        h.rules_to(&app, if kind == "azure" { "zstd" } else { "none" }, &format!("{kind}-tier"))
+            .await;
+        let files = make_tree(&h.data, 24, 4, |i, rng| {
+            if i % 8 == 0 {
+                rng.random_range(MIB..3 * MIB)
+            } else {
+                rng.random_range(5_000..200_000)
+            }
+        });
+        h.scan_and_upload(&app).await;
+        h.plan().await;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let cfg = AgentConfig { roots: vec![], ..h.cfg.clone() };
+        let task = tokio::spawn(daemon::run(cfg, cancel.clone()));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let jobs = h.jobs().await;
+            if !jobs.is_empty() && jobs.iter().all(|j| j["state"] == "succeeded") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{kind}: the daemon did not finish: {jobs:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap().unwrap();
+        let spec: alto_tier2::TargetSpec = serde_json::from_value(spec.clone()).unwrap();
+        let target = tokio::task::spawn_blocking({
+            let c = alto_model::CustomerId(h.t.id);
+            move || Target::open(&spec, c, &alto_tier2::OpenOptions::default()).unwrap()
+        })
+        .await
+        .unwrap();
+        let (target, stubs) = tokio::task::spawn_blocking(move || {
+            let n = files.iter().filter(|f| matches!(check(&target, f), Now::Stub(_))).count();
+            let refs = target.list_refs().unwrap();
+            assert_eq!(refs.refs.len(), files.len(), "one sidecar per tiered file");
+            (n, files)
+        })
+        .await
+        .unwrap();
+        assert_eq!(target, stubs.len(), "{kind}: every file is a stub of a verified object");
+        let paths: Vec<PathBuf> = stubs.iter().step_by(3).map(|f| f.path.clone()).collect();
+        let r = h.recall(&paths).await;
+        assert!(r.status.success(), "{kind}: {}", String::from_utf8_lossy(&r.stderr));
+        for f in stubs.iter().step_by(3) {
+            assert_recalled(f);
+        }
+        eprintln!("{kind}: {} files tiered, {} recalled", stubs.len(), paths.len());
+    }
 }

@@ -65,9 +65,16 @@ impl std::fmt::Debug for ServerTls {
     }
 }
 
+/// Makes `ring` the process's TLS crypto provider unless one is installed already (several
+/// crates in one binary enable different rustls providers; rustls then refuses to guess).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl ServerTls {
     /// The tonic server configuration.
     pub fn server_config(&self) -> tonic::transport::ServerTlsConfig {
+        install_crypto_provider();
         tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
     }
@@ -76,6 +83,7 @@ impl ServerTls {
 /// The tonic client configuration trusting exactly `ca_pem`, expecting the server to be
 /// `domain` (a DNS name or IP address in its certificate).
 pub fn client_config(ca_pem: &str, domain: &str) -> tonic::transport::ClientTlsConfig {
+    install_crypto_provider();
     tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
         .domain_name(domain)
