@@ -548,8 +548,11 @@ async fn the_daemon_tiers_queued_jobs() {
 }
 
 /// The key test: the agent is SIGKILLed at ≥ 50 random instants while it tiers ≥ 1,000
-/// files, restarted each time, then run cleanly. Every file must end either byte-identical
-/// or a stub whose tier-2 object has the original's SHA-256, and recall must restore it.
+/// files, restarted each time, then run cleanly; half the runs take their jobs over the
+/// agent link (`run`), half over REST (`tier-once`), and the server replica they talk to is
+/// killed (all tasks and connections dropped at once) and restarted at some of those instants
+/// while the agent works. Every file must end either byte-identical or a stub whose tier-2
+/// object has the original's SHA-256, and recall must restore it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_instants_never_loses_a_byte() {
     if !root() {
@@ -570,17 +573,66 @@ async fn sigkill_at_random_instants_never_loses_a_byte() {
     let total: u64 = files.iter().map(|f| f.size).sum();
     eprintln!("{} files, {} MiB", files.len(), total >> 20);
     h.scan_and_upload(&app).await;
-    let plan = h.plan().await;
-    assert_eq!(plan["stats"]["files"], files.len() as u64, "{plan}");
-    assert!(plan["stats"]["jobs"].as_u64().unwrap() >= 2, "{plan}");
+    // The work is planned in parts, so that there is always some left while the agent and
+    // the server are being killed: the next part is planned when a run found nothing to do.
+    let plan_part = || async {
+        let (st, p) = api(
+            &h.t.admin,
+            Method::POST,
+            &format!("/tenants/{}/plans", h.t.id),
+            Some(json!({ "max_files": 400 })),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        p["stats"]["files"].as_u64().unwrap()
+    };
+    let mut planned = plan_part().await;
+    assert_eq!(planned, 400);
+
+    // The agent talks to a second replica that can be killed; the first one (the test's API)
+    // keeps running.
+    let (http, link) = (alto_test_support::free_port(), alto_test_support::free_port());
+    let mut replica = Some(tokio::task::block_in_place(|| app.start_replica(http, link)));
+    let r = replica.as_ref().unwrap();
+    std::fs::write(
+        &h.config_file,
+        format!(
+            "server_url = {:?}\nstate_dir = {:?}\n[tier2]\ndirectory_base = {:?}\n\
+             [link]\nurl = {:?}\nca_file = {:?}\n",
+            r.url(),
+            h.cfg.state_dir,
+            h.cfg.tier2.directory_base,
+            r.link_url(),
+            app.data_dir.path().join("tls/ca.pem"),
+        ),
+    )
+    .unwrap();
 
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
-    let (mut kills, mut exited) = (0, 0);
-    while kills < 50 && started.elapsed() < Duration::from_secs(120) {
+    let (mut kills, mut exited, mut server_kills, mut round) = (0, 0, 0, 0u32);
+    while (kills < 50 || server_kills < 5) && started.elapsed() < Duration::from_secs(240) {
+        round += 1;
+        let daemon = round % 2 == 0;
+        let mode = if daemon { "run" } else { "tier-once" };
         let mut child =
-            h.agent(&["tier-once"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let wait = Duration::from_millis(rng.random_range(5..=200));
+            h.agent(&[mode]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // The daemon connects over TLS and waits for an offer first: give it longer.
+        let wait = Duration::from_millis(if daemon {
+            rng.random_range(100..=1200)
+        } else {
+            rng.random_range(5..=400)
+        });
+        if round % 5 == 3 {
+            // Kill the server under the working agent, then bring it back.
+            tokio::time::sleep(wait / 2).await;
+            if let Some(r) = replica.take() {
+                r.kill();
+            }
+            server_kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..=300))).await;
+            replica = Some(tokio::task::block_in_place(|| app.start_replica(http, link)));
+        }
         let (k, e) = tokio::task::spawn_blocking(move || {
             std::thread::sleep(wait);
             let done = child.try_wait().unwrap().is_some();
@@ -594,22 +646,35 @@ async fn sigkill_at_random_instants_never_loses_a_byte() {
         .unwrap();
         kills += k;
         exited += e;
-        if e == 1 {
+        if e == 1 && !daemon {
             // A run that ends on its own took back every job a killed run had claimed, even
             // one it had not journaled yet (`resume` on its first claim): nothing is left.
             let jobs = h.jobs().await;
             assert!(jobs.iter().all(|j| j["state"] == "succeeded"), "{jobs:?}");
-            break;
+            if planned < files.len() as u64 {
+                planned += plan_part().await;
+            } else if kills >= 50 && server_kills >= 5 {
+                break;
+            } else {
+                panic!("all {planned} files were done after only {kills} agent and {server_kills} server kills");
+            }
         }
     }
-    eprintln!("{kills} kills, {exited} runs ended on their own, {:?}", started.elapsed());
+    eprintln!(
+        "{kills} agent kills, {server_kills} server kills, {exited} runs ended on their own, {:?}",
+        started.elapsed()
+    );
     assert!(kills >= 50, "only {kills} runs were killed while working");
+    assert!(server_kills >= 5, "only {server_kills} server kills");
     let stubbed_by_killed_runs =
         files.iter().filter(|f| alto_stub::read_attr(&f.path).unwrap().is_some()).count();
     eprintln!("{stubbed_by_killed_runs} files carry a stub attribute after the killed runs");
 
     // One clean run finishes (or rolls back) everything, including a job a run killed
     // between the server's claim and its journal had left leased: no lease has to expire.
+    while planned < files.len() as u64 {
+        planned += plan_part().await;
+    }
     let o = h.tier_once().await;
     assert!(o.status.success());
     let jobs = h.jobs().await;

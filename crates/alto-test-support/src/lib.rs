@@ -397,6 +397,98 @@ impl Drop for TestApp {
     }
 }
 
+/// A second server replica on the same database and (fake) clock, on fixed ports, in a
+/// runtime of its own so that [`Replica::kill`] stops it the way SIGKILL would: every task and
+/// connection dropped at once, no drain, transactions in flight rolled back by PostgreSQL.
+/// It shares the first replica's development CA, so agents trust either.
+pub struct Replica {
+    rt: Option<tokio::runtime::Runtime>,
+    pub http: std::net::SocketAddr,
+    pub link: std::net::SocketAddr,
+}
+
+impl Replica {
+    /// The REST base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// The agent link URL.
+    pub fn link_url(&self) -> String {
+        format!("https://{}", self.link)
+    }
+
+    /// Stops it at once.
+    pub fn kill(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A free loopback port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestApp {
+    /// Starts a replica on `http` and `link` (retrying while a killed one's sockets close).
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn start_replica(&self, http: u16, link: u16) -> Replica {
+        let mut config =
+            Config { data_dir: self.data_dir.path().join("replica"), ..Default::default() };
+        config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+        config.link.listen = std::net::SocketAddr::from(([127, 0, 0, 1], link));
+        config.link.tls_dir = Some(self.data_dir.path().join("tls"));
+        config.database.url = Some(self.db.url.clone());
+        config.database.max_connections = 6;
+        config.bootstrap.admin_password = Some(ADMIN_PASSWORD.into());
+        let started = std::time::Instant::now();
+        loop {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let clock = self.clock.clone();
+            let cfg = config.clone();
+            let res = rt.block_on(async move {
+                let app = Application::build(cfg, Arc::new(clock)).await?;
+                tokio::spawn(async move {
+                    let _ = app.run(std::future::pending()).await;
+                });
+                Ok::<_, alto_server::StartupError>(())
+            });
+            match res {
+                Ok(()) => {
+                    return Replica {
+                        rt: Some(rt),
+                        http: config.http.listen,
+                        link: config.link.listen,
+                    }
+                }
+                Err(e) if started.elapsed() < std::time::Duration::from_secs(20) => {
+                    rt.shutdown_background();
+                    tracing::debug!(error = %e, "replica not started yet; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("replica does not start: {e}"),
+            }
+        }
+    }
+}
+
 fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
