@@ -318,6 +318,17 @@ impl ServerApi {
         Ok((jobs, bad))
     }
 
+    /// `POST /agent/stubs/check`: for each reference, `live` (the registry holds it pending or
+    /// stubbed) or `unknown`.
+    pub async fn check_refs(
+        &self,
+        refs: &[alto_api_types::RefToCheck],
+    ) -> Result<Vec<String>, ReportError> {
+        let r: alto_api_types::CheckedRefs =
+            self.post("/agent/stubs/check", &serde_json::json!({ "refs": refs })).await?;
+        Ok(r.states)
+    }
+
     /// `POST /agent/recalled`: the stub at `path` (scan-batch spelling) is whole again.
     pub async fn recalled(
         &self,

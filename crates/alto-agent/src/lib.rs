@@ -29,6 +29,7 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod gc;
 pub mod journal;
 pub mod link;
 pub mod owners;

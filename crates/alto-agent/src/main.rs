@@ -54,6 +54,36 @@ enum Command {
     /// recall still happens and a warning is printed. Exit code non-zero if any path was not
     /// recalled.
     Recall(RecallArgs),
+    /// Delete what tier-2 holds for this host that the stub registry does not: objects and
+    /// sidecars of files copied but never stubbed (changed, open, cancelled, interrupted) or
+    /// recalled since.
+    ///
+    /// Sidecars younger than --grace or of files in a job this agent still has a journal of
+    /// are kept; the server is asked about every other one and only those it does not know
+    /// are deleted, then each object no sidecar (of any host) references any more.
+    ReconcileTier2(ReconcileArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReconcileArgs {
+    /// TOML configuration file; env ALTO_AGENT_* overrides it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// State directory (credential, journals, remembered targets).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The storage target (as named in rules and stub attributes).
+    #[arg(long, default_value = "default")]
+    target: String,
+    /// Keep sidecars younger than this (a put or its report may be in flight).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// Only report what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+    /// How to print the report.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    output: SummaryFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,6 +229,48 @@ fn tier_once(a: &TierArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn reconcile_tier2(a: &ReconcileArgs) -> anyhow::Result<()> {
+    use alto_model::Clock as _;
+    let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let customer = alto_model::CustomerId(id.tenant_id);
+    let target = alto_agent::targets::open_for_read(
+        &cfg.state_dir,
+        &cfg.tier2.directory_base,
+        &a.target,
+        customer,
+    )?;
+    let api = alto_agent::api::ServerApi::new(alto_agent::daemon::host_client(&cfg, &id)?);
+    let grace = chrono::Duration::from_std(a.grace).context("--grace is too long")?;
+    let report = runtime()?.block_on(alto_agent::gc::reconcile(
+        &api,
+        target,
+        alto_model::HostId(id.host_id),
+        &alto_agent::journal::journal_dir(&cfg.state_dir),
+        grace,
+        alto_model::SystemClock.now(),
+        a.dry_run,
+    ))?;
+    match a.output {
+        SummaryFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        SummaryFormat::Text => {
+            let verb = if a.dry_run { "would delete" } else { "deleted" };
+            println!("sidecars     {} of this host", report.refs);
+            println!("live         {}", report.live);
+            println!("in flight    {} (kept)", report.in_flight);
+            println!("invalid      {} (kept)", report.invalid);
+            println!("{verb:<12} {} sidecars", report.refs_deleted);
+            if !a.dry_run {
+                println!(
+                    "objects      {} deleted, {} bytes freed",
+                    report.objects_deleted, report.bytes_freed
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn recall(a: &RecallArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
     let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
@@ -315,6 +387,7 @@ fn main() -> ExitCode {
         Command::Upload(args) => upload(&args),
         Command::TierOnce(args) => tier_once(&args),
         Command::Recall(args) => recall(&args),
+        Command::ReconcileTier2(args) => reconcile_tier2(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -703,6 +703,39 @@ async fn sigkill_at_random_instants_never_loses_a_byte() {
     assert_eq!(server_stubbed, stubs.len(), "server's stubbed files vs stubs on disk");
     assert_eq!(originals, 0, "every file was resumed and stubbed");
 
+    // Reconciliation: garbage in tier-2 (an object and sidecar the registry never heard of,
+    // as a copy whose `staged` report was lost would leave) goes; everything the registry
+    // holds stays.
+    let orphan = {
+        let data = b"an orphaned copy: never staged, never stubbed".repeat(100);
+        let meta = alto_tier2::PutMeta {
+            host_id: alto_model::HostId(h.host_id),
+            path: h.data.join("gone/orphan.bin").display().to_string(),
+            path_escaped: false,
+            size: data.len() as u64,
+            mtime_ns: 0,
+            atime_ns: 0,
+            expected_sha256: None,
+            compression: alto_tier2::Compression::None,
+            created_at: chrono::Utc::now() - chrono::Duration::hours(2),
+        };
+        target.put(&data[..], &meta).unwrap().key()
+    };
+    let o = h.agent(&["reconcile-tier2", "--grace", "0s", "--output", "json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["refs"], files.len() as u64 + 1, "{rep}");
+    assert_eq!(rep["live"], files.len() as u64, "every stub's sidecar is live: {rep}");
+    assert_eq!(
+        (rep["refs_deleted"].as_u64(), rep["objects_deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
+    assert!(matches!(target.verify(&orphan), Err(alto_tier2::Tier2Error::NotFound(_))));
+    for f in stubs.iter().step_by(50) {
+        assert!(matches!(check(&target, f), Now::Stub(_)), "a live object survived");
+    }
+
     // Recall a sample and every file over 1 MiB.
     let mut sample: Vec<Orig> = stubs.iter().filter(|f| f.size > MIB as u64).cloned().collect();
     let big = sample.len();
