@@ -9,9 +9,11 @@
 
 mod error;
 mod planning;
+mod storage;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use planning::*;
+pub use storage::*;
 
 use alto_model::Role;
 use chrono::{DateTime, Utc};

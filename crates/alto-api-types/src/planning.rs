@@ -1,5 +1,5 @@
-//! Rules, previews and explanations, planner settings, plans, tiering jobs, storage targets,
-//! tags and host groups.
+//! Rules, previews and explanations, planner settings, plans, tiering jobs, tags and host
+//! groups (storage targets: `storage.rs`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -285,25 +285,6 @@ pub struct JobFile {
     pub state: String,
     pub attempts: i32,
     pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StorageTarget {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: String,
-    /// `directory`, `smb`, `s3` or `azure`.
-    pub kind: String,
-    pub location: String,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateStorageTarget {
-    pub name: String,
-    pub kind: String,
-    pub location: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

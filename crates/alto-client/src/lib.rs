@@ -610,6 +610,35 @@ impl Client {
         self.delete(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}")).await
     }
 
+    /// `PUT`: replaces kind, location and config (secrets left out or `"***"` are kept).
+    pub async fn replace_storage_target(
+        &self,
+        tenant: Uuid,
+        target: Uuid,
+        req: &api::ReplaceStorageTarget,
+    ) -> Result<api::StorageTarget> {
+        self.put(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}"), req).await
+    }
+
+    /// `PATCH`: changes only what is given; `config` is merged key by key.
+    pub async fn update_storage_target(
+        &self,
+        tenant: Uuid,
+        target: Uuid,
+        req: &api::UpdateStorageTarget,
+    ) -> Result<api::StorageTarget> {
+        self.patch(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}"), req).await
+    }
+
+    /// Checks the target from the server; a failed check is `Ok` with `ok: false`.
+    pub async fn test_storage_target(
+        &self,
+        tenant: Uuid,
+        target: Uuid,
+    ) -> Result<api::StorageTestResult> {
+        self.post_empty(&format!("/api/v1/tenants/{tenant}/storage-targets/{target}/test")).await
+    }
+
     // --- Tags ------------------------------------------------------------------------------
 
     /// Path tags; with `host`, only those that apply to it.

@@ -16,6 +16,7 @@ mod meta;
 mod plans;
 mod rules;
 mod scans;
+mod storage;
 mod tenants;
 mod users;
 
@@ -115,11 +116,18 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{tenant_id}/jobs/{job_id}/retry", post(plans::job_retry))
         .route(
             "/tenants/{tenant_id}/storage-targets",
-            get(plans::targets_list).post(plans::targets_create),
+            get(storage::targets_list).post(storage::targets_create),
         )
         .route(
             "/tenants/{tenant_id}/storage-targets/{target_id}",
-            get(plans::targets_get).delete(plans::targets_delete),
+            get(storage::targets_get)
+                .put(storage::targets_replace)
+                .patch(storage::targets_update)
+                .delete(storage::targets_delete),
+        )
+        .route(
+            "/tenants/{tenant_id}/storage-targets/{target_id}/test",
+            post(storage::targets_test),
         )
         .route("/tenants/{tenant_id}/tags", get(plans::tags_list).post(plans::tags_create))
         .route("/tenants/{tenant_id}/tags/{tag_id}", axum::routing::delete(plans::tags_delete))
@@ -242,7 +250,9 @@ async fn openapi_json() -> impl IntoResponse {
         rules::get_settings, rules::put_settings,
         plans::run, plans::list, plans::get, plans::release, plans::jobs_list, plans::job_get,
         plans::job_files, plans::job_document, plans::job_cancel, plans::job_retry,
-        plans::targets_list, plans::targets_create, plans::targets_get, plans::targets_delete,
+        storage::targets_list, storage::targets_create, storage::targets_get,
+        storage::targets_replace, storage::targets_update, storage::targets_delete,
+        storage::targets_test,
         plans::tags_list, plans::tags_create, plans::tags_delete, plans::host_groups,
         audit::list, audit::verify, audit::list_platform, audit::verify_platform,
         events::subscribe,

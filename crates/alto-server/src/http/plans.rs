@@ -1,9 +1,9 @@
-//! Planning runs, tiering jobs (list, inspect, cancel, retry), storage targets, path tags
-//! and host groups.
+//! Planning runs, tiering jobs (list, inspect, cancel, retry), path tags and host groups
+//! (storage targets: `storage.rs`).
 
 use alto_api_types::{
-    CountBytes, CreateStorageTarget, CreateTag, ErrorCode, Host, Job, JobEstimates, JobFile, Page,
-    PathTagEntry, Plan, PlanStats, RunPlan, SetHostGroups, StorageTarget,
+    CountBytes, CreateTag, ErrorCode, Host, Job, JobEstimates, JobFile, Page, PathTagEntry, Plan,
+    PlanStats, RunPlan, SetHostGroups,
 };
 use alto_db::{jobs, planner as pdb, storage};
 use alto_model::{CustomerId, Permission};
@@ -471,137 +471,6 @@ async fn job_transition(
     let j = job_with_counts(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(j))
-}
-
-// --- Storage targets --------------------------------------------------------------------------
-
-fn target_api(t: storage::TargetRow) -> StorageTarget {
-    StorageTarget {
-        id: t.id,
-        tenant_id: t.customer_id,
-        name: t.name,
-        kind: t.kind,
-        location: t.location,
-        created_at: t.created_at,
-    }
-}
-
-/// The tenant's storage targets (every tenant has `default`, its local tier-2 directory).
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
-    params(("tenant_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<StorageTarget>), (status = 404, body = Err)))]
-pub(super) async fn targets_list(
-    State(state): State<AppState>,
-    by: User,
-    ApiPath(t): ApiPath<Uuid>,
-) -> ApiResult<Json<Vec<StorageTarget>>> {
-    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
-    let mut tx = state.db.begin(ctx).await?;
-    let rows = storage::list_targets(&mut tx, t).await?;
-    tx.commit().await?;
-    Ok(Json(rows.into_iter().map(target_api).collect()))
-}
-
-/// Names a new storage target.
-#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
-    params(("tenant_id" = Uuid, Path)), request_body = CreateStorageTarget,
-    responses((status = 201, body = StorageTarget), (status = 400, body = Err), (status = 409, body = Err)))]
-pub(super) async fn targets_create(
-    State(state): State<AppState>,
-    by: User,
-    ApiPath(t): ApiPath<Uuid>,
-    ApiJson(req): ApiJson<CreateStorageTarget>,
-) -> ApiResult<(StatusCode, Json<StorageTarget>)> {
-    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
-    alto_model::validate::hostname(&req.name)
-        .map_err(|_| ApiError::validation("name must be 1–63 letters, digits, `.`, `-`, `_`"))?;
-    if !["directory", "smb", "s3", "azure"].contains(&req.kind.as_str()) {
-        return Err(ApiError::validation("kind must be directory, smb, s3 or azure"));
-    }
-    if req.location.trim().is_empty() || req.location.len() > 1024 || req.location.contains('\0') {
-        return Err(ApiError::validation("location must be 1–1024 bytes without NUL"));
-    }
-    let now = state.now();
-    let mut tx = state.db.begin(ctx).await?;
-    alto_db::tenants::get(&mut tx, t).await?;
-    let row = storage::create_target(
-        &mut tx,
-        Uuid::now_v7(),
-        t,
-        &req.name,
-        &req.kind,
-        &req.location,
-        &serde_json::json!({}),
-        now,
-    )
-    .await
-    .map_err(|e| match e {
-        alto_db::DbError::Conflict { .. } => {
-            ApiError::new(ErrorCode::Conflict, "a storage target with this name already exists")
-        }
-        other => other.into(),
-    })?;
-    let e = audit::entry(
-        &state,
-        Some(CustomerId(t)),
-        &by.actor(),
-        "storage_target.create",
-        Some(("storage_target", row.id.to_string())),
-        "success",
-        serde_json::json!({ "name": req.name, "kind": req.kind, "location": req.location }),
-    );
-    audit::record(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(target_api(row))))
-}
-
-/// One storage target.
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
-    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
-    responses((status = 200, body = StorageTarget), (status = 404, body = Err)))]
-pub(super) async fn targets_get(
-    State(state): State<AppState>,
-    by: User,
-    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<StorageTarget>> {
-    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
-    let mut tx = state.db.begin(ctx).await?;
-    let row = storage::get_target(&mut tx, id).await?;
-    tx.commit().await?;
-    Ok(Json(target_api(row)))
-}
-
-/// Removes a storage target no rule uses.
-#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
-    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
-    responses((status = 200, body = StorageTarget), (status = 404, body = Err), (status = 409, body = Err)))]
-pub(super) async fn targets_delete(
-    State(state): State<AppState>,
-    by: User,
-    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<StorageTarget>> {
-    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
-    let mut tx = state.db.begin(ctx).await?;
-    let row = storage::get_target(&mut tx, id).await?;
-    let users = storage::delete_target(&mut tx, &row).await?;
-    if !users.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("rules still tier to `{}`: {}", row.name, users.join(", ")),
-        ));
-    }
-    let e = audit::entry(
-        &state,
-        Some(CustomerId(t)),
-        &by.actor(),
-        "storage_target.delete",
-        Some(("storage_target", id.to_string())),
-        "success",
-        serde_json::json!({ "name": row.name }),
-    );
-    audit::record(&mut tx, &e).await?;
-    tx.commit().await?;
-    Ok(Json(target_api(row)))
 }
 
 // --- Tags and host groups ---------------------------------------------------------------------

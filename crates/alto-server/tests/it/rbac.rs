@@ -23,7 +23,7 @@ struct Op {
     body: Option<serde_json::Value>,
 }
 
-fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
+fn ops(t: Uuid, host: Uuid, target: Uuid, n: usize) -> Vec<Op> {
     let op = |name, method, path: String, body| Op { name, method, path, body };
     vec![
         op("tenant.get", Method::GET, format!("/api/v1/tenants/{t}"), None),
@@ -119,6 +119,24 @@ fn ops(t: Uuid, host: Uuid, n: usize) -> Vec<Op> {
                 serde_json::json!({"name": format!("s-{n}"), "kind": "directory", "location": "/mnt/t2"}),
             ),
         ),
+        op(
+            "storage.get",
+            Method::GET,
+            format!("/api/v1/tenants/{t}/storage-targets/{target}"),
+            None,
+        ),
+        op(
+            "storage.update",
+            Method::PATCH,
+            format!("/api/v1/tenants/{t}/storage-targets/{target}"),
+            Some(serde_json::json!({"config": {}})),
+        ),
+        op(
+            "storage.test",
+            Method::POST,
+            format!("/api/v1/tenants/{t}/storage-targets/{target}/test"),
+            None,
+        ),
         op("platform.users", Method::GET, "/api/v1/platform/users".into(), None),
         op("platform.audit", Method::GET, "/api/v1/platform/audit".into(), None),
     ]
@@ -138,11 +156,13 @@ fn expected(name: &str) -> [Want; 7] {
             [Allow, Allow, Deny, Deny, Deny, Deny, Deny]
         }
         "audit.list" | "audit.verify" => [Allow, Allow, Deny, Allow, Deny, Allow, Deny],
-        "rules.list" | "rules.preview" | "jobs.list" | "storage.list" => [Allow; 7],
+        "rules.list" | "rules.preview" | "jobs.list" | "storage.list" | "storage.get" => [Allow; 7],
         "rules.create" | "tags.create" | "plans.run" => {
             [Allow, Allow, Allow, Deny, Deny, Deny, Deny]
         }
-        "storage.create" => [Allow, Allow, Deny, Deny, Deny, Deny, Deny],
+        "storage.create" | "storage.update" | "storage.test" => {
+            [Allow, Allow, Deny, Deny, Deny, Deny, Deny]
+        }
         "platform.users" => [Allow, Deny, Deny, Deny, Deny, Allow, Allow],
         "platform.audit" => [Allow, Deny, Deny, Deny, Deny, Allow, Deny],
         other => panic!("no expectation for {other}"),
@@ -183,13 +203,15 @@ async fn every_role_gets_exactly_the_documented_permissions() {
     let t = app.new_tenant("Acme").await;
     let (host, _) = app.enrolled_host(&t, "fs1").await;
     let who = principals(&app, &t).await;
+    let targets = t.admin.list_storage_targets(t.id).await.unwrap();
+    let target = targets.iter().find(|x| x.name == "default").unwrap().id;
     let mut failures = Vec::new();
     let mut n = 0;
     for (i, (role, client)) in who.iter().enumerate() {
-        for op in ops(t.id, host, 0) {
+        for op in ops(t.id, host, target, 0) {
             n += 1;
             // Re-number bodies so allowed creates never collide.
-            let op = ops(t.id, host, n).into_iter().find(|o| o.name == op.name).unwrap();
+            let op = ops(t.id, host, target, n).into_iter().find(|o| o.name == op.name).unwrap();
             let mut rb = client.request(op.method.clone(), &op.path);
             if let Some(b) = &op.body {
                 rb = rb.json(b);

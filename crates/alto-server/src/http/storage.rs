@@ -1,0 +1,911 @@
+//! Storage targets: the named tier-2 locations rules tier to (directory, S3, Azure Blob,
+//! SMB), their validated settings, and checks that reach the target from the server.
+//!
+//! **Secrets never leave the server:** every response and audit entry shows `config`
+//! through [`TargetSpec::redacted_config`]; check errors are `alto_tier2` errors (which never
+//! contain secrets) with any secret value scrubbed again. `config` is stored as given (not
+//! encrypted at rest).
+//!
+//! Changes are refused while something depends on them: the kind while rules, unfinished
+//! tiering jobs or live stubs use the target; the location while unfinished jobs or live
+//! stubs do (their objects are at the old one); deletion while any of them does. Credentials
+//! and other config can always change. The name never changes (rules and the stub registry
+//! refer to it).
+
+use std::time::{Duration, Instant};
+
+use alto_api_types::{
+    CreateStorageTarget, ErrorCode, ReplaceStorageTarget, StorageCheckCode, StorageCheckError,
+    StorageCheckStatus, StorageHealth, StorageTarget, StorageTestResult, StorageUsage,
+    UpdateStorageTarget, REDACTED,
+};
+use alto_db::storage::{self, CheckRecord, TargetRow};
+use alto_model::{CustomerId, Permission};
+use alto_tier2::{OpenOptions, Target, TargetKind, TargetSpec, Tier2Error};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath};
+use crate::audit;
+use crate::auth::User;
+use crate::state::AppState;
+
+type Err = alto_api_types::ErrorBody;
+
+const KINDS: [&str; 4] = ["directory", "smb", "s3", "azure"];
+/// Longest check (connect, probe, count usage); capped below the HTTP request timeout.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_CONFIG_BYTES: usize = 16 * 1024;
+
+// --- Settings -------------------------------------------------------------------------------
+
+/// Whether `key` is a secret, as `alto_tier2` decides for redaction (so the two never
+/// disagree).
+fn is_secret(key: &str) -> bool {
+    let mut m = Map::new();
+    m.insert(key.to_owned(), Value::String("x".into()));
+    let probe = TargetSpec::new(TargetKind::S3, "", Value::Object(m));
+    probe.redacted_config()[key] == REDACTED
+}
+
+fn redact(kind: &str, location: &str, config: &Value) -> Value {
+    let kind = parse_kind(kind).unwrap_or(TargetKind::S3);
+    TargetSpec::new(kind, location, config.clone()).redacted_config()
+}
+
+fn parse_kind(kind: &str) -> Option<TargetKind> {
+    serde_json::from_value(Value::String(kind.to_owned())).ok()
+}
+
+#[derive(Clone, Copy)]
+enum Ty {
+    Str,
+    Bool,
+}
+
+/// The value types of each kind's config fields (`alto_tier2::{S3,Azure,Smb}Config`), to name
+/// a mistyped field without echoing its value (which could be a secret).
+fn field_types(kind: TargetKind) -> &'static [(&'static str, Ty)] {
+    use Ty::{Bool, Str};
+    match kind {
+        TargetKind::Directory => &[],
+        TargetKind::S3 => &[
+            ("endpoint", Str),
+            ("region", Str),
+            ("access_key_id", Str),
+            ("secret_access_key", Str),
+            ("allow_http", Bool),
+            ("path_style", Bool),
+        ],
+        TargetKind::Azure => &[
+            ("account", Str),
+            ("access_key", Str),
+            ("endpoint", Str),
+            ("use_emulator", Bool),
+            ("allow_http", Bool),
+        ],
+        TargetKind::Smb => &[("username", Str), ("password", Str), ("workgroup", Str)],
+    }
+}
+
+/// Checks kind, location and config without connecting; `validation_failed` names the
+/// field at fault.
+fn validate(kind: &str, location: &str, config: &Value) -> Result<TargetSpec, ApiError> {
+    let Some(k) = parse_kind(kind).filter(|_| KINDS.contains(&kind)) else {
+        return Err(ApiError::validation("kind must be directory, smb, s3 or azure"));
+    };
+    if location.trim().is_empty() || location.len() > 1024 || location.chars().any(char::is_control)
+    {
+        return Err(ApiError::validation(
+            "location must be 1–1024 bytes without control characters",
+        ));
+    }
+    let Some(map) = config.as_object() else {
+        return Err(ApiError::validation("config must be a JSON object"));
+    };
+    if serde_json::to_vec(config).map_or(usize::MAX, |v| v.len()) > MAX_CONFIG_BYTES {
+        return Err(ApiError::validation("config must be at most 16 KiB"));
+    }
+    let types = field_types(k);
+    for (key, v) in map {
+        if k == TargetKind::Directory {
+            return Err(ApiError::validation(format!(
+                "config.{key}: a directory target takes no config (use {{}})"
+            )));
+        }
+        let Some((_, ty)) = types.iter().find(|(n, _)| n == key) else {
+            let known: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
+            return Err(ApiError::validation(format!(
+                "config.{key}: unknown field for a {k} target (known: {})",
+                known.join(", ")
+            )));
+        };
+        let ok = match ty {
+            Ty::Str => v.as_str().is_some_and(|s| !s.is_empty() && !s.contains('\0')),
+            Ty::Bool => v.is_boolean(),
+        };
+        if !ok {
+            let what = match ty {
+                Ty::Str => "a non-empty string",
+                Ty::Bool => "true or false",
+            };
+            return Err(ApiError::validation(format!("config.{key} must be {what}")));
+        }
+        if is_secret(key) && v.as_str() == Some(REDACTED) {
+            return Err(ApiError::validation(format!(
+                "config.{key}: \"{REDACTED}\" stands for a stored secret, and there is none to \
+                 keep: send the secret itself"
+            )));
+        }
+    }
+    if let Some(ep) = map.get("endpoint").and_then(Value::as_str) {
+        let http = ep.starts_with("http://");
+        if !http && !ep.starts_with("https://") {
+            return Err(ApiError::validation("config.endpoint must be an http:// or https:// URL"));
+        }
+        let allow = map.get("allow_http").and_then(Value::as_bool).unwrap_or(false);
+        if http && !allow {
+            return Err(ApiError::validation(
+                "config.allow_http must be true for an http:// endpoint",
+            ));
+        }
+    }
+    if k == TargetKind::Directory && !location.starts_with('/') && location.contains("..") {
+        return Err(ApiError::validation("location: a relative directory must not contain `..`"));
+    }
+    let spec = TargetSpec::new(k, location, config.clone());
+    spec.validate().map_err(|e| ApiError::validation(describe_config_error(k, &e)))?;
+    Ok(spec)
+}
+
+/// `alto_tier2`'s configuration error, said in terms of the request's fields.
+fn describe_config_error(kind: TargetKind, e: &Tier2Error) -> String {
+    let msg = match e {
+        Tier2Error::Config(m) => m.clone(),
+        other => other.to_string(),
+    };
+    if let Some(field) = between(&msg, "missing field `", "`") {
+        return format!("config.{field} is required for a {kind} target");
+    }
+    if let Some(field) = between(&msg, "unknown field `", "`") {
+        return format!("config.{field}: unknown field for a {kind} target");
+    }
+    if msg.contains("location") || msg.contains("prefix") || msg.contains("absolute") {
+        return format!("location: {msg}");
+    }
+    format!("config: {msg}")
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &s[s.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
+}
+
+/// The config to store for an update: secrets that are absent or `"***"` keep the stored
+/// value when the kind stays the same.
+fn keep_secrets(new: &mut Value, old: &TargetRow, same_kind: bool) {
+    let (Some(new), Some(old)) = (new.as_object_mut(), old.config.as_object()) else {
+        return;
+    };
+    if !same_kind {
+        return;
+    }
+    for (key, stored) in old {
+        if !is_secret(key) {
+            continue;
+        }
+        match new.get(key) {
+            None => {
+                new.insert(key.clone(), stored.clone());
+            }
+            Some(Value::String(s)) if s == REDACTED => {
+                new.insert(key.clone(), stored.clone());
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// `patch` merged into `base` key by key; `null` removes a key.
+fn merge(base: &Value, patch: &Value) -> Result<Value, ApiError> {
+    let Some(p) = patch.as_object() else {
+        return Err(ApiError::validation("config must be a JSON object"));
+    };
+    let mut out = base.as_object().cloned().unwrap_or_default();
+    for (k, v) in p {
+        if v.is_null() {
+            out.remove(k);
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+// --- Responses ------------------------------------------------------------------------------
+
+fn check_error(v: &Value) -> Option<StorageCheckError> {
+    serde_json::from_value(v.clone()).ok().or_else(|| {
+        Some(StorageCheckError {
+            code: StorageCheckCode::StorageError,
+            message: v["message"].as_str().unwrap_or_default().to_owned(),
+        })
+    })
+}
+
+fn usage_of(v: Option<&Value>, at: Option<DateTime<Utc>>) -> Option<StorageUsage> {
+    let (v, at) = (v?, at?);
+    Some(StorageUsage {
+        objects: v["objects"].as_i64()?,
+        bytes: v["bytes"].as_i64()?,
+        measured_at: at,
+    })
+}
+
+fn health_of(t: &TargetRow) -> Option<StorageHealth> {
+    let status = match t.last_check_status.as_deref()? {
+        "ok" => StorageCheckStatus::Ok,
+        "unchecked" => StorageCheckStatus::Unchecked,
+        _ => StorageCheckStatus::Failed,
+    };
+    Some(StorageHealth {
+        status,
+        ok: status == StorageCheckStatus::Ok,
+        checked_at: t.last_check_at?,
+        latency_ms: t.last_check_latency_ms,
+        error: t.last_check_error.as_ref().and_then(check_error),
+        usage: usage_of(t.last_usage.as_ref(), t.last_usage_at),
+    })
+}
+
+fn target_api(t: TargetRow) -> StorageTarget {
+    let health = health_of(&t);
+    StorageTarget {
+        id: t.id,
+        tenant_id: t.customer_id,
+        config: redact(&t.kind, &t.location, &t.config),
+        name: t.name,
+        kind: t.kind,
+        location: t.location,
+        created_at: t.created_at,
+        updated_at: Some(t.updated_at),
+        health,
+    }
+}
+
+/// What an audit entry says about settings (secrets redacted).
+fn settings_json(kind: &str, location: &str, config: &Value) -> Value {
+    serde_json::json!({ "kind": kind, "location": location,
+                        "config": redact(kind, location, config) })
+}
+
+fn users_message(name: &str, what: &str, u: &storage::TargetUsers) -> String {
+    let mut parts = Vec::new();
+    if !u.rules.is_empty() {
+        parts.push(format!("rules {}", u.rules.join(", ")));
+    }
+    if u.open_jobs > 0 {
+        parts.push(format!("{} unfinished tiering job(s)", u.open_jobs));
+    }
+    if u.live_stubs > 0 {
+        parts.push(format!("{} live stub(s) whose objects are on it", u.live_stubs));
+    }
+    format!("cannot {what} `{name}` while {} use it", parts.join(", "))
+}
+
+fn conflict_db(e: alto_db::DbError) -> ApiError {
+    match e {
+        alto_db::DbError::Conflict { .. } => {
+            ApiError::new(ErrorCode::Conflict, "a storage target with this name already exists")
+        }
+        other => other.into(),
+    }
+}
+
+// --- Handlers -------------------------------------------------------------------------------
+
+/// The tenant's storage targets (every tenant has `default`, its local tier-2 directory),
+/// with secrets redacted and the last check as `health`.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
+    params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = Vec<StorageTarget>), (status = 404, body = Err)))]
+pub(super) async fn targets_list(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+) -> ApiResult<Json<Vec<StorageTarget>>> {
+    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let rows = storage::list_targets(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(Json(rows.into_iter().map(target_api).collect()))
+}
+
+/// Creates a storage target. `kind`, `location` and `config` are validated without
+/// connecting (`POST …/test` connects); unknown kinds and config fields are refused.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/storage-targets", tag = "storage",
+    params(("tenant_id" = Uuid, Path)), request_body = CreateStorageTarget,
+    responses((status = 201, body = StorageTarget), (status = 400, body = Err),
+        (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_create(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath(t): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<CreateStorageTarget>,
+) -> ApiResult<(StatusCode, Json<StorageTarget>)> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    alto_model::validate::hostname(&req.name)
+        .map_err(|_| ApiError::validation("name must be 1–63 letters, digits, `.`, `-`, `_`"))?;
+    validate(&req.kind, &req.location, &req.config)?;
+    let now = state.now();
+    let mut tx = state.db.begin(ctx).await?;
+    alto_db::tenants::get(&mut tx, t).await?;
+    let row = storage::create_target(
+        &mut tx,
+        Uuid::now_v7(),
+        t,
+        &req.name,
+        &req.kind,
+        &req.location,
+        &req.config,
+        now,
+    )
+    .await
+    .map_err(conflict_db)?;
+    let mut details = settings_json(&row.kind, &row.location, &row.config);
+    details["name"] = Value::String(row.name.clone());
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "storage_target.create",
+        Some(("storage_target", row.id.to_string())),
+        "success",
+        details,
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(target_api(row))))
+}
+
+/// One storage target, with secrets redacted and the last check as `health`.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
+    responses((status = 200, body = StorageTarget), (status = 404, body = Err)))]
+pub(super) async fn targets_get(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageRead, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::get_target_of(&mut tx, t, id, false).await?;
+    tx.commit().await?;
+    Ok(Json(target_api(row)))
+}
+
+/// Replaces a target's settings (`kind`, `location`, `config`). A secret left out of
+/// `config` or sent as `"***"` keeps the stored one (same kind only). The kind cannot change
+/// while rules, unfinished jobs or live stubs use the target, nor the location while
+/// unfinished jobs or live stubs do (`409`). Clears `health` when the settings change.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)), request_body = ReplaceStorageTarget,
+    responses((status = 200, body = StorageTarget), (status = 400, body = Err),
+        (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_replace(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(req): ApiJson<ReplaceStorageTarget>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let old = storage::get_target_of(&mut tx, t, id, true).await?;
+    let mut config = req.config;
+    if !config.is_object() {
+        return Err(ApiError::validation("config must be a JSON object"));
+    }
+    keep_secrets(&mut config, &old, req.kind == old.kind);
+    let row = apply_update(&state, &by, tx, old, req.kind, req.location, config).await?;
+    Ok(Json(target_api(row)))
+}
+
+/// Changes some of a target's settings: only the fields given; `config` is merged key by
+/// key (`null` removes a key, `"***"` keeps a stored secret). Same refusals as `PUT`.
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)), request_body = UpdateStorageTarget,
+    responses((status = 200, body = StorageTarget), (status = 400, body = Err),
+        (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_update(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(req): ApiJson<UpdateStorageTarget>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let old = storage::get_target_of(&mut tx, t, id, true).await?;
+    let kind = req.kind.unwrap_or_else(|| old.kind.clone());
+    let location = req.location.unwrap_or_else(|| old.location.clone());
+    let same_kind = kind == old.kind;
+    // Another kind starts from an empty config: the old fields mean nothing there.
+    let base = if same_kind { old.config.clone() } else { Value::Object(Map::new()) };
+    let mut config = match &req.config {
+        Some(p) => merge(&base, p)?,
+        None => base,
+    };
+    keep_secrets(&mut config, &old, same_kind);
+    let row = apply_update(&state, &by, tx, old, kind, location, config).await?;
+    Ok(Json(target_api(row)))
+}
+
+async fn apply_update(
+    state: &AppState,
+    by: &User,
+    mut tx: alto_db::Tx,
+    old: TargetRow,
+    kind: String,
+    location: String,
+    config: Value,
+) -> ApiResult<TargetRow> {
+    validate(&kind, &location, &config)?;
+    let kind_changed = kind != old.kind;
+    let location_changed = location != old.location;
+    if kind_changed || location_changed {
+        let users = storage::target_users(&mut tx, &old).await?;
+        if kind_changed && !users.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                users_message(&old.name, "change the kind of", &users),
+            ));
+        }
+        if location_changed && (users.open_jobs > 0 || users.live_stubs > 0) {
+            let users = storage::TargetUsers { rules: Vec::new(), ..users };
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                users_message(&old.name, "change the location of", &users),
+            ));
+        }
+    }
+    let secrets_changed: Vec<&String> = config
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| is_secret(k) && old.config.get(k.as_str()) != Some(*v))
+        .map(|(k, _)| k)
+        .chain(
+            old.config
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| is_secret(k) && config.get(k.as_str()).is_none())
+                .map(|(k, _)| k),
+        )
+        .collect();
+    let details = serde_json::json!({
+        "name": old.name,
+        "before": settings_json(&old.kind, &old.location, &old.config),
+        "after": settings_json(&kind, &location, &config),
+        "secrets_changed": secrets_changed,
+    });
+    let now = state.now();
+    let row = storage::update_target(&mut tx, old.id, &kind, &location, &config, now).await?;
+    let e = audit::entry(
+        state,
+        Some(CustomerId(old.customer_id)),
+        &by.actor(),
+        "storage_target.update",
+        Some(("storage_target", old.id.to_string())),
+        "success",
+        details,
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Removes a storage target; refused (`409`) while rules, unfinished tiering jobs or live
+/// stubs use it.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
+    responses((status = 200, body = StorageTarget), (status = 404, body = Err), (status = 409, body = Err)))]
+pub(super) async fn targets_delete(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<StorageTarget>> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::get_target_of(&mut tx, t, id, true).await?;
+    let users = storage::target_users(&mut tx, &row).await?;
+    if !users.is_empty() {
+        return Err(ApiError::new(ErrorCode::Conflict, users_message(&row.name, "delete", &users)));
+    }
+    storage::delete_target(&mut tx, id).await?;
+    let mut details = settings_json(&row.kind, &row.location, &row.config);
+    details["name"] = Value::String(row.name.clone());
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "storage_target.delete",
+        Some(("storage_target", id.to_string())),
+        "success",
+        details,
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(target_api(row)))
+}
+
+/// Checks the target from the server: opens it for this tenant, writes and deletes a probe
+/// object (`health`), then counts the tenant's objects (`usage`), within a time limit. A
+/// `directory` location the server does not see (relative, or not mounted here) answers
+/// `unchecked`: agents check it when they run jobs. The answer is `200` whatever the
+/// outcome (`ok`, `status`, `error`); it is stored as the target's `health` unless the
+/// settings changed meanwhile. The server must be able to reach the target's network
+/// address.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/storage-targets/{target_id}/test", tag = "storage",
+    params(("tenant_id" = Uuid, Path), ("target_id" = Uuid, Path)),
+    responses((status = 200, body = StorageTestResult), (status = 404, body = Err)))]
+pub(super) async fn targets_test(
+    State(state): State<AppState>,
+    by: User,
+    ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<StorageTestResult>> {
+    let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
+    let mut tx = state.db.begin(ctx).await?;
+    let row = storage::get_target_of(&mut tx, t, id, false).await?;
+    tx.commit().await?;
+
+    let limit = CHECK_TIMEOUT
+        .min(state.config.http.request_timeout.saturating_sub(Duration::from_secs(5)))
+        .max(Duration::from_secs(1));
+    let checked_at = state.now();
+    let outcome = check(&row, CustomerId(t), limit).await;
+    let usage = outcome.usage.map(|(objects, bytes)| StorageUsage {
+        objects: i64::try_from(objects).unwrap_or(i64::MAX),
+        bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+        measured_at: checked_at,
+    });
+    let error = outcome
+        .error
+        .map(|(code, message)| StorageCheckError { code, message: scrub(&message, &row.config) });
+    let record = CheckRecord {
+        at: checked_at,
+        status: outcome.status.as_str().to_owned(),
+        latency_ms: outcome.latency_ms,
+        error: error.as_ref().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        usage: usage.map(|u| serde_json::json!({ "objects": u.objects, "bytes": u.bytes })),
+    };
+    let mut tx = state.db.begin(ctx).await?;
+    let recorded = storage::record_check(&mut tx, &row, &record).await?;
+    let e = audit::entry(
+        &state,
+        Some(CustomerId(t)),
+        &by.actor(),
+        "storage_target.test",
+        Some(("storage_target", id.to_string())),
+        if outcome.status == StorageCheckStatus::Failed { "failure" } else { "success" },
+        serde_json::json!({
+            "name": row.name,
+            "kind": row.kind,
+            "location": row.location,
+            "status": outcome.status,
+            "latency_ms": outcome.latency_ms,
+            "error": error,
+            "usage": usage,
+        }),
+    );
+    audit::record(&mut tx, &e).await?;
+    tx.commit().await?;
+    Ok(Json(StorageTestResult {
+        target_id: row.id,
+        name: row.name,
+        status: outcome.status,
+        ok: outcome.status == StorageCheckStatus::Ok,
+        checked_at,
+        latency_ms: outcome.latency_ms,
+        error,
+        usage,
+        recorded,
+    }))
+}
+
+// --- The check ------------------------------------------------------------------------------
+
+struct Outcome {
+    status: StorageCheckStatus,
+    latency_ms: Option<i64>,
+    error: Option<(StorageCheckCode, String)>,
+    usage: Option<(u64, u64)>,
+}
+
+impl Outcome {
+    fn failed(code: StorageCheckCode, message: impl Into<String>, latency: Option<i64>) -> Self {
+        Outcome {
+            status: StorageCheckStatus::Failed,
+            latency_ms: latency,
+            error: Some((code, message.into())),
+            usage: None,
+        }
+    }
+}
+
+enum Probe {
+    Unchecked(String),
+    Opened(Target),
+}
+
+/// Opens the target and probes it, then counts usage, on blocking threads within `limit`.
+async fn check(row: &TargetRow, customer: CustomerId, limit: Duration) -> Outcome {
+    let spec = match (parse_kind(&row.kind), row.config.is_object()) {
+        (Some(kind), true) => TargetSpec::new(kind, row.location.clone(), row.config.clone()),
+        _ => {
+            return Outcome::failed(
+                StorageCheckCode::InvalidConfig,
+                "the stored kind or config is not usable",
+                None,
+            )
+        }
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let start = Instant::now();
+    let opts = OpenOptions {
+        // Nothing the check starts outlives it by much, even if we stop waiting.
+        request_timeout: limit,
+        connect_timeout: limit.min(Duration::from_secs(10)),
+        ..OpenOptions::default()
+    };
+    let probe = tokio::task::spawn_blocking(move || -> Result<Probe, Tier2Error> {
+        if spec.kind == TargetKind::Directory {
+            let p = std::path::Path::new(&spec.location);
+            if !p.is_absolute() {
+                return Ok(Probe::Unchecked(format!(
+                    "{:?} is relative to each agent's tier-2 base directory; the server cannot \
+                     check it, agents check it when they run jobs",
+                    spec.location
+                )));
+            }
+            if !p.is_dir() {
+                return Ok(Probe::Unchecked(format!(
+                    "{:?} is not a directory on the server (it may exist only on the hosts); \
+                     agents check it when they run jobs",
+                    spec.location
+                )));
+            }
+        }
+        let target = Target::open(&spec, customer, &opts)?;
+        target.health()?;
+        Ok(Probe::Opened(target))
+    });
+    let probe = tokio::time::timeout_at(deadline, probe).await;
+    let latency = Some(i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX));
+    let target = match probe {
+        Err(_) => {
+            return Outcome::failed(
+                StorageCheckCode::Timeout,
+                format!("no answer within {} s", limit.as_secs()),
+                latency,
+            )
+        }
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "storage check panicked");
+            return Outcome::failed(StorageCheckCode::StorageError, "the check failed", latency);
+        }
+        Ok(Ok(Err(e))) => {
+            let (code, msg) = classify(&e);
+            return Outcome::failed(code, msg, latency);
+        }
+        Ok(Ok(Ok(Probe::Unchecked(msg)))) => {
+            return Outcome {
+                status: StorageCheckStatus::Unchecked,
+                latency_ms: None,
+                error: Some((StorageCheckCode::NotCheckable, msg)),
+                usage: None,
+            }
+        }
+        Ok(Ok(Ok(Probe::Opened(t)))) => t,
+    };
+    let usage = tokio::task::spawn_blocking(move || target.usage());
+    let usage = match tokio::time::timeout_at(deadline, usage).await {
+        Ok(Ok(Ok(u))) => Some((u.objects, u.bytes)),
+        // Counting a large target may take longer than the check: health is still good.
+        Err(_) => None,
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "storage usage panicked");
+            None
+        }
+        Ok(Ok(Err(e))) => {
+            let (code, msg) = classify(&e);
+            return Outcome::failed(code, format!("counting objects: {msg}"), latency);
+        }
+    };
+    Outcome { status: StorageCheckStatus::Ok, latency_ms: latency, error: None, usage }
+}
+
+/// A stable code for a tier-2 error, and its message.
+fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
+    use std::io::ErrorKind;
+    let msg = e.to_string();
+    let code = match e {
+        Tier2Error::Config(_) => StorageCheckCode::InvalidConfig,
+        Tier2Error::Io { source, .. } => match source.kind() {
+            ErrorKind::NotFound => StorageCheckCode::NotFound,
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                StorageCheckCode::AccessDenied
+            }
+            ErrorKind::TimedOut => StorageCheckCode::Timeout,
+            _ => StorageCheckCode::StorageError,
+        },
+        Tier2Error::Unavailable { reason, .. } => classify_reason(reason),
+        _ => StorageCheckCode::StorageError,
+    };
+    (code, msg)
+}
+
+/// What a remote backend's failure text says (HTTP statuses and S3/Azure error codes from
+/// object_store, NT status names and errno texts from libsmbclient).
+fn classify_reason(reason: &str) -> StorageCheckCode {
+    let r = reason.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| r.contains(w));
+    if any(&[
+        "status code: 401",
+        "status code: 403",
+        "401 unauthorized",
+        "forbidden",
+        "accessdenied",
+        "access denied",
+        "invalidaccesskeyid",
+        "signaturedoesnotmatch",
+        "authenticationfailed",
+        "authorizationfailure",
+        "logon_failure",
+        "logon failure",
+        "permission denied",
+        "access_denied",
+        "unauthorized",
+    ]) {
+        StorageCheckCode::AccessDenied
+    } else if any(&[
+        "nosuchbucket",
+        "containernotfound",
+        "bad_network_name",
+        "no such file",
+        "not found",
+        "status code: 404",
+        "object_name_not_found",
+        "object_path_not_found",
+    ]) {
+        StorageCheckCode::NotFound
+    } else if any(&[
+        "connection refused",
+        "error sending request",
+        "error trying to connect",
+        "dns error",
+        "failed to lookup",
+        "unreachable",
+        "certificate",
+        "tls handshake",
+        "connection reset",
+        "nt_status_connection",
+        "nt_status_io_timeout",
+    ]) {
+        StorageCheckCode::Unreachable
+    } else if any(&["timed out", "deadline has elapsed", "operation timed"]) {
+        // (Not "timeout": object_store's messages always name its `retry_timeout`.)
+        StorageCheckCode::Timeout
+    } else {
+        StorageCheckCode::StorageError
+    }
+}
+
+/// `message` with every secret value of `config` replaced by `***` (tier-2 errors contain
+/// none; this holds even if a server echoes one).
+fn scrub(message: &str, config: &Value) -> String {
+    let mut out = message.to_owned();
+    for (k, v) in config.as_object().into_iter().flatten() {
+        if let Some(s) = v.as_str().filter(|s| is_secret(k) && s.len() >= 3) {
+            out = out.replace(s, REDACTED);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_are_the_ones_tier2_redacts() {
+        for k in ["secret_access_key", "access_key", "password"] {
+            assert!(is_secret(k), "{k}");
+        }
+        for k in ["access_key_id", "username", "endpoint", "account"] {
+            assert!(!is_secret(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let msg = |kind, loc, cfg: Value| validate(kind, loc, &cfg).unwrap_err().message;
+        assert!(msg("tape", "x", json!({})).contains("kind"));
+        assert!(msg("s3", "s3://", json!({})).starts_with("location"));
+        let m = msg("s3", "s3://b", json!({"access_key_id": "a"}));
+        assert!(m.contains("config.secret_access_key is required"), "{m}");
+        let m =
+            msg("s3", "s3://b", json!({"access_key_id": "a", "secret_access_key": "s", "x": 1}));
+        assert!(m.starts_with("config.x: unknown field"), "{m}");
+        let m = msg("smb", "smb://h/s", json!({"username": "u", "password": 5}));
+        assert_eq!(m, "config.password must be a non-empty string");
+        assert!(!m.contains('5'));
+        let m = msg("azure", "azure://c", json!({"account": "a", "access_key": "***"}));
+        assert!(m.contains("config.access_key"), "{m}");
+        let m = msg("directory", "/mnt", json!({"a": "b"}));
+        assert!(m.starts_with("config.a"), "{m}");
+        let m = msg(
+            "s3",
+            "s3://b",
+            json!({"access_key_id": "a", "secret_access_key": "s", "endpoint": "http://h"}),
+        );
+        assert!(m.contains("config.allow_http"), "{m}");
+        assert!(validate("directory", "/mnt/t2", &json!({})).is_ok());
+    }
+
+    #[test]
+    fn kept_secrets_and_merges() {
+        let old = TargetRow {
+            id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            name: "t".into(),
+            kind: "s3".into(),
+            location: "s3://b".into(),
+            config: json!({"access_key_id": "a", "secret_access_key": "s3cr3t"}),
+            created_at: DateTime::<Utc>::MIN_UTC,
+            updated_at: DateTime::<Utc>::MIN_UTC,
+            last_check_at: None,
+            last_check_status: None,
+            last_check_latency_ms: None,
+            last_check_error: None,
+            last_usage: None,
+            last_usage_at: None,
+        };
+        let mut c = json!({"access_key_id": "b"});
+        keep_secrets(&mut c, &old, true);
+        assert_eq!(c["secret_access_key"], "s3cr3t");
+        let mut c = json!({"access_key_id": "b", "secret_access_key": "***"});
+        keep_secrets(&mut c, &old, true);
+        assert_eq!(c["secret_access_key"], "s3cr3t");
+        let mut c = json!({"username": "u"});
+        keep_secrets(&mut c, &old, false);
+        assert!(c.get("secret_access_key").is_none());
+        let m = merge(&old.config, &json!({"region": "eu", "access_key_id": null})).unwrap();
+        assert_eq!(m, json!({"secret_access_key": "s3cr3t", "region": "eu"}));
+        assert_eq!(scrub("bad s3cr3t here", &old.config), "bad *** here");
+    }
+
+    #[test]
+    fn reasons_are_classified() {
+        assert_eq!(
+            classify_reason("non-2xx status code: 403 Forbidden"),
+            StorageCheckCode::AccessDenied
+        );
+        // A latency of 403 ms is not a status.
+        assert_eq!(classify_reason("GET … in 403.5ms - boom"), StorageCheckCode::StorageError);
+        assert_eq!(classify_reason("NoSuchBucket"), StorageCheckCode::NotFound);
+        assert_eq!(
+            classify_reason("error sending request: Connection refused"),
+            StorageCheckCode::Unreachable
+        );
+        assert_eq!(
+            classify_reason("GET http://h/b in 454ms, after 3 retries, max_retries: 3, retry_timeout: 20s  - HTTP error: error sending request"),
+            StorageCheckCode::Unreachable
+        );
+    }
+}
