@@ -888,3 +888,82 @@ async fn the_daemon_tiers_to_s3_azure_and_smb_targets() {
         eprintln!("{kind}: {} files tiered, {} recalled", stubs.len(), paths.len());
     }
 }
+
+/// Over the agent link with the host's bandwidth limit: the copies are throttled to it, and
+/// an operator's cancel reaches the running job at once (not at its next progress call, 30 s
+/// away): the job ends `cancelled`, files not started stay whole, every stub is good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_throttles_to_the_host_limit_and_pushes_cancels() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "none").await;
+    let limit: u64 = 2 << 20;
+    let (st, v) = api(
+        &h.t.admin,
+        Method::PATCH,
+        &format!("/tenants/{}/hosts/{}", h.t.id, h.host_id),
+        Some(json!({ "bandwidth_limit_bytes_per_second": limit })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["bandwidth_limit_bytes_per_second"], limit);
+    let files = make_tree(&h.data, 60, 6, |_, rng| rng.random_range(200_000..400_000));
+    h.scan_and_upload(&app).await;
+    h.plan().await;
+    let jid = h.jobs().await[0]["id"].as_str().unwrap().to_owned();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cfg = AgentConfig { roots: vec![], tier_parallel_files: 4, ..h.cfg.clone() };
+    let started = Instant::now();
+    let task = tokio::spawn(daemon::run(cfg, cancel.clone()));
+    // Wait until some files are stubbed, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stubbed_before = loop {
+        let n = h.job_files(&jid).await.iter().filter(|f| f["state"] == "succeeded").count();
+        if n >= 4 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "nothing stubbed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let elapsed = started.elapsed();
+    let (st, _) =
+        api(&h.t.admin, Method::POST, &format!("/tenants/{}/jobs/{jid}/cancel", h.t.id), None)
+            .await;
+    assert_eq!(st, 200);
+    let cancelled_at = Instant::now();
+    loop {
+        let j = &h.jobs().await[0];
+        if j["state"] == "cancelled" {
+            break;
+        }
+        assert!(
+            cancelled_at.elapsed() < Duration::from_secs(15),
+            "cancel did not reach the agent: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = cancelled_at.elapsed();
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let target = h.target();
+    let (mut stubs, mut whole, mut bytes) = (0, 0, 0u64);
+    for f in &files {
+        match check(&target, f) {
+            Now::Stub(_) => {
+                stubs += 1;
+                bytes += f.size;
+            }
+            Now::Original => whole += 1,
+        }
+    }
+    eprintln!("{stubbed_before} stubbed after {elapsed:?}; cancel took {took:?}; {stubs} stubs ({bytes} bytes), {whole} whole");
+    assert!(whole > 0, "the cancel stopped the job before its end");
+    assert!(took < Duration::from_secs(10), "pushed, not polled: {took:?}");
+    // Throttled: what was copied before the cancel took at least its time at the limit, less
+    // the one second of burst.
+    let min = Duration::from_secs_f64((bytes as f64 / limit as f64 - 1.0).max(0.0));
+    assert!(started.elapsed() >= min, "{bytes} bytes in {:?} at {limit} B/s", started.elapsed());
+}

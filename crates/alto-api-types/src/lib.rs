@@ -176,6 +176,10 @@ pub struct Host {
     /// Host groups rules can be scoped to.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Upload bandwidth tiering jobs of this host may use (bytes per second; absent: no
+    /// limit). Agents on the link throttle every job to it.
+    #[serde(default)]
+    pub bandwidth_limit_bytes_per_second: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -195,6 +199,9 @@ pub struct UpdateHost {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Tiering upload limit in bytes per second; 0 removes the limit; absent keeps it.
+    #[serde(default)]
+    pub bandwidth_limit_bytes_per_second: Option<i64>,
 }
 
 /// A one-time enrollment token. Shown once; only its hash is stored.

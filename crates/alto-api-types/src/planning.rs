@@ -336,6 +336,10 @@ pub struct ExecTarget {
     pub name: String,
     pub kind: String,
     pub location: String,
+    /// The target's connection settings and credentials (see `TargetSpec` in alto-tier2),
+    /// sent only to the agent of the job's host, over its authenticated connection.
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

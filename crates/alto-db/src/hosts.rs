@@ -24,11 +24,12 @@ pub struct HostRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub groups: Vec<String>,
+    pub bandwidth_limit_bytes_per_second: Option<i64>,
 }
 
 const COLS: &str = "id, customer_id, name, description, status, agent_version, os,
     reported_hostname, last_seen_at, last_seen_ip, volumes, last_scan_at, file_count,
-    total_bytes, created_at, updated_at, groups";
+    total_bytes, created_at, updated_at, groups, bandwidth_limit_bytes_per_second";
 
 pub async fn create(
     tx: &mut Tx,
@@ -91,10 +92,13 @@ pub async fn update(
     id: Uuid,
     name: Option<&str>,
     description: Option<&str>,
+    bandwidth_limit: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<HostRow, DbError> {
     sqlx::query_as(&format!(
         "UPDATE hosts SET name = coalesce($3, name), description = coalesce($4, description),
+                bandwidth_limit_bytes_per_second = CASE WHEN $6::bigint IS NULL
+                    THEN bandwidth_limit_bytes_per_second ELSE nullif($6, 0) END,
                 updated_at = $5
           WHERE customer_id = $1 AND id = $2 RETURNING {COLS}"
     ))
@@ -103,6 +107,7 @@ pub async fn update(
     .bind(name)
     .bind(description)
     .bind(now)
+    .bind(bandwidth_limit)
     .fetch_optional(&mut **tx)
     .await?
     .ok_or(DbError::NotFound("host"))

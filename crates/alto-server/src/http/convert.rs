@@ -47,6 +47,7 @@ pub(super) fn host(r: HostRow) -> api::Host {
         file_count: r.file_count,
         total_bytes: r.total_bytes,
         groups: r.groups,
+        bandwidth_limit_bytes_per_second: r.bandwidth_limit_bytes_per_second,
         created_at: r.created_at,
     }
 }

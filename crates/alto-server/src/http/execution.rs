@@ -47,6 +47,7 @@ fn exec_job(j: &alto_db::jobs::JobDetail, files: Vec<xdb::ExecFile>) -> ApiResul
             name: t["name"].as_str().unwrap_or("default").to_owned(),
             kind: t["kind"].as_str().unwrap_or("directory").to_owned(),
             location: t["location"].as_str().unwrap_or_default().to_owned(),
+            config: serde_json::Value::Object(Default::default()),
         },
         tiered_destination: p["tiered_destination"].as_str().unwrap_or_default().to_owned(),
         lease_expires_at: None,
@@ -99,9 +100,22 @@ pub(crate) async fn claim_jobs(
     let jobs =
         xdb::claim_for_host(&mut tx, host.host_id, i64::from(max), lease, resume, now).await?;
     let mut out = Vec::new();
+    let targets = alto_db::storage::list_targets(&mut tx, host.customer_id.0).await?;
     for j in &jobs {
         let files = xdb::pending_files(&mut tx, j.id).await?;
         let mut e = exec_job(j, files)?;
+        // The current settings of the target (the job names it; its credentials are never
+        // copied into the job's payload, which the API shows).
+        if let Some(t) = targets
+            .iter()
+            .find(|t| t.id == e.storage_target.id)
+            .or_else(|| targets.iter().find(|t| t.name == e.storage_target.name))
+        {
+            e.storage_target.id = t.id;
+            e.storage_target.kind = t.kind.clone();
+            e.storage_target.location = t.location.clone();
+            e.storage_target.config = t.config.clone();
+        }
         e.lease_expires_at = Some(now + lease);
         crate::events::publish(
             &mut tx,

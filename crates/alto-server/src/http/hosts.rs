@@ -160,10 +160,23 @@ pub(super) async fn update(
     if let Some(d) = &req.description {
         alto_model::validate::display_name("description", d).map_err(ApiError::validation)?;
     }
+    if req.bandwidth_limit_bytes_per_second.is_some_and(|b| !(0..=1 << 40).contains(&b)) {
+        return Err(ApiError::validation(
+            "bandwidth_limit_bytes_per_second must be 0 (no limit) to 1099511627776",
+        ));
+    }
     let now = state.now();
     let mut tx = state.db.begin(ctx).await?;
-    let row =
-        hosts::update(&mut tx, t, h, req.name.as_deref(), req.description.as_deref(), now).await?;
+    let row = hosts::update(
+        &mut tx,
+        t,
+        h,
+        req.name.as_deref(),
+        req.description.as_deref(),
+        req.bandwidth_limit_bytes_per_second,
+        now,
+    )
+    .await?;
     let e = audit::entry(
         &state,
         Some(CustomerId(t)),
@@ -171,7 +184,8 @@ pub(super) async fn update(
         "host.update",
         Some(("host", h.to_string())),
         "success",
-        serde_json::json!({ "name": req.name, "description": req.description }),
+        serde_json::json!({ "name": req.name, "description": req.description,
+            "bandwidth_limit_bytes_per_second": req.bandwidth_limit_bytes_per_second }),
     );
     audit::record(&mut tx, &e).await?;
     tx.commit().await?;

@@ -252,7 +252,7 @@ async fn host_credentials_reach_only_their_own_host() {
     let err = w
         .b
         .admin
-        .update_host(w.b.id, w.a_host, &UpdateHost { name: Some("x".into()), description: None })
+        .update_host(w.b.id, w.a_host, &UpdateHost { name: Some("x".into()), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("not_found"));
