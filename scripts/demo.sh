@@ -121,6 +121,7 @@ cat <<TXT
     Tenant admin:   demo-admin / $DEMO_PW   (tenant "Demo Customer", $TENANT_ID)
     CLI:            ALTO_SERVER=$URL $BIN/altoctl login --username admin
     Agent:          alto-agent run --root $SAMPLE  (log in $DATA/agent.log)
+    Agent link:     https://127.0.0.1:8443  (gRPC over TLS; development CA in $DATA/tls/ca.pem)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
     Recall a stub:  $BIN/alto-agent recall --state-dir $DATA/agent <a path from \`altoctl stubs list\`>
                     (with ALTO_AGENT_TIER2__DIRECTORY_BASE=$DATA/tier2)
