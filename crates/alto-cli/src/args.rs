@@ -19,8 +19,9 @@ const GLOBAL: &str = "Global options";
 /// `$ALTO_CONFIG_DIR/credentials.json` (default `~/.config/alto`, mode 0600) and used by later
 /// commands. `--token`/`ALTO_TOKEN` overrides it.
 ///
-/// Exit codes: 0 success, 1 error (the API's error code is shown in parentheses) or an invalid
-/// rule in `rules validate`, 2 usage error, 3 audit verification found a broken chain.
+/// Exit codes: 0 success, 1 error (the API's error code is shown in parentheses), an invalid
+/// rule in `rules validate` or a failed `storage test`, 2 usage error, 3 audit verification
+/// found a broken chain, 4 `storage test` could not check the target from the server.
 #[derive(Debug, Parser)]
 #[command(name = "altoctl", version, propagate_version = true, max_term_width = 100)]
 pub(crate) struct Cli {
@@ -900,40 +901,112 @@ pub(crate) enum JobsCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StorageCmd {
-    /// List storage targets (every tenant starts with `default`).
+    /// List storage targets (every tenant starts with `default`) with their last check.
     List {
         #[command(flatten)]
         tenant: TenantArg,
     },
-    /// Show one storage target.
+    /// Show one storage target: settings (secrets shown as `***`), last check and usage.
     Get {
-        /// Storage target ID.
-        id: Uuid,
+        /// Storage target name or ID.
+        target: String,
         #[command(flatten)]
         tenant: TenantArg,
     },
     /// Create a storage target that rules can name in `action.target`.
+    ///
+    /// `--config-file` and `--set` give the backend's settings (see docs/storage-targets.md);
+    /// secrets (`secret_access_key`, `access_key`, `password`) come from a file or standard
+    /// input (`--secret KEY=FILE`, `--secret-stdin KEY`, or inside `--config-file`), never from
+    /// the command line. Examples:
+    ///
+    ///   altoctl storage create archive --kind s3 --location s3://tier/site-a \
+    ///     --set endpoint=https://s3.example.com --set access_key_id=AKIA… \
+    ///     --secret secret_access_key=/run/secrets/s3
+    ///
+    ///   altoctl storage create nas --kind smb --location smb://fs1/tier2/alto \
+    ///     --set username=alto --secret-stdin password < pw.txt
+    #[command(verbatim_doc_comment)]
     Create {
         /// Name, unique in the tenant (1–63 letters, digits, `.`, `-`, `_`); rules refer to it
-        /// in `action.target` (or `rules create --target NAME`).
-        #[arg(long)]
-        name: String,
+        /// in `action.target` (or `rules create --target NAME`). Cannot be changed later.
+        #[arg(value_name = "NAME", required_unless_present = "name")]
+        name_arg: Option<String>,
+        /// The name (instead of the positional NAME).
+        #[arg(long, value_name = "NAME", conflicts_with = "name_arg")]
+        name: Option<String>,
         /// Kind of location.
         #[arg(long, value_parser = ["directory", "smb", "s3", "azure"])]
         kind: String,
-        /// Where: a directory path, `//server/share`, a bucket URL or a container URL.
+        /// Where: an absolute directory (or one relative to the agents' tier-2 base),
+        /// `s3://BUCKET[/PREFIX]`, `azure://CONTAINER[/PREFIX]` or
+        /// `smb://SERVER[:PORT]/SHARE[/PATH]`.
         #[arg(long, value_name = "LOCATION")]
         location: String,
         #[command(flatten)]
-        tenant: TenantArg,
-    },
-    /// Delete a storage target (refused while rules name it).
-    Delete {
-        /// Storage target ID.
-        id: Uuid,
+        config: ConfigArgs,
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Change a storage target's location or settings; only what is given changes.
+    ///
+    /// `--config-file`, `--set` and `--secret` are merged key by key into the stored config
+    /// (`--unset KEY` removes one); secrets not given are kept. The kind cannot change while
+    /// rules, unfinished jobs or live stubs use the target, nor the location while jobs or
+    /// stubs do.
+    Update {
+        /// Storage target name or ID.
+        target: String,
+        /// New kind (its config then starts empty: give every field again).
+        #[arg(long, value_parser = ["directory", "smb", "s3", "azure"])]
+        kind: Option<String>,
+        /// New location.
+        #[arg(long, value_name = "LOCATION")]
+        location: Option<String>,
+        /// Remove a config field (repeatable).
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Check a target from the server: connect, write and delete a probe object, count usage.
+    ///
+    /// Exit code 0 when the check passed, 1 when it failed (the error's code is shown), 4
+    /// when the server could not check it (a directory only the hosts see).
+    Test {
+        /// Storage target name or ID.
+        target: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a storage target (refused while rules, unfinished jobs or live stubs use it).
+    Delete {
+        /// Storage target name or ID.
+        target: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// A storage target's `config`, from a file, flags and secret files.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ConfigArgs {
+    /// A JSON object with config fields (`-`: standard input); `--set` and `--secret` add to
+    /// or override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config_file: Option<PathBuf>,
+    /// A config field (repeatable): `true`/`false` become booleans, anything else a string.
+    /// Not for secrets.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub(crate) set: Vec<String>,
+    /// A secret config field read from a file (repeatable; one trailing newline is removed).
+    #[arg(long = "secret", value_name = "KEY=FILE")]
+    pub(crate) secret: Vec<String>,
+    /// A secret config field read from standard input (its first line).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) secret_stdin: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -597,3 +597,6 @@ async fn inventory_and_scans_show_an_ingested_scan() {
 
 #[path = "cli/tiering.rs"]
 mod tiering;
+
+#[path = "cli/storage.rs"]
+mod storage;

@@ -38,6 +38,7 @@ pub const SMB_PASSWORD: &str = "SmbTestPassw0rd!";
 /// A storage target spec as JSON (`alto_tier2::TargetSpec`'s and the API's shape).
 pub type Spec = serde_json::Value;
 
+#[allow(clippy::needless_pass_by_value)] // `json!` serialises it by reference
 fn spec_of(kind: &str, location: impl Into<String>, config: serde_json::Value) -> Spec {
     json!({ "kind": kind, "location": location.into(), "config": config })
 }

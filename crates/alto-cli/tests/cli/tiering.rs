@@ -267,10 +267,27 @@ async fn rules_are_created_from_flags_and_files_validated_reordered_and_versione
     let in_use = cli.run(&["storage", "delete", &id_of(&archive)]).await;
     assert_eq!(in_use.code, 1, "{in_use:#?}");
     assert!(in_use.stderr.contains("old-isos") && in_use.stderr.contains("(conflict)"));
+    let secret = dir.path().join("s3-secret");
+    std::fs::write(&secret, "spare-secret\n").expect("write secret");
+    let secret_arg = format!("secret_access_key={}", secret.display());
     let spare = cli
-        .run(&["storage", "create", "--name", "spare", "--kind", "s3", "--location", "s3://b"])
+        .run(&[
+            "storage",
+            "create",
+            "--name",
+            "spare",
+            "--kind",
+            "s3",
+            "--location",
+            "s3://b",
+            "--set",
+            "access_key_id=AK",
+            "--secret",
+            &secret_arg,
+        ])
         .await
         .ok();
+    assert!(!spare.stdout.contains("spare-secret"), "{spare:#?}");
     assert!(spare.stdout.contains("Created storage target spare"), "{spare:#?}");
     let listed = cli.run(&["storage", "list", "-o", "json"]).await.ok().json();
     let spare = listed
