@@ -125,10 +125,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(storage::targets_update)
                 .delete(storage::targets_delete),
         )
-        .route(
-            "/tenants/{tenant_id}/storage-targets/{target_id}/test",
-            post(storage::targets_test),
-        )
+        .route("/tenants/{tenant_id}/storage-targets/{target_id}/test", post(storage::targets_test))
         .route("/tenants/{tenant_id}/tags", get(plans::tags_list).post(plans::tags_create))
         .route("/tenants/{tenant_id}/tags/{tag_id}", axum::routing::delete(plans::tags_delete))
         .route("/tenants/{tenant_id}/hosts/{host_id}/groups", put(plans::host_groups))
