@@ -320,6 +320,9 @@ pub(crate) enum HostsCmd {
         /// New description.
         #[arg(long)]
         description: Option<String>,
+        /// Upload bandwidth limit of tiering jobs, bytes per second (0 removes it).
+        #[arg(long, value_name = "BYTES_PER_SECOND")]
+        bandwidth_limit: Option<i64>,
         #[command(flatten)]
         tenant: TenantArg,
     },

@@ -553,10 +553,7 @@ pub async fn dispatch_once(state: &AppState) {
             if w.exclude.contains(&id) {
                 continue; // the agent runs it already
             }
-            let json = match serde_json::to_vec(&job) {
-                Ok(j) => j,
-                Err(_) => continue,
-            };
+            let Ok(json) = serde_json::to_vec(&job) else { continue };
             let offer = pb::ServerMessage {
                 body: Some(server_message::Body::Offer(pb::JobOffer {
                     job_json: json,

@@ -110,9 +110,11 @@ pub(super) async fn run(ctx: &Ctx, cmd: HostsCmd) -> Result<ExitCode> {
             let tenant = ctx.tenant(tenant).await?;
             print_host(ctx, &c.get_host(tenant, id).await?)?;
         }
-        HostsCmd::Update { id, name, description, tenant } => {
+        HostsCmd::Update { id, name, description, bandwidth_limit, tenant } => {
             let tenant = ctx.tenant(tenant).await?;
-            print_host(ctx, &c.update_host(tenant, id, &UpdateHost { name, description }).await?)?;
+            let req =
+                UpdateHost { name, description, bandwidth_limit_bytes_per_second: bandwidth_limit };
+            print_host(ctx, &c.update_host(tenant, id, &req).await?)?;
         }
         HostsCmd::Decommission { id, tenant } => {
             let tenant = ctx.tenant(tenant).await?;

@@ -239,9 +239,9 @@ pub(crate) async fn record_results(
                         // A new attempt with other content: the old pending entry is void.
                         xdb::set_stub_state(&mut tx, s.id, "failed", Some("superseded"), now)
                             .await?;
-                        insert(&mut tx, &host, &f, r, &location, &target, id, now).await?;
+                        insert(&mut tx, host, &f, r, &location, &target, id, now).await?;
                     }
-                    None => insert(&mut tx, &host, &f, r, &location, &target, id, now).await?,
+                    None => insert(&mut tx, host, &f, r, &location, &target, id, now).await?,
                 }
                 *counts.entry("staged").or_default() += 1;
             }
@@ -289,7 +289,7 @@ pub(crate) async fn record_results(
     }
     metrics::counter!("alto_tier_bytes_total").increment(bytes.max(0) as u64);
     let e = audit::entry(
-        &state,
+        state,
         Some(host.customer_id),
         &host.actor(),
         "tier.files",
@@ -393,7 +393,7 @@ pub(crate) async fn complete_job(
         )
         .await?;
         let e = audit::entry(
-            &state,
+            state,
             Some(host.customer_id),
             &host.actor(),
             "job.requeue",
@@ -422,7 +422,7 @@ pub(crate) async fn complete_job(
         }
     }
     let e = audit::entry(
-        &state,
+        state,
         Some(host.customer_id),
         &host.actor(),
         "job.complete",
