@@ -717,7 +717,8 @@ async fn sigkill_at_random_instants_never_loses_a_byte() {
             atime_ns: 0,
             expected_sha256: None,
             compression: alto_tier2::Compression::None,
-            created_at: alto_model::Clock::now(&alto_model::SystemClock) - chrono::Duration::hours(2),
+            created_at: alto_model::Clock::now(&alto_model::SystemClock)
+                - chrono::Duration::hours(2),
         };
         target.put(&data[..], &meta).unwrap().key()
     };
