@@ -282,7 +282,9 @@ pub async fn merge(tx: &mut Tx, scan: &ScanRow, now: DateTime<Utc>) -> Result<Me
     .await?
     .rows_affected() as i64;
     let t_insert = t0.elapsed();
-    if inserted > 50_000 {
+    // After many new rows the inventory's statistics are stale: without fresh ones the
+    // anti-join below degrades to a nested loop (20,000 new rows took over a minute).
+    if inserted > 1_000 {
         sqlx::query("SELECT scan_staging.analyze_for_merge($1, true)")
             .bind(scan.staged_on)
             .execute(&mut **tx)
