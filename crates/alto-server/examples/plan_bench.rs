@@ -126,7 +126,10 @@ async fn main() {
     }
     let tp = format!("/tenants/{}", t.id);
     api(&t.admin, Method::POST, &format!("{tp}/storage-targets"),
-        json!({ "name": "archive", "kind": "s3", "location": format!("s3://customer-{}-tiered", t.id) })).await;
+        json!({ "name": "archive", "kind": "s3", "location": format!("s3://customer-{}-tiered", t.id),
+            // Never contacted: the planner only names the target.
+            "config": { "endpoint": "http://127.0.0.1:9", "allow_http": true, "path_style": true,
+                "access_key_id": "bench", "secret_access_key": "bench-secret" } })).await;
     api(
         &t.admin,
         Method::POST,
