@@ -278,6 +278,30 @@ pub async fn add_credential(
     Ok(())
 }
 
+/// Locks `credential_id` for a rotation and says whether it is the host's current credential
+/// (neither superseded by a rotation nor revoked). Only the current credential may rotate: a
+/// superseded one, still inside its overlap window, must not be able to issue a successor and
+/// so cut the real agent's current credential short. The row lock serialises concurrent
+/// rotations, so only the first of two with the same credential succeeds.
+pub async fn lock_current_credential(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    credential_id: Uuid,
+) -> Result<bool, DbError> {
+    let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT expires_at, revoked_at FROM host_credentials
+          WHERE customer_id = $1 AND host_id = $2 AND id = $3
+          FOR UPDATE",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(credential_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(matches!(row, Some((None, None))))
+}
+
 pub async fn list_credentials(
     tx: &mut Tx,
     customer_id: Uuid,

@@ -319,6 +319,32 @@ pub async fn session_state(
         .await?)
 }
 
+/// What a long-lived connection re-checks about its session: the session itself, the user
+/// and the user's tenant (run with the platform context).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionCheck {
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+    pub disabled: bool,
+    pub roles: Vec<String>,
+    pub tenant_status: Option<String>,
+}
+
+/// The session, user and tenant state of session `id`, for re-checking live connections.
+pub async fn session_check(tx: &mut Tx, id: Uuid) -> Result<Option<SessionCheck>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT s.revoked_at, s.expires_at, u.disabled,
+                coalesce((SELECT array_agg(r.role ORDER BY r.role) FROM role_memberships r
+                           WHERE r.user_id = u.id), '{}') AS roles,
+                (SELECT c.status FROM customers c WHERE c.id = u.customer_id) AS tenant_status
+           FROM sessions s JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
 /// Number of platform-scope users (bootstrap runs only when there are none).
 pub async fn count_platform_users(tx: &mut Tx) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar("SELECT count(*) FROM users WHERE customer_id IS NULL")

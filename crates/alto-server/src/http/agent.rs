@@ -216,9 +216,12 @@ pub(super) async fn heartbeat(
 }
 
 /// Issues a new credential. The one used for this call keeps working for the configured
-/// overlap window, so an agent can switch without a gap.
+/// overlap window, so an agent can switch without a gap. Only the host's current credential
+/// may rotate: a superseded one (inside its overlap window) gets `403 forbidden` and changes
+/// nothing.
 #[utoipa::path(post, path = "/api/v1/agent/credentials/rotate", tag = "agent",
-    responses((status = 200, body = IssuedCredential), (status = 401, body = Err)),
+    responses((status = 200, body = IssuedCredential), (status = 401, body = Err),
+        (status = 403, body = Err)),
     security(("bearer" = [])))]
 pub(super) async fn rotate(
     State(state): State<AppState>,
@@ -230,6 +233,31 @@ pub(super) async fn rotate(
     let secret = secrets::new_token(secrets::HOST_PREFIX);
     let cred_id = Uuid::now_v7();
     let mut tx = state.db.begin(host.ctx()).await?;
+    if !hosts::lock_current_credential(
+        &mut tx,
+        host.customer_id.0,
+        host.host_id,
+        host.credential_id,
+    )
+    .await?
+    {
+        drop(tx);
+        let e = audit::entry(
+            &state,
+            Some(host.customer_id),
+            &host.actor(),
+            "host.credential_rotate",
+            Some(("credential", host.credential_id.to_string())),
+            "denied",
+            serde_json::json!({ "reason": "superseded credential" }),
+        );
+        audit::record_alone(&state, host.ctx(), e).await;
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the current credential can rotate; this one was superseded by a rotation \
+             and only authenticates until its overlap window ends",
+        ));
+    }
     hosts::add_credential(
         &mut tx,
         cred_id,

@@ -91,3 +91,61 @@ async fn events_are_tenant_scoped_and_need_authentication() {
         "platform staff see all: {got_p:?}"
     );
 }
+
+/// Waits (up to `within`) for the server to close `ws`; returns the events delivered before
+/// and the close frame's code and reason.
+async fn until_closed(
+    ws: &mut Ws,
+    within: Duration,
+) -> (Vec<serde_json::Value>, Option<(u16, String)>) {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("the socket stayed open {within:?}; delivered: {events:?}"),
+            Ok(None) | Ok(Some(Err(_))) => return (events, None),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return (events, frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+            }
+            Ok(Some(Ok(Message::Text(t)))) => events.push(serde_json::from_str(&t).unwrap()),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// Suspending a tenant closes its users' open sockets: nothing of the tenant's is delivered
+/// after the suspension (the events of the suspension included), and every socket of the
+/// tenant closes. Other tenants' sockets stay open.
+#[tokio::test]
+async fn suspending_the_tenant_closes_its_open_sockets() {
+    let app = TestApp::spawn().await;
+    let a = app.new_tenant("Alpha").await;
+    let b = app.new_tenant("Beta").await;
+    let mut ws_a = connect(&app, a.admin.token()).await.unwrap();
+    let mut ws_idle = connect(&app, a.admin.token()).await.unwrap();
+    let mut ws_b = connect(&app, b.admin.token()).await.unwrap();
+    // Older than the freshness window of the upgrade's own check.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let suspend = alto_api_types::UpdateTenant { name: None, status: Some("suspended".into()) };
+    app.admin.update_tenant(a.id, &suspend).await.unwrap();
+    // The platform keeps producing events in the suspended tenant.
+    for i in 0..3 {
+        let _ = app
+            .admin
+            .create_host(a.id, &CreateHost { name: format!("late-{i}"), description: None })
+            .await;
+    }
+    let (got, close) = until_closed(&mut ws_a, Duration::from_secs(3)).await;
+    assert!(got.is_empty(), "events delivered after the suspension: {got:?}");
+    assert_eq!(close, Some((1008, "tenant suspended".to_owned())));
+    let started = std::time::Instant::now();
+    let (_, close) = until_closed(&mut ws_idle, Duration::from_secs(8)).await;
+    assert_eq!(close.map(|c| c.0), Some(1008), "after {:?}", started.elapsed());
+    // Beta is untouched: its socket still delivers its own events.
+    b.admin.create_host(b.id, &CreateHost { name: "fs1".into(), description: None }).await.unwrap();
+    let got_b = drain(&mut ws_b, Duration::from_millis(700)).await;
+    assert!(got_b.iter().any(|e| e["action"] == "host.create"), "{got_b:?}");
+    // The suspended tenant's token cannot open a new socket either.
+    assert!(connect(&app, a.admin.token()).await.is_err());
+}

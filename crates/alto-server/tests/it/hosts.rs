@@ -144,6 +144,46 @@ async fn rotation_keeps_the_old_credential_for_the_overlap_window_only() {
     assert_eq!(log.items.len(), 1);
 }
 
+/// A superseded credential (inside its overlap window) still authenticates, but cannot rotate
+/// again: otherwise whoever holds an old credential could cut the real agent's current one
+/// short and keep the successor for itself.
+#[tokio::test]
+async fn only_the_current_credential_can_rotate() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (host, old) = app.enrolled_host(&t, "fs1").await;
+    let issued = old.rotate_credential().await.unwrap();
+    let current = app.client().with_token(issued.credential.clone());
+    old.heartbeat(&hb("1")).await.expect("old works inside the window");
+    let before = t.admin.list_credentials(t.id, host).await.unwrap();
+
+    let err = old.rotate_credential().await.unwrap_err();
+    assert_eq!(err.code(), Some("forbidden"), "{err}");
+    let after = t.admin.list_credentials(t.id, host).await.unwrap();
+    let view = |cs: &[alto_api_types::Credential]| {
+        cs.iter().map(|c| (c.id, c.state.clone(), c.expires_at)).collect::<Vec<_>>()
+    };
+    assert_eq!(view(&before), view(&after), "a refused rotation changes nothing");
+    // The current credential keeps working after the old one's window, and can rotate.
+    app.clock.advance(chrono::Duration::hours(25));
+    assert_eq!(old.heartbeat(&hb("1")).await.unwrap_err().code(), Some("unauthenticated"));
+    current.heartbeat(&hb("1")).await.expect("the current credential still works");
+    let next = current.rotate_credential().await.expect("the current credential rotates");
+    app.client().with_token(next.credential).heartbeat(&hb("1")).await.unwrap();
+    // The refusal is audited.
+    let admin = app.login("acme-admin", ADMIN_PASSWORD).await;
+    let log = admin
+        .list_audit(
+            Scope::Tenant(t.id),
+            &AuditQuery { action: Some("host.credential_rotate".into()), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = log.items.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "denied").count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 2, "{outcomes:?}");
+}
+
 #[tokio::test]
 async fn revocation_is_immediate_and_decommission_revokes_everything() {
     let app = TestApp::spawn().await;
