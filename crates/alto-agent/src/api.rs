@@ -241,12 +241,17 @@ pub struct UnreadableJob {
 /// The server's tiering endpoints over HTTP, with the host credential.
 #[derive(Debug, Clone)]
 pub struct ServerApi {
-    client: Client,
+    client: crate::state::HostClient,
 }
 
 impl ServerApi {
     /// `client` must carry the host credential (`alto_h_…`).
     pub fn new(client: Client) -> ServerApi {
+        ServerApi { client: crate::state::HostClient::fixed(client) }
+    }
+
+    /// Every request carries the credential current at the time (it may rotate).
+    pub fn shared(client: crate::state::HostClient) -> ServerApi {
         ServerApi { client }
     }
 
@@ -257,6 +262,7 @@ impl ServerApi {
     ) -> Result<T, ReportError> {
         let resp = self
             .client
+            .get()
             .request(Method::POST, &format!("/api/v1{path}"))
             .json(body)
             .send()

@@ -43,6 +43,11 @@ pub struct AgentConfig {
     pub tier_parallel_files: usize,
     /// The agent link (gRPC over TLS) the server pushes jobs on.
     pub link: LinkSettings,
+    /// How often `run` rotates the host credential (counted from when the current one was
+    /// issued); `0s` never. The old credential keeps working for the server's
+    /// `agents.credential_overlap`.
+    #[serde(with = "humantime_serde")]
+    pub credential_rotation_interval: Duration,
 }
 
 /// How the agent reaches the server's agent link.
@@ -97,6 +102,7 @@ impl Default for AgentConfig {
             tier_poll_interval: Duration::from_secs(60),
             tier_parallel_files: 4,
             link: LinkSettings::default(),
+            credential_rotation_interval: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -126,7 +132,8 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 16] = [
+        const KEYS: [&str; 17] = [
+            "credential_rotation_interval",
             "link__enabled",
             "link__url",
             "link__ca_file",
@@ -163,6 +170,13 @@ impl AgentConfig {
         }
         if cfg.link.url.as_deref().is_some_and(|u| !u.starts_with("https://")) {
             return Err(ConfigError::Invalid("link.url must start with https://".into()));
+        }
+        if !cfg.credential_rotation_interval.is_zero()
+            && cfg.credential_rotation_interval < Duration::from_secs(1)
+        {
+            return Err(ConfigError::Invalid(
+                "credential_rotation_interval must be 0s (never) or at least 1s".into(),
+            ));
         }
         if cfg.scan_interval < Duration::from_secs(60) {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));

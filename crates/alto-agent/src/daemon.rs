@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use alto_api_types::{EnrollRequest, HeartbeatRequest, Volume};
 use alto_client::Client;
+use alto_model::Clock as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ServerApi;
@@ -64,6 +65,7 @@ pub async fn enroll(server: &str, token: &str, state_dir: &Path) -> Result<Ident
         credential_id: issued.credential_id,
         credential: issued.credential,
         link: issued.link,
+        issued_at: Some(alto_model::SystemClock.now()),
     };
     id.save(state_dir)?;
     Ok(id)
@@ -165,6 +167,7 @@ pub async fn link_params(
     cfg: &AgentConfig,
     id: &mut Identity,
     client: &Client,
+    credential: &crate::state::SharedCredential,
 ) -> Option<crate::link::LinkParams> {
     if !cfg.link.enabled {
         return None;
@@ -202,7 +205,7 @@ pub async fn link_params(
     Some(crate::link::LinkParams {
         url,
         ca_pem,
-        credential: id.credential.clone(),
+        credential: credential.clone(),
         agent_version: VERSION.into(),
         capabilities: CAPABILITIES.iter().map(|s| (*s).to_owned()).collect(),
         max_jobs: cfg.link.max_jobs,
@@ -219,15 +222,33 @@ fn journaled_jobs(state_dir: &Path) -> Vec<uuid::Uuid> {
 }
 
 /// Runs until cancelled: heartbeats, a full scan every `scan_interval` (the first at once),
-/// spool uploads with backoff while the server is unreachable, and the tier worker: jobs
-/// pushed over the agent link, or (no link) claimed from the REST API every
-/// `tier_poll_interval` while there are none.
+/// spool uploads with backoff while the server is unreachable, scheduled credential rotation
+/// ([`crate::rotation`]), and the tier worker: jobs pushed over the agent link, or (no link)
+/// claimed from the REST API every `tier_poll_interval` while there are none.
+///
+/// Heartbeats run in a task of their own: a scan (hours on a large tree) or a slow upload
+/// never delays them, so the server does not take a busy host for an offline one.
 pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    let server = match &cfg.server_url {
+        Some(s) => s.clone(),
+        None => Identity::load(&cfg.state_dir)?.server_url,
+    };
+    let base = Client::new(&server)?;
+    // A rotation a crash interrupted is finished (or forgotten) before anything else.
+    match crate::rotation::resolve_pending(&cfg.state_dir, &base).await {
+        Ok(crate::rotation::Pending::Undecided) => {
+            tracing::warn!(
+                "a credential rotation is pending and the server is unreachable; retrying later"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pending credential rotation not resolved"),
+    }
     let mut id = Identity::load(&cfg.state_dir)?;
-    let server = cfg.server_url.clone().unwrap_or_else(|| id.server_url.clone());
-    let client = host_client(&cfg, &id)?;
+    let credential = crate::state::SharedCredential::new(id.credential.clone());
+    let host = crate::state::HostClient::shared(base.clone(), credential.clone());
     let spool = Spool::open(&cfg.state_dir)?;
-    let tier = match link_params(&cfg, &mut id, &client).await {
+    let tier = match link_params(&cfg, &mut id, &host.get(), &credential).await {
         Some(params) => {
             tracing::info!(url = %params.url, "tiering jobs come over the agent link");
             let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -250,56 +271,100 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
         }
         None => {
             tracing::info!("no agent link: polling the REST API for tiering jobs");
-            let (exec, api) = tier_executor(&cfg, &id, cancel.clone())?;
+            let api = ServerApi::shared(host.clone());
+            let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
+            opts.parallel = cfg.tier_parallel_files;
+            let exec = TierExecutor::new(
+                std::sync::Arc::new(api.clone()),
+                opts,
+                id.host_id,
+                id.tenant_id,
+                cancel.clone(),
+            );
             tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()))
         }
     };
-    let result = run_loop(&cfg, &id, &server, &client, &spool, &cancel).await;
+    let heartbeats = tokio::spawn(heartbeat_loop(cfg.clone(), host.clone(), cancel.clone()));
+    let rotation = tokio::spawn(crate::rotation::run(
+        cfg.state_dir.clone(),
+        cfg.credential_rotation_interval,
+        base,
+        credential,
+        cancel.clone(),
+    ));
+    tracing::info!(host = %id.host_id, %server, "agent running");
+    let result = scan_loop(&cfg, &host, &spool, &cancel).await;
     cancel.cancel();
     let _ = tier.await;
+    let _ = heartbeats.await;
+    let _ = rotation.await;
     result
 }
 
-async fn run_loop(
+/// Sends a heartbeat every interval (the server's answer sets it) until cancelled.
+async fn heartbeat_loop(
+    cfg: AgentConfig,
+    host: crate::state::HostClient,
+    cancel: CancellationToken,
+) {
+    let mut every = cfg.heartbeat_interval;
+    let mut last_volumes: Vec<Volume> = Vec::new();
+    loop {
+        // statvfs of a hung mount blocks: measured on a blocking thread, bounded.
+        let roots = cfg.roots.clone();
+        if let Ok(Ok(v)) = tokio::time::timeout(
+            every.max(Duration::from_secs(1)),
+            tokio::task::spawn_blocking(move || volumes(&roots)),
+        )
+        .await
+        {
+            last_volumes = v;
+        }
+        let req = HeartbeatRequest {
+            agent_version: VERSION.into(),
+            os: os_name(),
+            hostname: Some(hostname()),
+            volumes: last_volumes.clone(),
+        };
+        match host.get().heartbeat(&req).await {
+            Ok(r) => every = Duration::from_secs(r.heartbeat_interval_seconds.clamp(1, 3600)),
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Scheduled scans and spool uploads until cancelled.
+async fn scan_loop(
     cfg: &AgentConfig,
-    id: &Identity,
-    server: &str,
-    client: &Client,
+    host: &crate::state::HostClient,
     spool: &Spool,
     cancel: &CancellationToken,
 ) -> Result<(), AgentError> {
-    let mut hb_every = cfg.heartbeat_interval;
-    let mut next_hb = tokio::time::Instant::now();
     let mut next_scan = tokio::time::Instant::now();
     let mut next_drain = tokio::time::Instant::now();
     let mut backoff = Duration::from_secs(1);
-    tracing::info!(host = %id.host_id, %server, "agent running");
     loop {
         let now = tokio::time::Instant::now();
-        if now >= next_hb {
-            let req = HeartbeatRequest {
-                agent_version: VERSION.into(),
-                os: os_name(),
-                hostname: Some(hostname()),
-                volumes: volumes(&cfg.roots),
-            };
-            match client.heartbeat(&req).await {
-                Ok(r) => {
-                    hb_every = Duration::from_secs(r.heartbeat_interval_seconds.clamp(1, 3600))
-                }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-            }
-            next_hb = now + hb_every;
-        }
         if now >= next_scan && !cfg.roots.is_empty() {
+            if crate::fault::active("scan-stall") {
+                cancel.cancelled().await;
+                return Ok(());
+            }
             let c = cfg.clone();
             let dir = cfg.state_dir.clone();
-            let res = tokio::task::spawn_blocking(move || {
+            let scan = tokio::task::spawn_blocking(move || {
                 let spool = Spool::open(&dir)?;
                 scan_into_spool(&c, &spool)
-            })
-            .await
-            .map_err(|e| AgentError::Io(std::io::Error::other(e)))?;
+            });
+            let res = tokio::select! {
+                r = scan => r.map_err(|e| AgentError::Io(std::io::Error::other(e)))?,
+                // The walk cannot be interrupted; its result is abandoned (nothing was spooled).
+                _ = cancel.cancelled() => return Ok(()),
+            };
             if let Err(e) = res {
                 tracing::error!(error = %e, "scheduled scan failed");
             }
@@ -307,7 +372,7 @@ async fn run_loop(
             next_drain = now;
         }
         if tokio::time::Instant::now() >= next_drain {
-            match drain(client, spool, cfg.bandwidth_limit).await {
+            match drain(&host.get(), spool, cfg.bandwidth_limit).await {
                 Ok(_) => {
                     backoff = Duration::from_secs(1);
                     next_drain = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -319,7 +384,7 @@ async fn run_loop(
                 }
             }
         }
-        let wake = next_hb.min(next_scan).min(next_drain);
+        let wake = next_scan.min(next_drain);
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep_until(wake) => {}

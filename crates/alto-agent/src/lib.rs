@@ -29,11 +29,13 @@
 pub mod api;
 pub mod config;
 pub mod daemon;
+pub mod fault;
 pub mod gc;
 pub mod journal;
 pub mod link;
 pub mod owners;
 pub mod recall;
+pub mod rotation;
 pub mod scanner;
 pub mod spool;
 pub mod state;

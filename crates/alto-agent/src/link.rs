@@ -34,8 +34,8 @@ pub struct LinkParams {
     pub url: String,
     /// The CA the server's certificate must be issued by.
     pub ca_pem: String,
-    /// The host credential (`alto_h_…`).
-    pub credential: String,
+    /// The host credential (`alto_h_…`), read at every (re)connect (it may rotate).
+    pub credential: crate::state::SharedCredential,
     pub agent_version: String,
     pub capabilities: Vec<String>,
     /// Jobs at once this agent runs.
@@ -325,7 +325,7 @@ async fn session(
     };
     tx.send(hello).await.map_err(|_| "channel".to_owned())?;
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let auth = format!("Bearer {}", params.credential)
+    let auth = format!("Bearer {}", params.credential.get())
         .parse()
         .map_err(|_| "the credential is not valid metadata".to_owned())?;
     req.metadata_mut().insert(alto_link::AUTHORIZATION, auth);

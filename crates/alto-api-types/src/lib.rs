@@ -242,6 +242,28 @@ pub struct EnrollRequest {
     pub os: Option<String>,
 }
 
+/// A credential rotation the agent proposes (`POST /agent/credentials/rotate` with a body):
+/// the agent makes the new secret and id itself and stores them durably *before* asking, so a
+/// crash between the server's answer and the agent's save cannot lose the only copy of the new
+/// secret. Without a body the server makes them (and the caller must save the answer).
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateCredential {
+    /// The new credential's id (a fresh UUID; a conflict is refused).
+    pub credential_id: Uuid,
+    /// The new secret: `alto_h_` and 43 base64url characters (256 random bits).
+    pub credential: String,
+}
+
+impl std::fmt::Debug for RotateCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotateCredential")
+            .field("credential_id", &self.credential_id)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
+}
+
 /// The agent's credential. The secret is shown exactly once.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct IssuedCredential {

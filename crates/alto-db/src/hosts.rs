@@ -415,6 +415,38 @@ pub async fn heartbeat(
     Ok(prev)
 }
 
+/// Records that the host's agent is alive without a REST heartbeat (agent link heartbeats
+/// and sessions): online, `last_seen_at = now`, and the source address if known. Returns the
+/// status before (to detect status changes).
+pub async fn seen(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    source_ip: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<String, DbError> {
+    let prev: String = sqlx::query_scalar(
+        "SELECT status FROM hosts WHERE customer_id = $1 AND id = $2 FOR UPDATE",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(DbError::NotFound("host"))?;
+    sqlx::query(
+        "UPDATE hosts SET status = 'online', last_seen_at = $3,
+                last_seen_ip = coalesce($4, last_seen_ip), updated_at = $3
+          WHERE customer_id = $1 AND id = $2",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(now)
+    .bind(source_ip)
+    .execute(&mut **tx)
+    .await?;
+    Ok(prev)
+}
+
 /// Marks online hosts not seen since `cutoff` as offline; returns them.
 pub async fn mark_stale_offline(
     tx: &mut Tx,

@@ -335,6 +335,13 @@ impl LinkService {
     ) {
         let grace = chrono::Duration::from_std(self.state.config.link.heartbeat_interval * 3)
             .unwrap_or(chrono::Duration::seconds(30));
+        // Link heartbeats keep the host online (no REST heartbeat is needed while the link is
+        // up), written at most once per `touch_every` (link heartbeats are more frequent).
+        let agents = &self.state.config.agents;
+        let touch_every =
+            chrono::Duration::from_std(agents.heartbeat_interval.min(agents.offline_after / 4))
+                .unwrap_or(chrono::Duration::seconds(30));
+        let mut last_touch = self.state.now();
         loop {
             let msg = match inbound.message().await {
                 Ok(Some(m)) => m,
@@ -350,6 +357,14 @@ impl LinkService {
                         hb.running_jobs.iter().filter_map(|j| j.parse().ok()).collect();
                     let now = self.state.now();
                     self.state.link.heartbeat(host.host_id, sid, &jobs, now, grace);
+                    if now - last_touch >= touch_every {
+                        match self.seen(&host).await {
+                            Ok(()) => last_touch = now,
+                            Err(e) => {
+                                tracing::warn!(host = %host.host_id, error = %e.message, "last_seen not recorded")
+                            }
+                        }
+                    }
                     if !jobs.is_empty() {
                         if let Err(e) = self.extend(&host, &jobs, now).await {
                             tracing::warn!(host = %host.host_id, error = %e.message, "lease extension failed");
@@ -386,6 +401,39 @@ impl LinkService {
             now,
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that the host's agent is alive (it opened a session or sent a heartbeat on
+    /// one): online and `last_seen_at` now, as a REST heartbeat does, with the same audit
+    /// entry and event when that brings the host back online.
+    async fn seen(&self, host: &Host) -> Result<(), ApiError> {
+        let now = self.state.now();
+        let ip = host.ip.to_opt_string();
+        let mut tx = self.state.db.begin(host.ctx()).await?;
+        let prev =
+            alto_db::hosts::seen(&mut tx, host.customer_id.0, host.host_id, ip.as_deref(), now)
+                .await?;
+        if prev != "online" {
+            let e = crate::audit::entry(
+                &self.state,
+                Some(host.customer_id),
+                &host.actor(),
+                "host.online",
+                Some(("host", host.host_id.to_string())),
+                "success",
+                serde_json::json!({ "previous": prev, "via": "link" }),
+            );
+            crate::audit::record(&mut tx, &e).await?;
+            crate::events::publish(
+                &mut tx,
+                &serde_json::json!({
+                "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
+                "status": "online", "previous": prev }),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -484,6 +532,9 @@ impl pb::agent_link_server::AgentLink for LinkService {
             agent_version: hello.agent_version.clone(),
         });
         metrics::counter!("alto_link_sessions_total").increment(1);
+        if let Err(e) = self.seen(&host).await {
+            tracing::warn!(host = %host.host_id, error = %e.message, "last_seen not recorded");
+        }
         self.publish_link_event(&host, true).await;
         tokio::spawn(self.clone().serve_session(host, sid, inbound, tx));
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

@@ -4,6 +4,7 @@
 
 use alto_api_types::{
     AgentLinkInfo, EnrollRequest, ErrorCode, HeartbeatRequest, HeartbeatResponse, IssuedCredential,
+    RotateCredential,
 };
 use alto_db::{hosts, TenantCtx};
 use alto_model::CustomerId;
@@ -219,19 +220,39 @@ pub(super) async fn heartbeat(
 /// overlap window, so an agent can switch without a gap. Only the host's current credential
 /// may rotate: a superseded one (inside its overlap window) gets `403 forbidden` and changes
 /// nothing.
+///
+/// Without a body the server makes the new secret. With a `RotateCredential` body the agent
+/// proposes the new secret and id, which it has stored before asking: a crash between this
+/// answer and the agent's save then cannot lose the new secret (the agent tries it at its
+/// next start). A proposed id already in use is `409 conflict`.
 #[utoipa::path(post, path = "/api/v1/agent/credentials/rotate", tag = "agent",
-    responses((status = 200, body = IssuedCredential), (status = 401, body = Err),
-        (status = 403, body = Err)),
+    request_body(content = Option<RotateCredential>, content_type = "application/json"),
+    responses((status = 200, body = IssuedCredential), (status = 400, body = Err),
+        (status = 401, body = Err), (status = 403, body = Err), (status = 409, body = Err)),
     security(("bearer" = [])))]
 pub(super) async fn rotate(
     State(state): State<AppState>,
     host: Host,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<IssuedCredential>> {
     let now = state.now();
     let overlap_end = now
         + chrono::Duration::from_std(state.config.agents.credential_overlap).unwrap_or_default();
-    let secret = secrets::new_token(secrets::HOST_PREFIX);
-    let cred_id = Uuid::now_v7();
+    let (secret, cred_id) = if body.iter().all(u8::is_ascii_whitespace) {
+        (secrets::new_token(secrets::HOST_PREFIX), Uuid::now_v7())
+    } else {
+        let p: RotateCredential = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::validation(format!("rotation request: {e}")))?;
+        if !secrets::looks_like(&p.credential, secrets::HOST_PREFIX) {
+            return Err(ApiError::validation(
+                "credential must be alto_h_ followed by 43 base64url characters",
+            ));
+        }
+        if p.credential_id.is_nil() {
+            return Err(ApiError::validation("credential_id must not be the nil UUID"));
+        }
+        (p.credential, p.credential_id)
+    };
     let mut tx = state.db.begin(host.ctx()).await?;
     if !hosts::lock_current_credential(
         &mut tx,
