@@ -93,6 +93,16 @@ pub struct ListFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The condition selecting one chain (`$1`, the tenant or `NULL` for the platform) in a form
+/// the `(customer_id, seq)` indexes serve under row-level security: `IS NOT DISTINCT FROM`
+/// is not indexable, so each chain has its own plain condition.
+fn chain_is(chain: Option<Uuid>) -> &'static str {
+    match chain {
+        Some(_) => "customer_id = $1",
+        None => "customer_id IS NULL AND $1::uuid IS NULL",
+    }
+}
+
 /// Newest first: entries of one chain (`None` = platform) with `seq < before`.
 pub async fn list(
     tx: &mut Tx,
@@ -103,14 +113,15 @@ pub async fn list(
 ) -> Result<Vec<EntryRow>, DbError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM audit_log
-          WHERE customer_id IS NOT DISTINCT FROM $1
+          WHERE {chain_is}
             AND ($2::bigint IS NULL OR seq < $2)
             AND ($3::text IS NULL OR starts_with(action, $3))
             AND ($4::text IS NULL OR outcome = $4)
             AND ($5::timestamptz IS NULL OR occurred_at >= $5)
             AND ($6::timestamptz IS NULL OR occurred_at < $6)
-          ORDER BY coalesce(customer_id, '00000000-0000-0000-0000-000000000000'::uuid), seq DESC
-          LIMIT $7"
+          ORDER BY seq DESC
+          LIMIT $7",
+        chain_is = chain_is(chain)
     ))
     .bind(chain)
     .bind(before)
@@ -146,10 +157,7 @@ pub async fn verify_chain(tx: &mut Tx, chain: Option<Uuid>) -> Result<ChainRepor
     let (head_seq, head_hash) = head.map(|(_, s, h)| (s, h)).unwrap_or((0, String::new()));
     let mut verifier = ChainVerifier::new();
     let mut fault = None;
-    let sql = format!(
-        "SELECT {COLS} FROM audit_log WHERE customer_id IS NOT DISTINCT FROM $1
-          ORDER BY coalesce(customer_id, '00000000-0000-0000-0000-000000000000'::uuid), seq"
-    );
+    let sql = format!("SELECT {COLS} FROM audit_log WHERE {} ORDER BY seq", chain_is(chain));
     {
         let mut rows = sqlx::query_as::<_, EntryRow>(&sql).bind(chain).fetch(&mut **tx);
         while let Some(row) = rows.try_next().await? {

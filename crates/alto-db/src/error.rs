@@ -12,8 +12,39 @@ pub enum DbError {
     Connect(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value the database cannot hold: text with a NUL byte, a timestamp outside
+    /// PostgreSQL's range, a number out of range. The statement failed and changed nothing;
+    /// the caller sent something no check before it caught (an input error, not a fault).
+    #[error("{kind}")]
+    Unrepresentable { kind: Unrepresentable, sqlstate: String },
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
+}
+
+/// What kind of value the database refused (stable, safe to show: no database text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unrepresentable {
+    #[error("text must not contain NUL bytes or invalid UTF-8")]
+    Text,
+    #[error("a timestamp is outside the supported range")]
+    Timestamp,
+    #[error("a number is out of range")]
+    Number,
+}
+
+impl Unrepresentable {
+    /// The class of a PostgreSQL data exception (SQLSTATE class 22) caused by a value.
+    pub fn of_sqlstate(code: &str) -> Option<Unrepresentable> {
+        Some(match code {
+            // character_not_in_repertoire (a NUL or an invalid byte), untranslatable_character
+            "22021" | "22P05" => Unrepresentable::Text,
+            // datetime_field_overflow, invalid_datetime_format
+            "22008" | "22007" => Unrepresentable::Timestamp,
+            // numeric_value_out_of_range
+            "22003" => Unrepresentable::Number,
+            _ => return None,
+        })
+    }
 }
 
 impl From<sqlx::Error> for DbError {
@@ -23,6 +54,11 @@ impl From<sqlx::Error> for DbError {
                 return DbError::Conflict {
                     constraint: db.constraint().unwrap_or("unique").to_owned(),
                 };
+            }
+            if let Some(code) = db.code() {
+                if let Some(kind) = Unrepresentable::of_sqlstate(&code) {
+                    return DbError::Unrepresentable { kind, sqlstate: code.into_owned() };
+                }
             }
         }
         DbError::Other(e)

@@ -194,20 +194,26 @@ const STUB_COLS: &str = "id, customer_id, host_id, file_id, file_path, path_esca
     rehydrated_at, created_at, updated_at";
 
 /// The live (pending or stubbed) registry entry of a file.
+///
+/// Every registry lookup names the tenant: under row-level security the policy's `OR` keeps
+/// PostgreSQL from deriving `customer_id` itself, and without it the `(customer_id, host_id,
+/// file_path, …)` index cannot be used (a sequential scan of the whole registry per file).
 pub async fn live_stub(
     tx: &mut Tx,
+    customer_id: Uuid,
     host_id: Uuid,
     path: &str,
     escaped: bool,
 ) -> Result<Option<StubRow>, DbError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {STUB_COLS} FROM stub_registry
-          WHERE host_id = $1 AND file_path = $2 AND path_escaped = $3
+          WHERE customer_id = $4 AND host_id = $1 AND file_path = $2 AND path_escaped = $3
             AND state IN ('pending', 'stubbed') FOR UPDATE"
     ))
     .bind(host_id)
     .bind(path)
     .bind(escaped)
+    .bind(customer_id)
     .fetch_optional(&mut **tx)
     .await?)
 }
@@ -435,9 +441,9 @@ pub struct StubSummaryRow {
 /// Counts and bytes per host and state.
 pub async fn stub_summary(tx: &mut Tx, customer_id: Uuid) -> Result<Vec<StubSummaryRow>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT host_id, state, count(*) AS files, coalesce(sum(file_size), 0)::bigint AS bytes,
-                coalesce(sum(greatest(file_size - 4096, 0)), 0)::bigint AS saved,
-                coalesce(sum(stored_size), 0)::bigint AS stored_bytes
+        "SELECT host_id, state, count(*) AS files, least(coalesce(sum(file_size), 0), 9223372036854775807)::bigint AS bytes,
+                least(coalesce(sum(greatest(file_size - 4096, 0)), 0), 9223372036854775807)::bigint AS saved,
+                least(coalesce(sum(stored_size), 0), 9223372036854775807)::bigint AS stored_bytes
            FROM stub_registry WHERE customer_id = $1 GROUP BY host_id, state ORDER BY host_id, state",
     )
     .bind(customer_id)
@@ -448,6 +454,7 @@ pub async fn stub_summary(tx: &mut Tx, customer_id: Uuid) -> Result<Vec<StubSumm
 /// For each (path, escaped, sha256) of a host: whether a live registry entry holds it.
 pub async fn live_refs(
     tx: &mut Tx,
+    customer_id: Uuid,
     host_id: Uuid,
     paths: &[String],
     escaped: &[bool],
@@ -455,7 +462,7 @@ pub async fn live_refs(
 ) -> Result<Vec<bool>, DbError> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM stub_registry s
-                         WHERE s.host_id = $1 AND s.file_path = u.path AND s.path_escaped = u.esc
+                         WHERE s.customer_id = $5 AND s.host_id = $1 AND s.file_path = u.path AND s.path_escaped = u.esc
                            AND s.sha256 = u.sha AND s.state IN ('pending', 'stubbed'))
            FROM unnest($2::text[], $3::bool[], $4::text[]) WITH ORDINALITY AS u(path, esc, sha, n)
           ORDER BY u.n",
@@ -464,6 +471,7 @@ pub async fn live_refs(
     .bind(paths)
     .bind(escaped)
     .bind(shas)
+    .bind(customer_id)
     .fetch_all(&mut **tx)
     .await?)
 }

@@ -41,7 +41,7 @@ pub async fn summary(
 ) -> Result<Summary, DbError> {
     let filter = "customer_id = $1 AND ($2::uuid IS NULL OR host_id = $2) AND deleted_at IS NULL";
     let (files, bytes): (i64, i64) = sqlx::query_as(&format!(
-        "SELECT count(*), coalesce(sum(file_size), 0)::bigint FROM file_inventory
+        "SELECT count(*), least(coalesce(sum(file_size), 0), 9223372036854775807)::bigint FROM file_inventory
           WHERE {filter} AND $3::timestamptz IS NOT NULL"
     ))
     .bind(customer_id)
@@ -51,7 +51,7 @@ pub async fn summary(
     .await?;
     let grouped = |key: String, order: &str| {
         format!(
-            "SELECT {key} AS key, count(*) AS files, coalesce(sum(file_size), 0)::bigint AS bytes
+            "SELECT {key} AS key, count(*) AS files, least(coalesce(sum(file_size), 0), 9223372036854775807)::bigint AS bytes
                FROM file_inventory WHERE {filter} AND $3::timestamptz IS NOT NULL
               GROUP BY 1 ORDER BY {order} LIMIT $4"
         )

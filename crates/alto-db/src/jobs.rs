@@ -251,7 +251,7 @@ pub async fn files(
 /// Per-state file counts and bytes of a job.
 pub async fn file_counts(tx: &mut Tx, job_id: Uuid) -> Result<Vec<(String, i64, i64)>, DbError> {
     Ok(sqlx::query_as(
-        "SELECT state, count(*), coalesce(sum(file_size), 0)::bigint FROM job_files
+        "SELECT state, count(*), least(coalesce(sum(file_size), 0), 9223372036854775807)::bigint FROM job_files
           WHERE job_id = $1 GROUP BY state ORDER BY state",
     )
     .bind(job_id)

@@ -435,7 +435,7 @@ pub async fn host_usage_since(
     since: DateTime<Utc>,
 ) -> Result<(i64, i64), DbError> {
     Ok(sqlx::query_as(
-        "SELECT coalesce(sum(file_count), 0)::bigint, coalesce(sum(total_bytes), 0)::bigint
+        "SELECT least(coalesce(sum(file_count), 0), 9223372036854775807)::bigint, least(coalesce(sum(total_bytes), 0), 9223372036854775807)::bigint
            FROM jobs WHERE host_id = $1 AND kind = 'tier' AND created_at >= $2
             AND state <> 'cancelled'",
     )
@@ -449,7 +449,7 @@ pub async fn host_usage_since(
 pub async fn pending_bytes_under(tx: &mut Tx, host_id: Uuid, dir: &str) -> Result<i64, DbError> {
     let below = if dir == "/" { "/".to_owned() } else { format!("{dir}/") };
     Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(jf.file_size), 0)::bigint FROM job_files jf
+        "SELECT least(coalesce(sum(jf.file_size), 0), 9223372036854775807)::bigint FROM job_files jf
            JOIN jobs j ON j.id = jf.job_id
            JOIN file_inventory f ON f.id = jf.file_id
           WHERE j.host_id = $1 AND jf.state = 'pending'

@@ -313,7 +313,7 @@ pub async fn merge(tx: &mut Tx, scan: &ScanRow, now: DateTime<Utc>) -> Result<Me
     sqlx::query(
         "UPDATE hosts h SET last_scan_at = $3, updated_at = $3,
                 file_count = t.n, total_bytes = t.bytes
-           FROM (SELECT count(*) AS n, coalesce(sum(file_size), 0)::bigint AS bytes
+           FROM (SELECT count(*) AS n, least(coalesce(sum(file_size), 0), 9223372036854775807)::bigint AS bytes
                    FROM file_inventory
                   WHERE customer_id = $1 AND host_id = $2 AND deleted_at IS NULL) t
           WHERE h.customer_id = $1 AND h.id = $2",

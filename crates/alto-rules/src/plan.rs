@@ -122,32 +122,32 @@ pub fn build(
     for c in cands {
         if out.stopped_by.is_some() {
             out.deferred_files += 1;
-            out.deferred_bytes += c.size;
+            out.deferred_bytes = out.deferred_bytes.saturating_add(c.size);
             continue;
         }
         if let Some(goal) = limits.free_goal_bytes {
             if out.space_saved >= goal {
                 out.stopped_by = Some("free_goal");
                 out.deferred_files += 1;
-                out.deferred_bytes += c.size;
+                out.deferred_bytes = out.deferred_bytes.saturating_add(c.size);
                 continue;
             }
         }
         if limits.max_files.is_some_and(|m| out.files >= m) {
             out.stopped_by = Some("max_files");
             out.deferred_files += 1;
-            out.deferred_bytes += c.size;
+            out.deferred_bytes = out.deferred_bytes.saturating_add(c.size);
             continue;
         }
         if limits.max_bytes.is_some_and(|m| (out.bytes + c.size) as u64 > m) {
             out.stopped_by = Some("max_bytes");
             out.deferred_files += 1;
-            out.deferred_bytes += c.size;
+            out.deferred_bytes = out.deferred_bytes.saturating_add(c.size);
             continue;
         }
         out.files += 1;
-        out.bytes += c.size;
-        out.space_saved += space_saved(c.size);
+        out.bytes = out.bytes.saturating_add(c.size);
+        out.space_saved = out.space_saved.saturating_add(space_saved(c.size));
         taken.push(c);
     }
     // Group by (host, rule), keeping the chosen order inside each group.
@@ -169,8 +169,8 @@ pub fn build(
         let mut iter = files.into_iter().peekable();
         while iter.peek().is_some() {
             let chunk: Vec<Candidate> = iter.by_ref().take(per_job).collect();
-            let bytes: i64 = chunk.iter().map(|c| c.size).sum();
-            let saved: i64 = chunk.iter().map(|c| space_saved(c.size)).sum();
+            let bytes = chunk.iter().fold(0i64, |a, c| a.saturating_add(c.size));
+            let saved = chunk.iter().fold(0i64, |a, c| a.saturating_add(space_saved(c.size)));
             let seconds = link.seconds(chunk.len(), bytes);
             out.seconds += seconds;
             out.jobs.push(JobDraft {

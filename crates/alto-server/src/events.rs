@@ -38,7 +38,84 @@ pub async fn publish(
     tx: &mut alto_db::Tx,
     event: &serde_json::Value,
 ) -> Result<(), alto_db::DbError> {
-    alto_db::notify(tx, CHANNEL, &event.to_string()).await
+    alto_db::notify(tx, CHANNEL, &fit_payload(event)).await
+}
+
+/// PostgreSQL refuses a `NOTIFY` payload of 8,000 bytes or more, and with it the whole
+/// transaction that publishes (a job's failure report could then never be recorded).
+pub const MAX_PAYLOAD: usize = 7_900;
+
+/// The event as JSON within [`MAX_PAYLOAD`]: long strings are cut (on a character boundary,
+/// marked with `…`), shorter and shorter, and as a last resort only the event's top-level
+/// scalar fields are kept, with `"truncated": true`.
+pub fn fit_payload(event: &serde_json::Value) -> String {
+    let s = event.to_string();
+    if s.len() < MAX_PAYLOAD {
+        return s;
+    }
+    for keep in [1024, 256, 64] {
+        let mut v = event.clone();
+        cut_strings(&mut v, keep);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("truncated".into(), serde_json::Value::Bool(true));
+        }
+        let s = v.to_string();
+        if s.len() < MAX_PAYLOAD {
+            return s;
+        }
+    }
+    let mut slim = serde_json::Map::new();
+    if let Some(o) = event.as_object() {
+        for (k, v) in o {
+            if matches!(v, serde_json::Value::String(x) if x.len() <= 64)
+                || v.is_number()
+                || v.is_boolean()
+            {
+                slim.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    slim.insert("truncated".into(), serde_json::Value::Bool(true));
+    serde_json::Value::Object(slim).to_string()
+}
+
+fn cut_strings(v: &mut serde_json::Value, keep: usize) {
+    match v {
+        serde_json::Value::String(s) if s.len() > keep => {
+            let mut end = keep;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push('…');
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| cut_strings(x, keep)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| cut_strings(x, keep)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_always_fit_the_notify_limit() {
+        let small = serde_json::json!({ "type": "job.failed", "error": "short" });
+        assert_eq!(fit_payload(&small), small.to_string(), "small events are untouched");
+        let long = serde_json::json!({ "type": "job.failed", "job_id": "j1",
+            "error": "é".repeat(20_000), "files": vec!["x".repeat(300); 100] });
+        let s = fit_payload(&long);
+        assert!(s.len() < MAX_PAYLOAD, "{}", s.len());
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!((v["type"].as_str(), v["job_id"].as_str()), (Some("job.failed"), Some("j1")));
+        assert_eq!(v["truncated"], true);
+        let huge = serde_json::json!({ "type": "x", "id": 7, "list": vec![1; 10_000] });
+        let s = fit_payload(&huge);
+        assert!(s.len() < MAX_PAYLOAD);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!((v["id"].as_i64(), v["truncated"].as_bool()), (Some(7), Some(true)));
+    }
 }
 
 /// Runs until `cancel`: LISTEN and forward to `out`. Reconnects after errors.

@@ -56,6 +56,10 @@ impl From<DbError> for ApiError {
                 };
                 ApiError::new(ErrorCode::Conflict, what)
             }
+            DbError::Unrepresentable { kind, sqlstate } => {
+                tracing::info!(%sqlstate, "refused a value the database cannot hold: {kind}");
+                ApiError::validation(kind.to_string())
+            }
             DbError::Connect(err) => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(ErrorCode::Unavailable, "the database is unavailable")

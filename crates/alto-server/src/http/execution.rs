@@ -223,7 +223,9 @@ pub(crate) async fn record_results(
     let mut bytes = 0i64;
     for r in &req.results {
         let f = xdb::job_file(&mut tx, id, r.seq).await?;
-        let live = xdb::live_stub(&mut tx, host.host_id, &f.file_path, f.path_escaped).await?;
+        let live =
+            xdb::live_stub(&mut tx, host.customer_id.0, host.host_id, &f.file_path, f.path_escaped)
+                .await?;
         match r.outcome {
             FileOutcome::Staged => {
                 let sha = r.sha256.as_deref().unwrap_or_default();
@@ -275,10 +277,25 @@ pub(crate) async fn record_results(
             FileOutcome::Skipped | FileOutcome::Failed => {
                 let st = if r.outcome == FileOutcome::Skipped { "skipped" } else { "failed" };
                 if let Some(s) = live.filter(|s| s.state == "pending") {
-                    xdb::set_stub_state(&mut tx, s.id, "failed", r.error.as_deref(), now).await?;
+                    xdb::set_stub_state(
+                        &mut tx,
+                        s.id,
+                        "failed",
+                        r.error.as_deref().map(|e| agent_text(e, 2000)).as_deref(),
+                        now,
+                    )
+                    .await?;
                 }
                 if f.state == "pending" {
-                    xdb::set_file_state(&mut tx, id, r.seq, st, r.error.as_deref(), now).await?;
+                    xdb::set_file_state(
+                        &mut tx,
+                        id,
+                        r.seq,
+                        st,
+                        r.error.as_deref().map(|e| agent_text(e, 2000)).as_deref(),
+                        now,
+                    )
+                    .await?;
                 }
                 *counts.entry(st).or_default() += 1;
             }
@@ -363,6 +380,13 @@ pub(crate) async fn complete_job(
     if !matches!(req.state.as_str(), "succeeded" | "failed" | "cancelled") {
         return Err(ApiError::validation("state must be succeeded, failed or cancelled"));
     }
+    // An agent's failure report must always be recordable (or its job could never be
+    // queued again): its text is kept storable and bounded rather than refused.
+    let clipped = CompleteJob {
+        error: req.error.as_deref().map(|e| agent_text(e, MAX_JOB_ERROR)),
+        ..req.clone()
+    };
+    let req = &clipped;
     let now = state.now();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
     let job = xdb::leased_job(&mut tx, id, host.host_id).await?;
@@ -459,7 +483,7 @@ pub(super) async fn recalled(
     }
     let now = state.now();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
-    let s = xdb::live_stub(&mut tx, host.host_id, &req.path, req.path_escaped)
+    let s = xdb::live_stub(&mut tx, host.customer_id.0, host.host_id, &req.path, req.path_escaped)
         .await?
         .filter(|s| s.state == "stubbed" && s.sha256 == req.sha256)
         .ok_or_else(|| ApiError::not_found("stub"))?;
@@ -508,7 +532,8 @@ pub(super) async fn check_refs(
     let escaped: Vec<bool> = req.refs.iter().map(|r| r.path_escaped).collect();
     let shas: Vec<String> = req.refs.iter().map(|r| r.sha256.clone()).collect();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
-    let live = xdb::live_refs(&mut tx, host.host_id, &paths, &escaped, &shas).await?;
+    let live =
+        xdb::live_refs(&mut tx, host.customer_id.0, host.host_id, &paths, &escaped, &shas).await?;
     tx.commit().await?;
     Ok(Json(CheckedRefs {
         states: live.into_iter().map(|l| if l { "live" } else { "unknown" }.to_owned()).collect(),
@@ -624,9 +649,9 @@ pub(super) async fn summary(
         match r.state.as_str() {
             "stubbed" => {
                 h.stubs += r.files;
-                h.bytes += r.bytes;
-                h.space_saved += r.saved;
-                h.stored_bytes += r.stored_bytes;
+                h.bytes = h.bytes.saturating_add(r.bytes);
+                h.space_saved = h.space_saved.saturating_add(r.saved);
+                h.stored_bytes = h.stored_bytes.saturating_add(r.stored_bytes);
             }
             "pending" => h.pending += r.files,
             "failed" => h.failed += r.files,
@@ -637,9 +662,27 @@ pub(super) async fn summary(
     let per_host: Vec<HostStubSummary> = per.into_values().collect();
     Ok(Json(StubSummary {
         stubs: per_host.iter().map(|h| h.stubs).sum(),
-        bytes: per_host.iter().map(|h| h.bytes).sum(),
-        space_saved: per_host.iter().map(|h| h.space_saved).sum(),
-        stored_bytes: per_host.iter().map(|h| h.stored_bytes).sum(),
+        bytes: per_host.iter().fold(0, |a, h| a.saturating_add(h.bytes)),
+        space_saved: per_host.iter().fold(0, |a, h| a.saturating_add(h.space_saved)),
+        stored_bytes: per_host.iter().fold(0, |a, h| a.saturating_add(h.stored_bytes)),
         per_host,
     }))
+}
+
+/// The longest job error kept (agents may report whole command outputs).
+const MAX_JOB_ERROR: usize = 4000;
+
+/// Text an agent reported, made storable: NUL (which PostgreSQL text cannot hold) becomes
+/// U+FFFD, and more than `max` bytes are cut on a character boundary, marked with `…`.
+pub(crate) fn agent_text(s: &str, max: usize) -> String {
+    let mut out = s.replace('\0', "\u{fffd}");
+    if out.len() > max {
+        let mut end = max;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }

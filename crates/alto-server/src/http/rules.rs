@@ -446,7 +446,7 @@ async fn preview_impl(
             .await?
             .candidates;
         let bps = h.observed_bytes_per_second.unwrap_or(set.settings.link_bytes_per_second).max(1);
-        let host_bytes: i64 = cands.iter().map(|c| c.size).sum();
+        let host_bytes = cands.iter().fold(0i64, |a, c| a.saturating_add(c.size));
         seconds += host_bytes as f64 / bps as f64
             + cands.len() as f64 * f64::from(set.settings.per_file_overhead_ms) / 1000.0;
         cands.sort_by(|a, b| (a.rule, a.accessed, &a.path).cmp(&(b.rule, b.accessed, &b.path)));
@@ -454,8 +454,8 @@ async fn preview_impl(
             let r = &set.rules[c.rule];
             let target = r.target().unwrap_or_default().to_owned();
             files += 1;
-            bytes += c.size;
-            saved += alto_rules::plan::space_saved(c.size);
+            bytes = bytes.saturating_add(c.size);
+            saved = saved.saturating_add(alto_rules::plan::space_saved(c.size));
             for (m, k) in [
                 (&mut per_host, h.name.clone()),
                 (&mut per_target, target.clone()),

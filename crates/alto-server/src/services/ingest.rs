@@ -55,7 +55,10 @@ pub async fn step(state: &AppState, worker: &str) -> Result<bool, DbError> {
             let st = jobs::fail(&mut tx, job.id, &msg, retry, now).await?;
             if st == "failed" {
                 if let Some(id) = scan_id {
-                    scans::set_status(&mut tx, id, "failed", None, Some(&msg), None, now).await?;
+                    // Tenant users see the scan: a stable explanation, never the database's
+                    // own text (that goes to the log, with the scan's id).
+                    let shown = tenant_message(&e);
+                    scans::set_status(&mut tx, id, "failed", None, Some(&shown), None, now).await?;
                 }
             }
             metrics::counter!("alto_ingest_scans_total", "outcome" => "failed").increment(1);
@@ -154,5 +157,17 @@ pub async fn run(state: AppState, worker: String, cancel: CancellationToken) {
             _ = state.jobs_wakeup.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+/// What a tenant user is told about a failed merge.
+fn tenant_message(e: &DbError) -> String {
+    match e {
+        DbError::NotFound(what) => format!("the {what} was not found"),
+        DbError::Unrepresentable { kind, .. } => format!("the scan holds a value that cannot be stored: {kind}"),
+        DbError::Connect(_) | DbError::Other(sqlx::Error::PoolTimedOut) => {
+            "the database was unavailable; the merge was retried and gave up".to_owned()
+        }
+        _ => "internal error while merging the scan; the server log has the details under this scan's id".to_owned(),
     }
 }

@@ -436,11 +436,11 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
         };
         let o = plan::build(cands, &set.rules, ordering, limits, link);
         stats.files += o.files;
-        stats.bytes += o.bytes;
+        stats.bytes = stats.bytes.saturating_add(o.bytes);
         stats.space_saved += o.space_saved;
         stats.estimated_seconds += o.seconds;
         stats.deferred_files += o.deferred_files;
-        stats.deferred_bytes += o.deferred_bytes;
+        stats.deferred_bytes = stats.deferred_bytes.saturating_add(o.deferred_bytes);
         if let Some(why) = o.stopped_by {
             let why = if host_files.is_some() || host_bytes.is_some() {
                 format!("{why} (host {} rate limit or run cap)", host.name)
