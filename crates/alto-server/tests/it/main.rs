@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod execution;
 mod hosts;
+mod hostile;
 mod hot_paths;
 mod ingest;
 mod isolation;
