@@ -19,6 +19,7 @@ use crate::state::AppState;
 type Err = alto_api_types::ErrorBody;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditQuery {
     /// Items per page, 1–1000 (default 100). Newest first.

@@ -562,6 +562,7 @@ fn stub_api(s: xdb::StubRow) -> Stub {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StubsQuery {
     host_id: Option<Uuid>,

@@ -135,6 +135,7 @@ where
 
 /// Pagination query shared by list endpoints.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Items per page, 1–500 (default 50).

@@ -22,6 +22,7 @@ use crate::state::AppState;
 type Err = alto_api_types::ErrorBody;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HostQuery {
     /// Only hosts with this status.

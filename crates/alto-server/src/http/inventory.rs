@@ -19,6 +19,7 @@ use crate::state::AppState;
 type Err = alto_api_types::ErrorBody;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SummaryQuery {
     /// Only this host.
@@ -61,6 +62,7 @@ pub(super) async fn summary(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilesQuery {
     host_id: Option<Uuid>,

@@ -85,6 +85,7 @@ pub(super) async fn run(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     /// 1–500, default 50.
@@ -198,6 +199,7 @@ const STATES: [&str; 7] =
     ["planned", "queued", "dispatched", "running", "succeeded", "failed", "cancelled"];
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct JobsQuery {
     /// `planned`, `queued`, `dispatched`, `running`, `succeeded`, `failed` or `cancelled`.
@@ -284,6 +286,7 @@ pub(super) async fn job_get(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilesQuery {
     /// Files after this sequence number.
@@ -487,6 +490,7 @@ fn tag_api(t: storage::TagRow) -> PathTagEntry {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TagsQuery {
     /// Tags that apply on this host (its own and every-host tags).

@@ -175,6 +175,7 @@ pub(super) async fn get(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateQuery {
     /// Refuse (409) unless the rule is still at this version.
@@ -539,6 +540,7 @@ pub(super) async fn preview_own(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExplainQuery {
     host_id: Uuid,

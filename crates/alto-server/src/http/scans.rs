@@ -52,6 +52,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UploadQuery {
     /// Chosen by the agent (a UUID) and reused for every part and retry of one scan.
@@ -288,6 +289,7 @@ fn scan_dto(r: scans::ScanRow) -> Scan {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScanListQuery {
     host_id: Option<Uuid>,

@@ -39,6 +39,40 @@ async fn health_ready_metrics_and_openapi() {
         assert!(doc["paths"].get(path).is_some(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"].get("ErrorCode").is_some());
+    // Parameters are where they are sent: a path parameter is in the path template (and every
+    // template variable is a path parameter); everything else a handler reads from the URL is
+    // a query parameter (generated clients and contract tests depend on it).
+    let mut queries = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in &params {
+                let name = p["name"].as_str().unwrap();
+                match p["in"].as_str().unwrap() {
+                    "path" => assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: `{name}` is declared a path parameter"
+                    ),
+                    "query" => queries += 1,
+                    other => assert_eq!(other, "header", "{method} {path}: {name}"),
+                }
+            }
+            for var in path.split('{').skip(1).filter_map(|s| s.split('}').next()) {
+                assert!(
+                    params.iter().any(|p| p["name"] == var && p["in"] == "path"),
+                    "{method} {path}: `{var}` is not declared as a path parameter"
+                );
+            }
+        }
+    }
+    let files = &doc["paths"]["/api/v1/tenants/{tenant_id}/inventory/files"]["get"]["parameters"];
+    for q in ["path_prefix", "cursor", "limit", "accessed_before"] {
+        assert!(
+            files.as_array().unwrap().iter().any(|p| p["name"] == q && p["in"] == "query"),
+            "inventory/files: {q} is a query parameter: {files}"
+        );
+    }
+    assert!(queries >= 30, "only {queries} query parameters declared");
     app.shutdown().await;
 }
 
