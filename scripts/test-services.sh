@@ -3,11 +3,15 @@
 #
 #   - Samba (smbd, smbpasswd) and libsmbclient-dev (needed to BUILD alto-tier2's SMB backend)
 #     from Debian packages;
-#   - s3s-fs 0.14.1 (an S3 server on a directory that checks SigV4), built with cargo into
-#     .tools/bin (about 4 minutes the first time);
+#   - s3s-fs 0.14.1 (an S3 server on a directory that checks SigV4), built with cargo (about 4
+#     minutes, once per machine);
 #   - moto 5 (an in-memory S3 server; accepts any credentials, but stores the long sidecar keys
-#     that s3s-fs 0.14.1 cannot) from PyPI into the virtualenv .tools/moto;
-#   - Azurite 3.35.0 (Azure Blob emulator) from npm into .tools/node (3.36+ needs node 22).
+#     that s3s-fs 0.14.1 cannot) from PyPI into a virtualenv;
+#   - Azurite 3.35.0 (Azure Blob emulator) from npm (3.36+ needs node 22).
+#
+# The last three go to a cache outside the clone, keyed by tool and version
+# ($ALTO_TOOLS_CACHE, default ~/.cache/alto/tools), and .tools/{bin,moto,node} link to it: a
+# fresh clone reuses what an earlier clone installed.
 #
 # Idempotent: when everything is there it changes nothing and takes about a second.
 #
@@ -24,7 +28,24 @@ ROOT="$(pwd)"
 TOOLS="$ROOT/.tools"
 S3S_VERSION=0.14.1
 AZURITE_VERSION=3.35.0
-MOTO_SPEC='moto[server]==5.*'
+MOTO_VERSION=5
+MOTO_SPEC="moto[server]==$MOTO_VERSION.*"
+# Built and downloaded tools live in a cache outside the clone, one directory per tool and
+# version, so a fresh clone (or CI) reuses them; .tools/ in the clone only links to them.
+CACHE="${ALTO_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alto/tools}"
+S3S_DIR="$CACHE/s3s-fs-$S3S_VERSION"
+MOTO_DIR="$CACHE/moto-$MOTO_VERSION-py$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' 2>/dev/null || echo none)"
+AZURITE_DIR="$CACHE/azurite-$AZURITE_VERSION-node$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo none)"
+
+# .tools/<name> -> the cached directory (replacing a real directory left by older scripts).
+link_tool() {
+  local name="$1" dir="$2"
+  mkdir -p "$TOOLS"
+  if [ "$(readlink "$TOOLS/$name" 2>/dev/null)" != "$dir" ]; then
+    rm -rf "${TOOLS:?}/$name"
+    ln -s "$dir" "$TOOLS/$name"
+  fi
+}
 
 log() { printf '\033[1m[test-services]\033[0m %s\n' "$*" >&2; }
 
@@ -36,11 +57,18 @@ have_samba() {
 }
 have_smbpasswd() { command -v smbpasswd >/dev/null 2>&1 || [ -x /usr/bin/smbpasswd ]; }
 have_libsmbclient_dev() { [ -f /usr/include/samba-4.0/libsmbclient.h ] || pkg-config --exists smbclient 2>/dev/null; }
-have_s3s() { [ -x "$TOOLS/bin/s3s-fs" ] && grep -q "s3s-fs $S3S_VERSION " "$TOOLS/.crates.toml" 2>/dev/null; }
+have_s3s() { [ -x "$TOOLS/bin/s3s-fs" ] && grep -q "s3s-fs $S3S_VERSION " "$TOOLS/bin/../.crates.toml" 2>/dev/null; }
 have_moto() { [ -x "$TOOLS/moto/bin/moto_server" ]; }
 have_azurite() {
   [ -x "$TOOLS/node/node_modules/.bin/azurite-blob" ] &&
     grep -q "\"version\": \"$AZURITE_VERSION\"" "$TOOLS/node/node_modules/azurite/package.json" 2>/dev/null
+}
+# Link whatever the cache already holds.
+link_cached() {
+  [ -x "$S3S_DIR/bin/s3s-fs" ] && link_tool bin "$S3S_DIR/bin"
+  [ -x "$MOTO_DIR/bin/moto_server" ] && link_tool moto "$MOTO_DIR"
+  [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ] && link_tool node "$AZURITE_DIR"
+  return 0
 }
 
 missing() {
@@ -71,26 +99,35 @@ install() {
       "${pkgs[@]}" >/dev/null
   fi
 
+  mkdir -p "$CACHE"
+  link_cached
   if ! have_s3s; then
     command -v cargo >/dev/null 2>&1 || { log "cargo is needed to build s3s-fs"; exit 1; }
-    log "building s3s-fs $S3S_VERSION into .tools/bin (takes a few minutes)"
+    log "building s3s-fs $S3S_VERSION into $S3S_DIR (takes a few minutes, once per machine)"
     # 0.17 needs a newer rustc than this toolchain; --locked keeps its tested dependencies.
-    cargo install --quiet --locked --root "$TOOLS" "s3s-fs@$S3S_VERSION" --features binary
+    # Its own target directory, so the build never touches the clone's.
+    CARGO_TARGET_DIR="$CACHE/.s3s-build" \
+      cargo install --quiet --locked --root "$S3S_DIR" "s3s-fs@$S3S_VERSION" --features binary
+    rm -rf "$CACHE/.s3s-build"
+    link_tool bin "$S3S_DIR/bin"
   fi
 
   if ! have_moto; then
     command -v python3 >/dev/null 2>&1 || { log "python3 is needed for moto"; exit 1; }
-    log "installing moto into .tools/moto (a Python virtualenv)"
-    rm -rf "$TOOLS/moto"
-    python3 -m venv "$TOOLS/moto"
-    "$TOOLS/moto/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
+    log "installing moto into $MOTO_DIR (a Python virtualenv)"
+    rm -rf "$MOTO_DIR"
+    python3 -m venv "$MOTO_DIR"
+    "$MOTO_DIR/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
+    link_tool moto "$MOTO_DIR"
   fi
 
   if ! have_azurite; then
     command -v npm >/dev/null 2>&1 || { log "npm (node 20+) is needed for Azurite"; exit 1; }
-    log "installing azurite $AZURITE_VERSION into .tools/node"
-    mkdir -p "$TOOLS/node"
-    npm install --silent --prefix "$TOOLS/node" --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
+    log "installing azurite $AZURITE_VERSION into $AZURITE_DIR"
+    rm -rf "$AZURITE_DIR"
+    mkdir -p "$AZURITE_DIR"
+    npm install --silent --prefix "$AZURITE_DIR" --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
+    link_tool node "$AZURITE_DIR"
   fi
 
   local left
@@ -102,6 +139,7 @@ install() {
 case "${1:-}" in
   install) install ;;
   check)
+    link_cached
     left="$(missing)"
     if [ -n "$left" ]; then printf 'missing:\n%s\n' "$left"; exit 1; fi
     echo "all test services installed"

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 # test that needs one fails rather than skips when it is missing.
 ./scripts/test-services.sh install
 export ALTO_REQUIRE_TEST_SERVICES=1
+# Tests that need root (trusted.* attributes, leases) fail rather than skip when not root.
+export ALTO_REQUIRE_ROOT=1
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2

@@ -96,8 +96,8 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    fn root() -> bool {
-        rustix::process::geteuid().is_root()
+    fn root(why: &str) -> bool {
+        alto_test_services::require_root(why)
     }
 
     /// A lease break by another process suspends its open until we release, tells us through
@@ -105,8 +105,7 @@ mod tests {
     /// lease signal when a lease is released.
     #[test]
     fn lease_break_waits_and_does_not_kill_us() {
-        if !root() {
-            eprintln!("SKIPPED: leases on files of other owners need root (CAP_LEASE)");
+        if !root("leases on files of other owners need CAP_LEASE") {
             return;
         }
         let dir = tempfile::tempdir_in("/tmp").unwrap();
@@ -137,8 +136,7 @@ mod tests {
 
     #[test]
     fn refused_while_another_descriptor_is_open() {
-        if !root() {
-            eprintln!("SKIPPED: needs root");
+        if !root("leases") {
             return;
         }
         let dir = tempfile::tempdir_in("/tmp").unwrap();

@@ -20,11 +20,7 @@ use sha2::{Digest, Sha256};
 const MIB: usize = 1 << 20;
 
 fn root() -> bool {
-    let ok = rustix::process::geteuid().is_root();
-    if !ok {
-        eprintln!("SKIPPED: needs root (trusted.* attributes, leases)");
-    }
-    ok
+    alto_test_services::require_root("trusted.* attributes, leases")
 }
 
 fn tmp() -> tempfile::TempDir {

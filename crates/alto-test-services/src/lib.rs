@@ -76,6 +76,32 @@ pub fn require(name: &str, rel: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// Skips (prints why, returns `false`) or, when `ALTO_REQUIRE_ROOT=1` (the test command sets
+/// it), fails the calling test if this process is not root. A green run of the test command
+/// therefore means every root-only test ran.
+pub fn require_root(why: &str) -> bool {
+    // The effective uid from /proc (no libc call: this crate has no unsafe and no libc).
+    if effective_uid() == Some(0) {
+        return true;
+    }
+    skip_or_fail("ALTO_REQUIRE_ROOT", &format!("needs root ({why})"));
+    false
+}
+
+/// Prints `skipped: {msg}` or panics when the environment variable `strict` is `1`.
+pub fn skip_or_fail(strict: &str, msg: &str) {
+    if std::env::var(strict).as_deref() == Ok("1") {
+        panic!("{strict}=1 but {msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
