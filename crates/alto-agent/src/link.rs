@@ -92,6 +92,7 @@ impl Inner {
 pub struct Link {
     inner: Arc<Inner>,
     connected: watch::Receiver<bool>,
+    max_jobs: u32,
 }
 
 impl Link {
@@ -106,8 +107,9 @@ impl Link {
         let inner = Arc::new(Inner::default());
         inner.running.lock().unwrap_or_else(|p| p.into_inner()).extend(running);
         let (conn_tx, conn_rx) = watch::channel(false);
+        let max_jobs = params.max_jobs.max(1);
         tokio::spawn(run(inner.clone(), params, events, conn_tx, cancel));
-        Link { inner, connected: conn_rx }
+        Link { inner, connected: conn_rx, max_jobs }
     }
 
     /// Waits until a session is up (or `cancel`).
@@ -410,8 +412,9 @@ async fn dispatch(inner: &Arc<Inner>, events: &mpsc::Sender<LinkEvent>, m: pb::S
     }
 }
 
-/// The tier worker over the link: recovers interrupted jobs, then executes offered jobs one
-/// at a time (in the order offered), until `cancel`.
+/// The tier worker over the link: recovers interrupted jobs, then executes offered jobs (in
+/// the order offered, up to `max_jobs` at once), until `cancel`. Each offer carries the
+/// host's bandwidth limit: it sets the executor's host bucket, which all running jobs share.
 pub async fn worker(
     exec: crate::tier::TierExecutor,
     link: Link,
@@ -468,25 +471,35 @@ pub async fn worker(
         }
         Err(e) => tracing::warn!(error = %e, "recovery stopped; the journals are kept"),
     }
+    let exec = Arc::new(exec);
+    let max = link.max_jobs as usize;
+    let mut jobs = tokio::task::JoinSet::new();
     loop {
-        let (mut doc, bw) = tokio::select! {
+        let (doc, bw) = tokio::select! {
             _ = cancel.cancelled() => break,
-            o = offers.recv() => match o { Some(o) => o, None => break },
+            Some(_) = jobs.join_next(), if !jobs.is_empty() => continue,
+            o = offers.recv(), if jobs.len() < max => match o { Some(o) => o, None => break },
         };
-        let id = doc.job_id;
-        if doc.bandwidth_bytes_per_second.is_none() && bw > 0 {
-            doc.bandwidth_bytes_per_second = Some(bw);
-        }
-        match exec.execute(*doc).await {
-            Ok(r) => {
-                tracing::info!(job = %id, end = ?r.end, stubbed = r.stubbed, skipped = r.skipped,
-                    failed = r.failed, bytes = r.bytes_stubbed, "job done");
+        // The host's limit is not the job's: it is shared with every other running job.
+        exec.set_host_bandwidth(bw);
+        let (exec, link, canceller) = (exec.clone(), link.clone(), canceller.clone());
+        jobs.spawn(async move {
+            let id = doc.job_id;
+            match exec.execute(*doc).await {
+                Ok(r) => {
+                    tracing::info!(job = %id, end = ?r.end, stubbed = r.stubbed, skipped = r.skipped,
+                        failed = r.failed, bytes = r.bytes_stubbed, "job done");
+                }
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %e, "job stopped; its journal resumes it")
+                }
             }
-            Err(e) => tracing::warn!(job = %id, error = %e, "job stopped; its journal resumes it"),
-        }
-        link.set_running(id, false);
-        canceller.forget(id);
+            link.set_running(id, false);
+            canceller.forget(id);
+        });
     }
+    // Running jobs stop between files (the executor watches `cancel` too).
+    while jobs.join_next().await.is_some() {}
     forward.abort();
 }
 

@@ -1,40 +1,79 @@
-//! Upload bandwidth limits: a token bucket shared by every file a job copies at the same
-//! time, and a reader that draws from it (blocking; it runs on the copy threads).
+//! Upload bandwidth limits: token buckets and a reader that draws from them (blocking; it
+//! runs on the copy threads).
+//!
+//! Two buckets apply to every copy: the **host's** limit (one bucket per agent, shared by
+//! every job it runs at once and every file they copy, its rate set from the server's job
+//! offers) and the **job's** own limit, if its document has one (shared by that job's
+//! parallel copies). A byte is paid for in both, so together the jobs of a host never use
+//! more than the host's limit.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A token bucket of `rate` bytes per second holding at most one second of burst.
+/// A token bucket of `rate` bytes per second holding at most one second of burst. A rate of 0
+/// is unlimited. Takers may go into debt: each waits until its own bytes are paid for, so
+/// concurrent takers share the rate instead of each getting it.
 #[derive(Debug)]
 pub struct Throttle {
+    state: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
     rate: f64,
-    state: Mutex<(f64, Instant)>,
+    tokens: f64,
+    last: Instant,
 }
 
 impl Throttle {
     /// `None` for 0 (unlimited).
     pub fn new(bytes_per_second: u64) -> Option<Arc<Throttle>> {
-        (bytes_per_second > 0).then(|| {
-            Arc::new(Throttle {
+        (bytes_per_second > 0).then(|| Throttle::shared(bytes_per_second))
+    }
+
+    /// A bucket whose rate may change later ([`Throttle::set_rate`]); 0: unlimited for now.
+    pub fn shared(bytes_per_second: u64) -> Arc<Throttle> {
+        Arc::new(Throttle {
+            state: Mutex::new(Bucket {
                 rate: bytes_per_second as f64,
-                state: Mutex::new((bytes_per_second as f64, Instant::now())),
-            })
+                tokens: bytes_per_second as f64,
+                last: Instant::now(),
+            }),
         })
+    }
+
+    /// Changes the rate (0: unlimited); the bucket starts with at most one second's worth.
+    pub fn set_rate(&self, bytes_per_second: u64) {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = bytes_per_second as f64;
+        if rate != g.rate {
+            g.tokens = if g.rate == 0.0 { rate } else { g.tokens.min(rate) };
+            g.rate = rate;
+            g.last = Instant::now();
+        }
+    }
+
+    /// The current rate (0: unlimited).
+    pub fn rate(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).rate as u64
     }
 
     /// Takes `n` bytes, sleeping until they are available.
     pub fn take(&self, n: usize) {
         let wait = {
             let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if g.rate == 0.0 {
+                return;
+            }
             let now = Instant::now();
-            let (tokens, last) = *g;
             let refilled =
-                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+                (g.tokens + now.duration_since(g.last).as_secs_f64() * g.rate).min(g.rate);
             let left = refilled - n as f64;
-            *g = (left, now);
+            g.tokens = left;
+            g.last = now;
             if left < 0.0 {
-                Duration::from_secs_f64(-left / self.rate)
+                Duration::from_secs_f64(-left / g.rate)
             } else {
                 Duration::ZERO
             }
@@ -45,24 +84,30 @@ impl Throttle {
     }
 }
 
-/// A reader whose bytes are paid for from a [`Throttle`] (or not at all).
+/// A reader whose bytes are paid for in every one of its [`Throttle`]s (or not at all).
 pub struct Throttled<R> {
     inner: R,
-    throttle: Option<Arc<Throttle>>,
+    throttles: Vec<Arc<Throttle>>,
 }
 
 impl<R> Throttled<R> {
     pub fn new(inner: R, throttle: Option<Arc<Throttle>>) -> Self {
-        Self { inner, throttle }
+        Self { inner, throttles: throttle.into_iter().collect() }
+    }
+
+    /// Pays for every byte in each of `throttles` (e.g. the host's and the job's).
+    pub fn all(inner: R, throttles: Vec<Arc<Throttle>>) -> Self {
+        Self { inner, throttles }
     }
 }
 
 impl<R: Read> Read for Throttled<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // Small reads so that parallel copies share the bucket fairly.
-        let cap = if self.throttle.is_some() { buf.len().min(256 << 10) } else { buf.len() };
+        // Small reads so that parallel copies share the buckets fairly.
+        let limited = self.throttles.iter().any(|t| t.rate() > 0);
+        let cap = if limited { buf.len().min(256 << 10) } else { buf.len() };
         let n = self.inner.read(&mut buf[..cap])?;
-        if let Some(t) = &self.throttle {
+        for t in &self.throttles {
             t.take(n);
         }
         Ok(n)
@@ -89,5 +134,40 @@ mod tests {
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
         assert!(start.elapsed() >= Duration::from_millis(450), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn concurrent_readers_share_one_bucket() {
+        // 4 MiB/s shared by two readers of 6 MiB each: 12 MiB need at least 2 s (one second's
+        // worth is burst); with a bucket each at the full rate they would need 0.5 s.
+        let t = Throttle::shared(4 << 20);
+        let start = Instant::now();
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let data = vec![7u8; 6 << 20];
+                    let mut r = Throttled::all(&data[..], vec![t]);
+                    std::io::copy(&mut r, &mut std::io::sink()).unwrap()
+                })
+            })
+            .collect();
+        let bytes: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(bytes, 12 << 20);
+        assert!(start.elapsed() >= Duration::from_millis(1900), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn rates_change_and_zero_is_unlimited() {
+        let t = Throttle::shared(0);
+        let start = Instant::now();
+        t.take(1 << 30);
+        assert!(start.elapsed() < Duration::from_millis(100));
+        t.set_rate(1 << 20);
+        assert_eq!(t.rate(), 1 << 20);
+        t.take(1 << 20); // the first second's worth
+        let start = Instant::now();
+        t.take(512 << 10);
+        assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
     }
 }

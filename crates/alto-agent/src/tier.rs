@@ -286,8 +286,8 @@ impl Signals {
 /// What the blocking workers need about the job.
 struct FileCtx {
     target: Target,
-    /// The job's upload bandwidth limit, shared by its parallel copies.
-    throttle: Option<Arc<crate::throttle::Throttle>>,
+    /// The host's bandwidth bucket (shared by every job) and the job's own, if it has a limit.
+    throttles: Vec<Arc<crate::throttle::Throttle>>,
     target_name: String,
     host_id: HostId,
     compression: Compression,
@@ -346,6 +346,8 @@ pub struct TierExecutor {
     customer_id: alto_model::CustomerId,
     shutdown: CancellationToken,
     cancels: Canceller,
+    /// The host's upload bandwidth limit, shared by every job this executor runs at once.
+    host_throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Cancels running jobs from outside the executor (the agent link's `Cancel`). A cancel for
@@ -410,7 +412,17 @@ impl TierExecutor {
             customer_id: alto_model::CustomerId(customer_id),
             shutdown,
             cancels: Canceller::default(),
+            host_throttle: crate::throttle::Throttle::shared(0),
         }
+    }
+
+    /// Sets the host's upload bandwidth limit (bytes per second, 0: none), which every job
+    /// of this executor shares, including those already running.
+    pub fn set_host_bandwidth(&self, bytes_per_second: u64) {
+        if self.host_throttle.rate() != bytes_per_second {
+            tracing::info!(bytes_per_second, "host bandwidth limit");
+        }
+        self.host_throttle.set_rate(bytes_per_second);
     }
 
     /// The handle that cancels this executor's jobs.
@@ -665,7 +677,9 @@ impl TierExecutor {
         self.cancels.register(job, &signals);
         let ctx = Arc::new(FileCtx {
             target,
-            throttle: crate::throttle::Throttle::new(doc.bandwidth_bytes_per_second.unwrap_or(0)),
+            throttles: std::iter::once(self.host_throttle.clone())
+                .chain(crate::throttle::Throttle::new(doc.bandwidth_bytes_per_second.unwrap_or(0)))
+                .collect(),
             target_name: doc.storage_target.name.clone(),
             host_id: self.host_id,
             compression,
@@ -1224,7 +1238,7 @@ fn prepare(ctx: &FileCtx, f: &JobFile) -> Prepared {
     };
     // `put` consumes (and closes) the descriptor: none of ours is open at the conversion.
     let out =
-        match ctx.target.put(crate::throttle::Throttled::new(file, ctx.throttle.clone()), &meta) {
+        match ctx.target.put(crate::throttle::Throttled::all(file, ctx.throttles.clone()), &meta) {
             Ok(o) => o,
             Err(Tier2Error::SizeMismatch { .. }) => {
                 return Prepared::Final(FileResult::skipped(seq, CHANGED))
