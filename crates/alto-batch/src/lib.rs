@@ -241,6 +241,10 @@ pub enum BatchError {
     Row { row: u64, message: String },
     #[error("malformed batch: {0}")]
     Malformed(String),
+    /// The batch decompresses to more than the limit given to [`for_each_max`]; reading
+    /// stopped there.
+    #[error("the batch decompresses to more than {limit} bytes")]
+    TooLarge { limit: u64 },
 }
 
 impl From<csv::Error> for BatchError {
@@ -332,6 +336,20 @@ pub fn read_all(
 pub fn for_each(
     input: impl Read + Send + 'static,
     format: Format,
+    f: impl FnMut(ScanRecord) -> Result<(), BatchError>,
+) -> Result<u64, BatchError> {
+    for_each_max(input, format, u64::MAX, f)
+}
+
+/// [`for_each`] that refuses a batch whose decompressed content is larger than
+/// `max_decoded` bytes ([`BatchError::TooLarge`]): CSV is decompressed as a stream and
+/// reading stops at the limit (so a decompression bomb costs at most `max_decoded` bytes of
+/// decoding and no more memory than one record); Parquet is refused before any page is
+/// decompressed when its footer declares more column data than the limit.
+pub fn for_each_max(
+    input: impl Read + Send + 'static,
+    format: Format,
+    max_decoded: u64,
     mut f: impl FnMut(ScanRecord) -> Result<(), BatchError>,
 ) -> Result<u64, BatchError> {
     let mut n = 0;
@@ -340,7 +358,11 @@ pub fn for_each(
             let mut bytes = Vec::new();
             let mut input = input;
             input.read_to_end(&mut bytes)?;
-            for r in ParquetReader::new(bytes::Bytes::from(bytes))? {
+            let reader = ParquetReader::new(bytes::Bytes::from(bytes))?;
+            if reader.declared_uncompressed_bytes() > max_decoded {
+                return Err(BatchError::TooLarge { limit: max_decoded });
+            }
+            for r in reader {
                 f(r?)?;
                 n += 1;
             }
@@ -351,13 +373,51 @@ pub fn for_each(
                 Format::CsvZstd => Box::new(zstd::Decoder::new(input)?),
                 _ => Box::new(input),
             };
-            for r in CsvReader::new(input)? {
-                f(r?)?;
+            let over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let capped = Capped { inner: input, left: max_decoded, over: over.clone() };
+            let too_large = |e: BatchError| {
+                if over.load(std::sync::atomic::Ordering::Relaxed) {
+                    BatchError::TooLarge { limit: max_decoded }
+                } else {
+                    e
+                }
+            };
+            for r in CsvReader::new(capped).map_err(too_large)? {
+                f(r.map_err(too_large)?)?;
                 n += 1;
+            }
+            if over.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(BatchError::TooLarge { limit: max_decoded });
             }
         }
     }
     Ok(n)
+}
+
+/// A reader that fails once more than `left` bytes were asked of it, and says so in `over`.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    over: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // One byte beyond the limit tells a batch of exactly `left` bytes from a larger one.
+        let want =
+            buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..want])?;
+        if got as u64 > self.left {
+            self.over.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.left = 0;
+            return Err(std::io::Error::other("decompressed batch exceeds the limit"));
+        }
+        self.left -= got as u64;
+        Ok(got)
+    }
 }
 
 /// Checks one decoded row: sizes and times in range, absolute path.

@@ -168,6 +168,8 @@ pub struct ParquetReader {
     rows: Box<dyn Iterator<Item = Result<Row, parquet::errors::ParquetError>> + Send>,
     n: u64,
     idx: [usize; 18],
+    /// The uncompressed size of every column chunk, as the file's footer declares it.
+    declared: u64,
 }
 
 const NAMES: [&str; 18] = crate::csvfmt::COLUMNS;
@@ -183,8 +185,21 @@ impl ParquetReader {
                     || BatchError::Malformed(format!("Parquet batch lacks column `{name}`")),
                 )?;
         }
+        let declared = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .map(|c| u64::try_from(c.uncompressed_size()).unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add);
         let rows = parquet::record::reader::RowIter::from_file_into(Box::new(reader));
-        Ok(Self { rows: Box::new(rows), n: 0, idx })
+        Ok(Self { rows: Box::new(rows), n: 0, idx, declared })
+    }
+
+    /// The uncompressed size of the column data, as the file declares it (checked against a
+    /// limit before any page is decompressed).
+    pub fn declared_uncompressed_bytes(&self) -> u64 {
+        self.declared
     }
 }
 

@@ -144,3 +144,89 @@ fn truncated_and_corrupt_parquet_is_refused() {
     // Bit flips inside a page are not detectable by Parquet itself (page CRCs are optional);
     // uploads carry a SHA-256 per part for that.
 }
+
+/// Counts the bytes read from the inner reader.
+struct Counting<R> {
+    inner: R,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.inner.read(buf)?;
+        self.n.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(got)
+    }
+}
+
+/// A CSV batch of `rows` valid rows, compressed in `format`, and its decompressed size.
+fn bomb(format: Format, rows: usize) -> (Vec<u8>, u64) {
+    let mut plain = Vec::new();
+    {
+        let mut w = CsvWriter::new(&mut plain).unwrap();
+        for i in 0..rows {
+            w.write(&rec(format!("/srv/bomb/{i:09}.dat").as_bytes())).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let compressed = match format {
+        Format::CsvGzip => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(&plain).unwrap();
+            e.finish().unwrap()
+        }
+        Format::CsvZstd => zstd::encode_all(Cursor::new(&plain), 19).unwrap(),
+        _ => plain.clone(),
+    };
+    (compressed, plain.len() as u64)
+}
+
+#[test]
+fn decompression_stops_at_the_limit() {
+    for format in [Format::CsvGzip, Format::CsvZstd, Format::Csv] {
+        let (body, plain) = bomb(format, 200_000);
+        let limit = 1 << 20;
+        assert!(plain > 16 * limit, "{plain}");
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let input = Counting { inner: Cursor::new(body.clone()), n: read.clone() };
+        let mut rows = 0u64;
+        let err = for_each_max(input, format, limit, |_| {
+            rows += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(matches!(err, BatchError::TooLarge { limit: l } if l == limit), "{err}");
+        // Streaming: only about the limit's worth was decoded, so no more input was consumed
+        // than that (plus the decoder's buffer), not the whole body, and the rows seen fit in
+        // the limit.
+        let consumed = read.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            consumed < body.len() as u64 && consumed <= limit + (256 << 10),
+            "{format:?}: read {consumed} of {}",
+            body.len()
+        );
+        assert!(rows * 60 <= limit, "{rows} rows");
+        // The same batch under a limit it fits in reads completely.
+        let n = for_each_max(Cursor::new(body), format, plain, |_| Ok(())).unwrap();
+        assert_eq!(n, 200_000);
+    }
+}
+
+#[test]
+fn parquet_declaring_more_than_the_limit_is_refused_before_decoding() {
+    let mut buf = Vec::new();
+    {
+        let mut w = ParquetWriter::new(&mut buf).unwrap();
+        for i in 0..20_000 {
+            w.write(&rec(format!("/srv/p/{i:09}.dat").as_bytes())).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let err =
+        for_each_max(Cursor::new(buf.clone()), Format::Parquet, 64 * 1024, |_| Ok(())).unwrap_err();
+    assert!(matches!(err, BatchError::TooLarge { .. }), "{err}");
+    assert_eq!(
+        for_each_max(Cursor::new(buf), Format::Parquet, u64::MAX, |_| Ok(())).unwrap(),
+        20_000
+    );
+}

@@ -101,8 +101,12 @@ impl Default for LinkConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Largest accepted scan part (one upload request).
+    /// Largest accepted scan part (one upload request), as sent (compressed).
     pub max_part_bytes: usize,
+    /// Largest decompressed content of one scan part (CSV text, or Parquet column data as
+    /// its footer declares it). Decompression streams and stops at this limit, so a
+    /// decompression bomb costs no more memory than this (`413 payload_too_large`).
+    pub max_decoded_part_bytes: usize,
     /// How long staged scan rows are kept (whole days).
     #[serde(with = "humantime_serde")]
     pub staging_retention: Duration,
@@ -114,6 +118,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             max_part_bytes: 64 * 1024 * 1024,
+            max_decoded_part_bytes: 256 * 1024 * 1024,
             staging_retention: Duration::from_secs(7 * 24 * 3600),
             workers: 2,
         }
@@ -388,6 +393,9 @@ impl Config {
         }
         if self.ingest.max_part_bytes < 4096 {
             return bad("ingest.max_part_bytes must be at least 4096");
+        }
+        if self.ingest.max_decoded_part_bytes < 4096 {
+            return bad("ingest.max_decoded_part_bytes must be at least 4096");
         }
         if self.ingest.workers == 0 || self.ingest.workers > 64 {
             return bad("ingest.workers must be 1 to 64");

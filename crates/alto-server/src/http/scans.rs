@@ -71,19 +71,27 @@ fn q(s: &str) -> String {
 }
 
 /// Parses and validates a part, producing PostgreSQL COPY CSV in staging column order.
+///
+/// The decompressed content is limited to `max_decoded` bytes (decompression streams and stops
+/// there), and so is the COPY text built from it (twice that: it adds ids and dates per row).
 fn to_copy(
     body: Bytes,
     format: Format,
     scan: Uuid,
     part: i32,
     staged_on: chrono::NaiveDate,
+    max_decoded: u64,
 ) -> Result<(Vec<u8>, u64), ApiError> {
-    let mut out = Vec::with_capacity(body.len() * 2);
+    let max_copy = usize::try_from(max_decoded.saturating_mul(2)).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity((body.len() * 2).min(max_copy));
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut row_no: u64 = 0;
     let head = format!("{scan},{part},");
     let day = staged_on.to_string();
-    let res = alto_batch::for_each(std::io::Cursor::new(body), format, |r| {
+    let res = alto_batch::for_each_max(std::io::Cursor::new(body), format, max_decoded, |r| {
+        if out.len() > max_copy {
+            return Err(BatchError::TooLarge { limit: max_decoded });
+        }
         row_no += 1;
         let bad = |m: &str| BatchError::Row { row: row_no, message: m.to_owned() };
         if !seen.insert(r.path.clone()) {
@@ -123,12 +131,24 @@ fn to_copy(
         Ok(())
     });
     match res {
+        Ok(_) if out.len() > max_copy => Err(too_large(part, max_decoded)),
         Ok(n) => Ok((out, n)),
+        Err(BatchError::TooLarge { .. }) => Err(too_large(part, max_decoded)),
         Err(BatchError::Row { row, message }) => {
             Err(ApiError::new(ErrorCode::InvalidBatch, format!("part {part} row {row}: {message}")))
         }
         Err(e) => Err(ApiError::new(ErrorCode::InvalidBatch, format!("part {part}: {e}"))),
     }
+}
+
+fn too_large(part: i32, limit: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "part {part} decompresses to more than ingest.max_decoded_part_bytes ({limit} bytes); \
+             split the scan into smaller parts"
+        ),
+    )
 }
 
 /// Uploads one part of a scan (host credential). The host and tenant come from the
@@ -215,8 +235,9 @@ pub(super) async fn upload(
     }
     let bytes_len = body.len() as i64;
     let (scan_id, part, day) = (scan.id, uq.part, scan.staged_on);
+    let max_decoded = state.config.ingest.max_decoded_part_bytes as u64;
     let (copy, rows) =
-        tokio::task::spawn_blocking(move || to_copy(body, format, scan_id, part, day))
+        tokio::task::spawn_blocking(move || to_copy(body, format, scan_id, part, day, max_decoded))
             .await
             .map_err(|_| ApiError::internal())??;
     scans::stage_part(&mut tx, &scan, uq.part, &actual, rows as i64, bytes_len, &copy, now).await?;

@@ -302,6 +302,41 @@ async fn bad_batches_are_refused_with_the_part_and_row_and_change_nothing() {
     assert_eq!(s, 409, "a failed scan takes no more parts");
 }
 
+/// A decompression bomb: a small `text/csv+gzip` part that expands far beyond the limit on
+/// decompressed content is refused with `413 payload_too_large` (decompression stops at the
+/// limit; see alto-batch's `decompression_stops_at_the_limit`), and nothing is stored. A part
+/// that fits is accepted.
+#[tokio::test]
+async fn a_decompression_bomb_is_refused_and_changes_nothing() {
+    const LIMIT: usize = 4 * 1024 * 1024;
+    let app = TestApp::spawn_with(|c| c.ingest.max_decoded_part_bytes = LIMIT).await;
+    let t = app.new_tenant("Acme").await;
+    let (_, agent) = app.enrolled_host(&t, "fs1").await;
+    let now = now_us(&app);
+    let recs: Vec<ScanRecord> = (0..300_000)
+        .map(|i| file_record(format!("/srv/bomb/{i:09}.dat").as_bytes(), 1, now, 100))
+        .collect();
+    let bomb = batch_bytes(Format::CsvGzip, &recs);
+    let plain = batch_bytes(Format::Csv, &recs);
+    assert!(plain.len() > 8 * LIMIT && bomb.len() < LIMIT, "{} -> {}", bomb.len(), plain.len());
+    let scan = Uuid::now_v7();
+    let (s, b) =
+        raw(&agent, &format!("scan_id={scan}&part=0&last=true"), "text/csv+gzip", None, bomb).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (413, Some("payload_too_large")), "{b}");
+    let msg = b["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("part 0") && msg.contains("max_decoded_part_bytes"), "{msg}");
+    let pool = app.db.owner_pool().await;
+    let count = |q: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(q).fetch_one(&pool).await.unwrap() }
+    };
+    assert_eq!(count("SELECT count(*) FROM scans").await, 0, "no scan was created");
+    assert_eq!(count("SELECT count(*) FROM scan_staging.rows").await, 0);
+    assert_eq!(count("SELECT count(*) FROM file_inventory").await, 0);
+    // The same kind of part within the limit goes through.
+    upload(&agent, Uuid::now_v7(), &[(Format::CsvGzip, &recs[..10_000])], "full").await;
+}
+
 #[tokio::test]
 async fn scans_belong_to_their_host_and_tenant() {
     let app = TestApp::spawn().await;
