@@ -119,14 +119,18 @@ pub enum StorageCheckCode {
     NotFound,
     /// No answer within the check's time limit.
     Timeout,
-    /// Any other failure of the storage; the message says what.
+    /// Any other failure of the storage (the message gives the HTTP status, if any).
     StorageError,
+    /// The target's network address is one the server may not connect to (loopback,
+    /// private, link-local… and not in `storage.allowed_endpoints`).
+    NotAllowed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StorageCheckError {
     pub code: StorageCheckCode,
-    /// What failed, for people; never contains a secret.
+    /// What failed, for people: a fixed text per code (plus an HTTP status or a local
+    /// configuration problem), never a secret and never text the remote end sent.
     pub message: String,
 }
 

@@ -25,8 +25,54 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub planner: PlannerConfig,
     pub link: LinkConfig,
+    pub storage: StorageConfig,
+    pub metrics: MetricsConfig,
     pub bootstrap: BootstrapConfig,
     pub log: LogConfig,
+}
+
+/// What the server itself may reach when it checks tenants' storage targets
+/// (`POST …/storage-targets/{id}/test`) and which directory locations tenants may name.
+/// Agents reach targets from their own hosts; this is about the server's requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where `directory` targets may be. Set: an absolute location must lie under it
+    /// (refused otherwise), and the server checks only such locations. Unset: absolute
+    /// locations are paths on the hosts, and the server never looks at its own file system
+    /// for them (their check answers `unchecked`).
+    pub directory_base: Option<PathBuf>,
+    /// Network endpoints the server may connect to even though they are loopback, private,
+    /// link-local or otherwise non-public addresses (refused unless listed): `HOST` or
+    /// `HOST:PORT`, where HOST is an IP address, a CIDR block (`10.0.0.0/8`, `[fd00::/8]:9000`)
+    /// or a DNS name (`minio.internal`, `*.corp.example`).
+    pub allowed_endpoints: Vec<String>,
+    /// Whether endpoints at public addresses are allowed without being listed.
+    pub allow_public_endpoints: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { directory_base: None, allowed_endpoints: Vec::new(), allow_public_endpoints: true }
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A bearer token that scrapers present (`Authorization: Bearer …`); with it, any
+    /// client that has the token may scrape.
+    pub token: Option<String>,
+    /// Client addresses (IP or CIDR) that may scrape without the token. Default: loopback
+    /// only, so a local Prometheus works with no configuration and nobody else can read it.
+    pub allow_from: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { token: None, allow_from: vec!["127.0.0.0/8".into(), "::1".into()] }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -235,6 +281,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             planner: PlannerConfig::default(),
             link: LinkConfig::default(),
+            storage: StorageConfig::default(),
+            metrics: MetricsConfig::default(),
             bootstrap: BootstrapConfig::default(),
             log: LogConfig::default(),
         }
@@ -367,9 +415,19 @@ impl Config {
             // The key arrives already split (`http.listen`).
             let k = key.as_str().to_ascii_lowercase();
             k == "data_dir"
-                || ["http.", "database.", "auth.", "agents.", "ingest.", "bootstrap.", "log."]
-                    .iter()
-                    .any(|p| k.starts_with(p))
+                || [
+                    "http.",
+                    "database.",
+                    "auth.",
+                    "agents.",
+                    "ingest.",
+                    "storage.",
+                    "metrics.",
+                    "bootstrap.",
+                    "log.",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
         });
         fig = fig.merge(env).merge(Serialized::defaults(flags));
         let cfg: Config = fig.extract().map_err(Box::new)?;
@@ -426,6 +484,20 @@ impl Config {
         }
         alto_model::validate::username(&self.bootstrap.admin_username)
             .map_err(|e| ConfigError::Invalid(format!("bootstrap.admin_username: {e}")))?;
+        if let Some(b) = &self.storage.directory_base {
+            if !b.is_absolute() {
+                return bad("storage.directory_base must be an absolute path");
+            }
+        }
+        crate::egress::EgressPolicy::new(&self.storage)
+            .map_err(|e| ConfigError::Invalid(format!("storage.allowed_endpoints: {e}")))?;
+        for a in &self.metrics.allow_from {
+            crate::egress::Cidr::parse(a)
+                .map_err(|e| ConfigError::Invalid(format!("metrics.allow_from: {e}")))?;
+        }
+        if self.metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return bad("metrics.token must be at least 16 characters");
+        }
         if let Some(u) = &self.database.url {
             if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
                 return bad("database.url must start with postgres:// or postgresql://");

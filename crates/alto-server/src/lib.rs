@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod egress;
 pub mod events;
 pub mod http;
 pub mod link;

@@ -262,6 +262,7 @@ impl TestApp {
         config.database.url = Some(db.url.clone());
         config.database.max_connections = 10;
         config.bootstrap.admin_password = Some(ADMIN_PASSWORD.into());
+        config.storage.allowed_endpoints = loopback_endpoints();
         tweak(&mut config);
         let start = chrono::DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
             .expect("time")
@@ -434,6 +435,12 @@ impl Drop for Replica {
     }
 }
 
+/// The test servers (moto, s3s-fs, Azurite, Samba) listen on loopback, which the server's
+/// outbound policy refuses unless it is allow-listed: test servers allow it explicitly.
+pub fn loopback_endpoints() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1".into()]
+}
+
 /// A free loopback port (bound and released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -454,6 +461,7 @@ impl TestApp {
         config.database.url = Some(self.db.url.clone());
         config.database.max_connections = 6;
         config.bootstrap.admin_password = Some(ADMIN_PASSWORD.into());
+        config.storage.allowed_endpoints = loopback_endpoints();
         let started = std::time::Instant::now();
         loop {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -195,7 +195,8 @@ use std::path::PathBuf;
 
 pub use dir::{DirTarget, ObjectReader, ZSTD_LEVEL};
 pub use target::{
-    AzureConfig, OpenOptions, S3Config, Secret, SmbConfig, Target, TargetKind, TargetSpec,
+    AddressCheck, AddressFilter, AzureConfig, OpenOptions, S3Config, Secret, SmbConfig, Target,
+    TargetKind, TargetSpec, ADDRESS_REFUSED,
 };
 pub use types::{
     Compression, DeleteOutcome, InvalidRef, ObjectKey, PutMeta, PutOutcome, RefId, RefListing,

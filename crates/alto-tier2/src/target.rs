@@ -345,6 +345,50 @@ pub struct OpenOptions {
     pub connect_timeout: Duration,
     /// Object stores: retries of a failed request (with backoff).
     pub max_retries: usize,
+    /// Object stores: decides, for every address a host name resolves to when connecting,
+    /// whether it may be used (`None`: any). A refused address fails the connection with
+    /// a message containing [`ADDRESS_REFUSED`]. The server uses it to keep tenants' targets
+    /// off its own network; the check happens at connection time, so a name that changes
+    /// its answer between a check and the connection (DNS rebinding) is caught too. Literal
+    /// IP addresses in URLs are not resolved and must be checked by the caller.
+    pub address_filter: Option<AddressFilter>,
+}
+
+/// Text in the error of a connection refused by [`OpenOptions::address_filter`].
+pub const ADDRESS_REFUSED: &str = "refused by the outbound address policy";
+
+/// See [`OpenOptions::address_filter`]: `(host name, address) -> allowed`.
+#[derive(Clone)]
+pub struct AddressFilter(pub Arc<AddressCheck>);
+
+/// `(host name, address) -> allowed`.
+pub type AddressCheck = dyn Fn(&str, std::net::IpAddr) -> bool + Send + Sync;
+
+impl fmt::Debug for AddressFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AddressFilter")
+    }
+}
+
+/// Resolves with the system resolver, then refuses the whole answer if the filter refuses
+/// any address in it.
+#[derive(Debug)]
+struct GuardedResolver(std::panic::AssertUnwindSafe<AddressFilter>);
+
+impl object_store::client::DnsResolver for GuardedResolver {
+    fn resolve(&self, host: &str) -> object_store::client::DnsFuture {
+        let filter = self.0 .0.clone();
+        let host = host.to_owned();
+        Box::pin(async move {
+            let addrs: Vec<std::net::IpAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect();
+            if let Some(bad) = addrs.iter().find(|ip| !(filter.0)(&host, **ip)) {
+                let msg = format!("{host} resolves to {bad}: {ADDRESS_REFUSED}");
+                return Err(msg.into());
+            }
+            Ok(addrs)
+        })
+    }
 }
 
 impl Default for OpenOptions {
@@ -357,6 +401,7 @@ impl Default for OpenOptions {
             request_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
             max_retries: 3,
+            address_filter: None,
         }
     }
 }
@@ -655,10 +700,16 @@ fn retry_config(opts: &OpenOptions) -> object_store::RetryConfig {
 }
 
 fn client_options(opts: &OpenOptions, allow_http: bool) -> object_store::ClientOptions {
-    object_store::ClientOptions::new()
+    let o = object_store::ClientOptions::new()
         .with_allow_http(allow_http)
         .with_timeout(opts.request_timeout)
-        .with_connect_timeout(opts.connect_timeout)
+        .with_connect_timeout(opts.connect_timeout);
+    match &opts.address_filter {
+        Some(f) => {
+            o.with_dns_resolver(Arc::new(GuardedResolver(std::panic::AssertUnwindSafe(f.clone()))))
+        }
+        None => o,
+    }
 }
 
 fn obj_store(

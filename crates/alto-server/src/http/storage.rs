@@ -2,9 +2,14 @@
 //! SMB), their validated settings, and checks that reach the target from the server.
 //!
 //! **Secrets never leave the server:** every response and audit entry shows `config`
-//! through [`TargetSpec::redacted_config`]; check errors are `alto_tier2` errors (which never
-//! contain secrets) with any secret value scrubbed again. `config` is stored as given (not
-//! encrypted at rest).
+//! through [`TargetSpec::redacted_config`]; check errors are fixed texts per code (never what
+//! the target sent back) with any secret value scrubbed again. `config` is stored as given
+//! (not encrypted at rest).
+//!
+//! **The server's own network and disks are off limits** (`[storage]`): endpoints must pass
+//! the outbound policy ([`crate::egress`]) when saved and again, by resolved address, when
+//! checked; directory locations must lie under `storage.directory_base`, the only place the
+//! server ever probes.
 //!
 //! Changes are refused while something depends on them: the kind while rules, unfinished
 //! tiering jobs or live stubs use the target; the location while unfinished jobs or live
@@ -12,6 +17,8 @@
 //! and other config can always change. The name never changes (rules and the stub registry
 //! refer to it).
 
+use std::path::{Component, Path};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alto_api_types::{
@@ -21,7 +28,7 @@ use alto_api_types::{
 };
 use alto_db::storage::{self, CheckRecord, TargetRow};
 use alto_model::{CustomerId, Permission};
-use alto_tier2::{OpenOptions, Target, TargetKind, TargetSpec, Tier2Error};
+use alto_tier2::{OpenOptions, Target, TargetKind, TargetSpec, Tier2Error, ADDRESS_REFUSED};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -33,6 +40,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath};
 use crate::audit;
 use crate::auth::User;
+use crate::egress::{parse_authority, EgressPolicy, Host};
 use crate::state::AppState;
 
 type Err = alto_api_types::ErrorBody;
@@ -161,6 +169,83 @@ fn validate(kind: &str, location: &str, config: &Value) -> Result<TargetSpec, Ap
     let spec = TargetSpec::new(k, location, config.clone());
     spec.validate().map_err(|e| ApiError::validation(describe_config_error(k, &e)))?;
     Ok(spec)
+}
+
+/// The network endpoints the server connects to when it checks a target: the request
+/// field that names each, its host and port. S3 without an endpoint (AWS) names public hosts
+/// only: those are checked when connecting.
+fn endpoints(spec: &TargetSpec) -> Result<Vec<(&'static str, Host, u16)>, String> {
+    let config = &spec.config;
+    let url = |field: &'static str, u: &str| {
+        let port = if u.starts_with("https://") { 443 } else { 80 };
+        parse_authority(u, port).map(|(h, p, _)| (field, h, p)).map_err(|e| format!("{field}: {e}"))
+    };
+    let mut out = Vec::new();
+    match spec.kind {
+        TargetKind::Directory => {}
+        TargetKind::S3 | TargetKind::Azure => {
+            if let Some(ep) = config.get("endpoint").and_then(Value::as_str) {
+                out.push(url("config.endpoint", ep)?);
+            } else if spec.kind == TargetKind::Azure {
+                if config.get("use_emulator").and_then(Value::as_bool) == Some(true) {
+                    let ep = std::env::var("AZURITE_BLOB_STORAGE_URL")
+                        .unwrap_or_else(|_| "http://127.0.0.1:10000".into());
+                    out.push(url("config.use_emulator", &ep)?);
+                } else if let Some(a) = config.get("account").and_then(Value::as_str) {
+                    if !(3..=24).contains(&a.len())
+                        || !a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                    {
+                        return Err(
+                            "config.account must be 3–24 lower-case letters and digits".into()
+                        );
+                    }
+                    out.push((
+                        "config.account",
+                        Host::Name(format!("{a}.blob.core.windows.net")),
+                        443,
+                    ));
+                }
+            }
+        }
+        TargetKind::Smb => {
+            let (h, p, _) =
+                parse_authority(&spec.location, 445).map_err(|e| format!("location: {e}"))?;
+            out.push(("location", h, p));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether absolute `location` lies under `base` (no `..`).
+fn under_base(base: &Path, location: &Path) -> bool {
+    !location.components().any(|c| matches!(c, Component::ParentDir)) && location.starts_with(base)
+}
+
+/// The platform's limits on targets (`[storage]`): a `directory` location under
+/// `storage.directory_base` when that is set, and network endpoints the server may reach
+/// (`storage.allowed_endpoints`; names are checked by address when the target is tested).
+async fn confine(state: &AppState, spec: &TargetSpec) -> Result<(), ApiError> {
+    let cfg = &state.config.storage;
+    if spec.kind == TargetKind::Directory {
+        let loc = Path::new(&spec.location);
+        if let (Some(base), true) = (&cfg.directory_base, loc.is_absolute()) {
+            if !under_base(base, loc) {
+                return Err(ApiError::validation(format!(
+                    "location: an absolute directory must be under {} (storage.directory_base)",
+                    base.display()
+                )));
+            }
+        }
+        return Ok(());
+    }
+    let policy = EgressPolicy::new(cfg).map_err(|_| ApiError::internal())?;
+    for (field, host, port) in endpoints(spec).map_err(ApiError::validation)? {
+        policy
+            .check(&host, port, false)
+            .await
+            .map_err(|e| ApiError::validation(format!("{field}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// `alto_tier2`'s configuration error, said in terms of the request's fields.
@@ -341,7 +426,8 @@ pub(super) async fn targets_create(
     let ctx = by.authorize(&state, Permission::StorageManage, CustomerId(t)).await?;
     alto_model::validate::hostname(&req.name)
         .map_err(|_| ApiError::validation("name must be 1–63 letters, digits, `.`, `-`, `_`"))?;
-    validate(&req.kind, &req.location, &req.config)?;
+    let spec = validate(&req.kind, &req.location, &req.config)?;
+    confine(&state, &spec).await?;
     let now = state.now();
     let mut tx = state.db.begin(ctx).await?;
     alto_db::tenants::get(&mut tx, t).await?;
@@ -453,7 +539,8 @@ async fn apply_update(
     location: String,
     config: Value,
 ) -> ApiResult<TargetRow> {
-    validate(&kind, &location, &config)?;
+    let spec = validate(&kind, &location, &config)?;
+    confine(state, &spec).await?;
     let kind_changed = kind != old.kind;
     let location_changed = location != old.location;
     if kind_changed || location_changed {
@@ -567,7 +654,7 @@ pub(super) async fn targets_test(
         .min(state.config.http.request_timeout.saturating_sub(Duration::from_secs(5)))
         .max(Duration::from_secs(1));
     let checked_at = state.now();
-    let outcome = check(&row, CustomerId(t), limit).await;
+    let outcome = check(&row, CustomerId(t), limit, &state.config.storage).await;
     let usage = outcome.usage.map(|(objects, bytes)| StorageUsage {
         objects: i64::try_from(objects).unwrap_or(i64::MAX),
         bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
@@ -642,9 +729,22 @@ enum Probe {
     Opened(Target),
 }
 
+const NOT_ALLOWED: &str =
+    "the target's network address is not one the server may connect to (storage.allowed_endpoints)";
+
 /// Opens the target and probes it, then counts usage, on blocking threads within `limit`.
-async fn check(row: &TargetRow, customer: CustomerId, limit: Duration) -> Outcome {
-    let spec = match (parse_kind(&row.kind), row.config.is_object()) {
+///
+/// Only endpoints the outbound policy allows are contacted: every host is checked before
+/// (names by what they resolve to now), and every connection by name checks its addresses
+/// again (an SMB name is resolved once and the check connects to that address). A
+/// `directory` is looked at only under `storage.directory_base`.
+async fn check(
+    row: &TargetRow,
+    customer: CustomerId,
+    limit: Duration,
+    storage_cfg: &crate::config::StorageConfig,
+) -> Outcome {
+    let mut spec = match (parse_kind(&row.kind), row.config.is_object()) {
         (Some(kind), true) => TargetSpec::new(kind, row.location.clone(), row.config.clone()),
         _ => {
             return Outcome::failed(
@@ -656,10 +756,58 @@ async fn check(row: &TargetRow, customer: CustomerId, limit: Duration) -> Outcom
     };
     let deadline = tokio::time::Instant::now() + limit;
     let start = Instant::now();
+    let policy = match EgressPolicy::new(storage_cfg) {
+        Ok(p) => Arc::new(p),
+        Err(_) => return Outcome::failed(StorageCheckCode::NotAllowed, NOT_ALLOWED, None),
+    };
+    let ends = match endpoints(&spec) {
+        Ok(e) => e,
+        Err(m) => return Outcome::failed(StorageCheckCode::InvalidConfig, m, None),
+    };
+    for (_, host, port) in &ends {
+        if policy.check(host, *port, true).await.is_err() {
+            return Outcome::failed(StorageCheckCode::NotAllowed, NOT_ALLOWED, None);
+        }
+    }
+    if spec.kind == TargetKind::Smb {
+        if let Some((_, Host::Name(name), port)) = ends.first() {
+            // libsmbclient resolves names itself: connect to the address checked here.
+            let addr = tokio::time::timeout(
+                Duration::from_secs(3),
+                tokio::net::lookup_host((name.as_str(), *port)),
+            )
+            .await;
+            let Some(ip) =
+                addr.ok().and_then(Result::ok).and_then(|mut a| a.next()).map(|a| a.ip())
+            else {
+                return Outcome::failed(
+                    StorageCheckCode::Unreachable,
+                    "the target's host name does not resolve",
+                    None,
+                );
+            };
+            if !policy.allows(Some(name), ip, *port) {
+                return Outcome::failed(StorageCheckCode::NotAllowed, NOT_ALLOWED, None);
+            }
+            let tail = parse_authority(&spec.location, 445).map(|(_, _, t)| t).unwrap_or("");
+            spec.location = format!("smb://{}:{port}{tail}", Host::Ip(ip));
+        }
+    }
+    let port = ends.first().map_or(443, |e| e.2);
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let classify = |e: &Tier2Error| {
+        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+            (StorageCheckCode::NotAllowed, NOT_ALLOWED.to_owned())
+        } else {
+            classify(e)
+        }
+    };
+    let directory_base = storage_cfg.directory_base.clone();
     let opts = OpenOptions {
         // Nothing the check starts outlives it by much, even if we stop waiting.
         request_timeout: limit,
         connect_timeout: limit.min(Duration::from_secs(10)),
+        address_filter: Some(policy.filter(port, refused.clone())),
         ..OpenOptions::default()
     };
     let probe = tokio::task::spawn_blocking(move || -> Result<Probe, Tier2Error> {
@@ -671,6 +819,21 @@ async fn check(row: &TargetRow, customer: CustomerId, limit: Duration) -> Outcom
                      check it, agents check it when they run jobs",
                     spec.location
                 )));
+            }
+            let outside = Probe::Unchecked(
+                "the server checks directory targets only under its storage.directory_base; \
+                 agents check this one when they run jobs"
+                    .into(),
+            );
+            let Some(base) = directory_base else { return Ok(outside) };
+            if !under_base(&base, p) {
+                return Ok(outside);
+            }
+            // A symbolic link inside the base must not lead the check out of it.
+            if let (Ok(real), Ok(real_base)) = (p.canonicalize(), base.canonicalize()) {
+                if !real.starts_with(&real_base) {
+                    return Ok(outside);
+                }
             }
             if !p.is_dir() {
                 return Ok(Probe::Unchecked(format!(
@@ -729,11 +892,48 @@ async fn check(row: &TargetRow, customer: CustomerId, limit: Duration) -> Outcom
     Outcome { status: StorageCheckStatus::Ok, latency_ms: latency, error: None, usage }
 }
 
-/// A stable code for a tier-2 error, and its message.
+/// A stable code for a tier-2 error, and a fixed message for it: never text a remote end
+/// sent (a target could be any server that answers HTTP or SMB), only the HTTP status if
+/// there is one, or the local configuration problem.
 fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
+    let code = classify_code(e);
+    let msg = match code {
+        StorageCheckCode::InvalidConfig => match e {
+            Tier2Error::Config(m) => format!("invalid settings: {m}"),
+            _ => "invalid settings".to_owned(),
+        },
+        StorageCheckCode::AccessDenied => {
+            "access denied: the credentials were refused or lack a permission".to_owned()
+        }
+        StorageCheckCode::NotFound => {
+            "not found: the bucket, container, share, base path or directory does not exist"
+                .to_owned()
+        }
+        StorageCheckCode::Unreachable => "cannot connect to the target".to_owned(),
+        StorageCheckCode::Timeout => "the target did not answer in time".to_owned(),
+        StorageCheckCode::NotAllowed => NOT_ALLOWED.to_owned(),
+        StorageCheckCode::NotCheckable | StorageCheckCode::StorageError => match e {
+            Tier2Error::Unavailable { reason, .. } => match http_status(reason) {
+                Some(st) => format!("the target answered with an error (HTTP {st})"),
+                None => "the target answered with an error".to_owned(),
+            },
+            Tier2Error::Io { .. } => "the directory cannot be used (I/O error)".to_owned(),
+            _ => "the target failed the check".to_owned(),
+        },
+    };
+    (code, msg)
+}
+
+/// The HTTP status in an object store's error text (`… status code: 503 …`).
+fn http_status(reason: &str) -> Option<u16> {
+    let at = reason.find("status code: ")? + "status code: ".len();
+    let digits = reason.get(at..at + 3)?;
+    digits.parse().ok().filter(|s| (100..600).contains(s))
+}
+
+fn classify_code(e: &Tier2Error) -> StorageCheckCode {
     use std::io::ErrorKind;
-    let msg = e.to_string();
-    let code = match e {
+    match e {
         Tier2Error::Config(_) => StorageCheckCode::InvalidConfig,
         Tier2Error::Io { source, .. } => match source.kind() {
             ErrorKind::NotFound => StorageCheckCode::NotFound,
@@ -743,10 +943,12 @@ fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
             ErrorKind::TimedOut => StorageCheckCode::Timeout,
             _ => StorageCheckCode::StorageError,
         },
+        Tier2Error::Unavailable { reason, .. } if reason.contains(ADDRESS_REFUSED) => {
+            StorageCheckCode::NotAllowed
+        }
         Tier2Error::Unavailable { reason, .. } => classify_reason(reason),
         _ => StorageCheckCode::StorageError,
-    };
-    (code, msg)
+    }
 }
 
 /// What a remote backend's failure text says (HTTP statuses and S3/Azure error codes from

@@ -158,3 +158,51 @@ fn configuration_example_lists_every_key() {
         assert!(example.contains(&format!("{key} = ")), "example lacks `{key}`");
     }
 }
+
+/// `/metrics` is not open to whoever reaches the port: by default only loopback may scrape;
+/// with `metrics.token`, anyone with the token may, and nobody else.
+#[tokio::test]
+async fn metrics_need_an_allowed_address_or_the_token() {
+    const TOKEN: &str = "scrape-token-0123456789";
+    let http = reqwest::Client::new();
+    let scrape = |app: &TestApp, from: Option<&str>, token: Option<&str>| {
+        let mut rb = http.get(format!("{}/metrics", app.base_url));
+        if let Some(f) = from {
+            rb = rb.header("x-forwarded-for", f);
+        }
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            let st = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            let code = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+            (st, code, text)
+        }
+    };
+    // Default: loopback scrapes, a remote client (behind the trusted proxy) does not.
+    let app = TestApp::spawn_with(|c| c.http.trust_forwarded_for = true).await;
+    let (st, _, text) = scrape(&app, None, None).await;
+    assert_eq!(st, 200);
+    assert!(text.contains("alto_http_requests_total"), "{text}");
+    let (st, code, text) = scrape(&app, Some("203.0.113.9"), None).await;
+    assert_eq!((st, code.as_deref()), (403, Some("forbidden")), "{text}");
+    assert!(!text.contains("alto_http_requests_total"));
+    drop(app);
+    // With a token and no address list: the token, and only it.
+    let app = TestApp::spawn_with(|c| {
+        c.metrics.token = Some(TOKEN.into());
+        c.metrics.allow_from.clear();
+    })
+    .await;
+    let (st, code, _) = scrape(&app, None, None).await;
+    assert_eq!((st, code.as_deref()), (401, Some("unauthenticated")));
+    let (st, code, _) = scrape(&app, None, Some("scrape-token-wrong-000")).await;
+    assert_eq!((st, code.as_deref()), (401, Some("unauthenticated")));
+    let (st, _, text) = scrape(&app, None, Some(TOKEN)).await;
+    assert_eq!(st, 200);
+    assert!(text.contains("alto_http_requests_total"), "{text}");
+}

@@ -452,9 +452,10 @@ async fn test_endpoint_checks_smb_targets() {
 
 #[tokio::test]
 async fn test_endpoint_checks_directories_the_server_sees() {
-    let app = TestApp::spawn().await;
-    let t = app.new_tenant("Acme").await;
     let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_owned();
+    let app = TestApp::spawn_with(|c| c.storage.directory_base = Some(base)).await;
+    let t = app.new_tenant("Acme").await;
     let loc = dir.path().to_str().unwrap();
     let r = test_target(&t, "local", &json!({"kind": "directory", "location": loc}), &[]).await;
     assert_ok(&r);
@@ -506,4 +507,214 @@ async fn test_endpoint_checks_directories_the_server_sees() {
         log["items"].as_array().unwrap().iter().filter_map(|e| e["outcome"].as_str()).collect();
     assert_eq!(outcomes.len(), 3, "{log}");
     assert!(outcomes.contains(&"success"), "{log}");
+}
+
+/// A fake internal HTTP service on loopback: counts connections and answers every request
+/// with `status` and a body that must never reach a tenant.
+struct Internal {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const INTERNAL_BODY: &str = "<Error><Code>AccessDenied</Code><Message>INTERNAL-SECRET \
+    db_password=hunter2 from the metadata service</Message></Error>";
+
+impl Internal {
+    async fn start(status: &'static str) -> Internal {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/xml\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{INTERNAL_BODY}",
+                        INTERNAL_BODY.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Internal { port, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Stores a target directly (as if saved under an older, laxer policy), bypassing validation.
+async fn store_raw(app: &TestApp, t: &TestTenant, name: &str, spec: &Value) -> String {
+    let pool = app.db.owner_pool().await;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO storage_targets (id, customer_id, name, kind, location, config, created_at,
+            updated_at) VALUES ($1, $2, $3, $4, $5, $6, now(), now())",
+    )
+    .bind(id)
+    .bind(t.id)
+    .bind(name)
+    .bind(spec["kind"].as_str().unwrap())
+    .bind(spec["location"].as_str().unwrap())
+    .bind(spec.get("config").cloned().unwrap_or(json!({})))
+    .execute(&pool)
+    .await
+    .unwrap();
+    id.to_string()
+}
+
+/// SSRF: with the default outbound policy (no allow-list) a tenant cannot point a target at
+/// the server's own network, neither when saving it (field-named `validation_failed`,
+/// nothing stored) nor when testing one saved before (`not_allowed`, not a single
+/// connection); directory targets are confined to `storage.directory_base`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn targets_cannot_reach_the_servers_own_network_or_file_system() {
+    let base = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let b = base.path().to_owned();
+    let app = TestApp::spawn_with(|c| {
+        c.storage.allowed_endpoints.clear();
+        c.storage.directory_base = Some(b);
+    })
+    .await;
+    let t = app.new_tenant("Acme").await;
+    let internal = Internal::start("403 Forbidden").await;
+    let p = internal.port;
+    let s3 = |ep: &str| {
+        let mut v = s3_spec("s3://tier");
+        v["config"]["endpoint"] = json!(ep);
+        v
+    };
+    let refused = [
+        (s3(&format!("http://127.0.0.1:{p}")), "config.endpoint"),
+        (s3(&format!("http://localhost:{p}")), "config.endpoint"),
+        (s3("http://169.254.169.254/latest/meta-data"), "config.endpoint"),
+        (s3("http://10.1.2.3:9000"), "config.endpoint"),
+        (s3(&format!("http://[::1]:{p}")), "config.endpoint"),
+        (s3(&format!("http://[::ffff:127.0.0.1]:{p}")), "config.endpoint"),
+        (s3(&format!("http://2130706433:{p}")), "config.endpoint"),
+        (s3(&format!("http://x@127.0.0.1:{p}")), "config.endpoint"),
+        (
+            json!({"kind": "azure", "location": "azure://c", "config": {"account":
+                "devstoreaccount1", "access_key": AZ_SECRET, "use_emulator": true}}),
+            "config.use_emulator",
+        ),
+        (
+            json!({"kind": "azure", "location": "azure://c", "config": {"account": "acme",
+                "access_key": AZ_SECRET, "endpoint": "http://192.168.1.10", "allow_http": true}}),
+            "config.endpoint",
+        ),
+        (
+            json!({"kind": "smb", "location": format!("smb://127.0.0.1:{p}/share"),
+                "config": {"username": "u", "password": SMB_SECRET}}),
+            "location",
+        ),
+        (json!({"kind": "directory", "location": "/etc"}), "storage.directory_base"),
+        (
+            json!({"kind": "directory",
+                "location": format!("{}/../etc", base.path().display())}),
+            "storage.directory_base",
+        ),
+    ];
+    for (i, (spec, field)) in refused.iter().enumerate() {
+        let (st, v) = create(&t, &format!("x{i}"), spec).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (400, Some("validation_failed")),
+            "{spec}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(field), "{spec}: {msg:?} should name {field}");
+        no_secrets(&v, &[S3_SECRET, AZ_SECRET, SMB_SECRET]);
+    }
+    let (_, list) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/storage-targets", t.id), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "only `default`: {list}");
+    // Public endpoints and locations under the base are fine.
+    let (st, v) = create(&t, "aws", &s3("https://s3.eu-west-1.amazonaws.com")).await;
+    assert_eq!(st, 201, "{v}");
+    let under = base.path().join("tier2");
+    std::fs::create_dir(&under).unwrap();
+    let (st, v) =
+        create(&t, "local", &json!({"kind": "directory", "location": under.to_str().unwrap()}))
+            .await;
+    assert_eq!(st, 201, "{v}");
+
+    // Targets saved before (or by another policy) are checked again when tested: not one
+    // connection, and a stable code.
+    for (name, spec) in [
+        ("old-ip", s3(&format!("http://127.0.0.1:{p}"))),
+        ("old-name", s3(&format!("http://localhost:{p}"))),
+        (
+            "old-smb",
+            json!({"kind": "smb", "location": format!("smb://localhost:{p}/share"),
+                "config": {"username": "u", "password": SMB_SECRET}}),
+        ),
+    ] {
+        let id = store_raw(&app, &t, name, &spec).await;
+        let path = format!("/tenants/{}/storage-targets/{id}/test", t.id);
+        let (st, r) = api(&t.admin, Method::POST, &path, None).await;
+        assert_eq!(st, 200, "{r}");
+        assert_failed(&r, "not_allowed");
+        no_secrets(&r, &[S3_SECRET, SMB_SECRET]);
+    }
+    assert_eq!(internal.hits(), 0, "the server connected to an internal address");
+
+    // A directory outside the base (saved before the base was set), or reached through a
+    // symbolic link in the base: unchecked, and nothing is created there.
+    let link = base.path().join("escape");
+    std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+    for (name, loc) in [("old-dir", outside.path().to_owned()), ("via-link", link.clone())] {
+        let id = store_raw(
+            &app,
+            &t,
+            name,
+            &json!({"kind": "directory", "location": loc.to_str().unwrap()}),
+        )
+        .await;
+        let path = format!("/tenants/{}/storage-targets/{id}/test", t.id);
+        let (_, r) = api(&t.admin, Method::POST, &path, None).await;
+        assert_eq!(r["status"], "unchecked", "{r}");
+        assert_eq!(r["error"]["code"], "not_checkable", "{r}");
+    }
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing outside the base");
+}
+
+/// Whatever a target's server answers, its text never reaches the tenant: the check gives a
+/// fixed message for its code (and the HTTP status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_answers_never_echo_what_the_target_sent() {
+    let app = TestApp::spawn().await; // loopback allow-listed, as for the test servers
+    let t = app.new_tenant("Acme").await;
+    for status in ["403 Forbidden", "404 Not Found", "400 Bad Request"] {
+        let internal = Internal::start(status).await;
+        let mut spec = s3_spec("s3://tier");
+        spec["config"]["endpoint"] = json!(format!("http://127.0.0.1:{}", internal.port));
+        let name = format!("echo-{}", &status[..3]);
+        let r = test_target(&t, &name, &spec, &[S3_SECRET, "INTERNAL-SECRET", "hunter2"]).await;
+        assert_eq!(r["status"], "failed", "{r}");
+        assert!(internal.hits() > 0, "the allow-listed server was asked");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains("Error") && !msg.contains("metadata"), "{msg}");
+    }
+    let (_, log) = api(
+        &t.admin,
+        Method::GET,
+        &format!("/tenants/{}/audit?action=storage_target.test", t.id),
+        None,
+    )
+    .await;
+    no_secrets(&log, &["INTERNAL-SECRET", "hunter2"]);
 }
