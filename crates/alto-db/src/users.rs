@@ -260,8 +260,10 @@ pub async fn throttle_locked_until(
     Ok(until.flatten().filter(|u| *u > now))
 }
 
-/// Records a failure. After `max_failures` within `window`, the name is locked for
-/// `lockout`, doubling with each further failure (capped at 24 hours). Returns the lock end.
+/// Records a failure for `key` (a username, or a username and source). After
+/// `max_failures` within `window`, the key is locked for `lockout`, doubling with each
+/// further failure (capped at 24 hours): the count starts again only after a quiet `window`
+/// since the window started and since the last lock ended. Returns the lock end.
 pub async fn throttle_record_failure(
     tx: &mut Tx,
     username: &str,
@@ -274,10 +276,11 @@ pub async fn throttle_record_failure(
         "INSERT INTO login_throttle AS t (username, failures, window_started_at)
          VALUES ($1, 1, $2)
          ON CONFLICT (username) DO UPDATE SET
-           failures = CASE WHEN t.window_started_at < $2 - $3 AND coalesce(t.locked_until, $2) <= $2
+           failures = CASE WHEN t.window_started_at < $2 - $3
+                                AND coalesce(t.locked_until, $2 - $3) <= $2 - $3
                            THEN 1 ELSE t.failures + 1 END,
            window_started_at = CASE WHEN t.window_started_at < $2 - $3
-                                     AND coalesce(t.locked_until, $2) <= $2
+                                     AND coalesce(t.locked_until, $2 - $3) <= $2 - $3
                                     THEN $2 ELSE t.window_started_at END
          RETURNING failures",
     )

@@ -211,11 +211,17 @@ pub struct AuthConfig {
     /// Lifetime of a login session (cookie or bearer token).
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
-    /// Failed logins for one username within `failure_window` before it is locked.
+    /// Failed logins for one username from one source address (an IPv6 /64) within
+    /// `failure_window` before that source is locked out of that username.
     pub max_failed_logins: u32,
+    /// Failed logins for one username from all sources together within `failure_window`
+    /// before the username is locked for everyone (distributed guessing only: one source
+    /// alone is stopped long before).
+    pub max_failed_logins_global: u32,
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
-    /// First lockout; doubles with each further failure, up to 24 hours.
+    /// First lockout; doubles with each further failure (until a quiet `failure_window`
+    /// has passed), up to 24 hours.
     #[serde(with = "humantime_serde")]
     pub lockout: Duration,
 }
@@ -320,6 +326,7 @@ impl Default for AuthConfig {
         Self {
             session_ttl: Duration::from_secs(12 * 3600),
             max_failed_logins: 5,
+            max_failed_logins_global: 100,
             failure_window: Duration::from_secs(15 * 60),
             lockout: Duration::from_secs(15 * 60),
         }
@@ -445,6 +452,9 @@ impl Config {
         }
         if self.auth.max_failed_logins == 0 {
             return bad("auth.max_failed_logins must be at least 1");
+        }
+        if self.auth.max_failed_logins_global < self.auth.max_failed_logins {
+            return bad("auth.max_failed_logins_global must be at least auth.max_failed_logins");
         }
         if self.auth.session_ttl < Duration::from_secs(60) {
             return bad("auth.session_ttl must be at least 1m");

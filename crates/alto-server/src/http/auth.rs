@@ -17,7 +17,9 @@ use crate::secrets;
 use crate::state::AppState;
 
 /// Logs in with a username and password. Answers a bearer token and sets an HttpOnly,
-/// SameSite=Strict session cookie. Repeated failures lock the username for a while.
+/// SameSite=Strict session cookie. Repeated failures from one source lock that source out of
+/// the username for a while, with a growing backoff (`429 too_many_attempts`,
+/// `Retry-After`); many failures from many sources lock the username for everyone.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse),
               (status = 401, body = alto_api_types::ErrorBody, description = "invalid_credentials"),
@@ -33,15 +35,46 @@ pub(super) async fn login(
     if username.is_empty() || username.len() > 256 || req.password.len() > 1024 {
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "invalid username or password"));
     }
+    if alto_model::validate::username(&username).is_err() {
+        // No account has such a name; it is not throttled either (a name with a space could
+        // otherwise name another name's per-source key). Same work as a real check.
+        let _ = secrets::verify_password_async(
+            req.password.clone(),
+            state.dummy_hash.as_str().to_owned(),
+        )
+        .await;
+        metrics::counter!("alto_login_failures_total").increment(1);
+        let actor = Actor {
+            kind: "anonymous",
+            id: None,
+            name: Some(username.chars().filter(|c| !c.is_control()).take(64).collect()),
+            ip: ip.to_opt_string(),
+        };
+        let e = audit::entry(
+            &state,
+            None,
+            &actor,
+            "auth.login",
+            None,
+            "failure",
+            serde_json::json!({ "locked_until": null }),
+        );
+        audit::record_alone(&state, TenantCtx::Platform, e).await;
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "invalid username or password"));
+    }
     let cfg = &state.config.auth;
+    let source_key = throttle_key(&username, ip);
 
     let mut tx = state.db.begin(TenantCtx::Anonymous).await?;
-    if let Some(until) = users::throttle_locked_until(&mut tx, &username, now).await? {
+    let here = users::throttle_locked_until(&mut tx, &source_key, now).await?;
+    let everywhere = users::throttle_locked_until(&mut tx, &username, now).await?;
+    if let Some(until) = here.max(everywhere) {
         tx.commit().await?;
         let secs = (until - now).num_seconds().max(1) as u64;
+        let whom = if everywhere.is_some() { "this username" } else { "this username from here" };
         return Err(ApiError {
             code: ErrorCode::TooManyAttempts,
-            message: format!("too many failed logins; try again in {secs} s"),
+            message: format!("too many failed logins for {whom}; try again in {secs} s"),
             retry_after: Some(secs),
         });
     }
@@ -68,15 +101,27 @@ pub(super) async fn login(
         metrics::counter!("alto_login_failures_total").increment(1);
         let ctx = known_tenant.map(TenantCtx::Tenant).unwrap_or(TenantCtx::Platform);
         let mut tx = state.db.begin(ctx).await?;
-        let locked = users::throttle_record_failure(
+        let window = chrono::Duration::from_std(cfg.failure_window).unwrap_or_default();
+        let lockout = chrono::Duration::from_std(cfg.lockout).unwrap_or_default();
+        let here = users::throttle_record_failure(
+            &mut tx,
+            &source_key,
+            now,
+            cfg.max_failed_logins as i32,
+            window,
+            lockout,
+        )
+        .await?;
+        let everywhere = users::throttle_record_failure(
             &mut tx,
             &username,
             now,
-            cfg.max_failed_logins as i32,
-            chrono::Duration::from_std(cfg.failure_window).unwrap_or_default(),
-            chrono::Duration::from_std(cfg.lockout).unwrap_or_default(),
+            cfg.max_failed_logins_global as i32,
+            window,
+            lockout,
         )
         .await?;
+        let locked = here.max(everywhere);
         let e = audit::entry(
             &state,
             known_tenant,
@@ -84,7 +129,7 @@ pub(super) async fn login(
             "auth.login",
             None,
             "failure",
-            serde_json::json!({ "locked_until": locked }),
+            serde_json::json!({ "locked_until": locked, "locked_for_all_sources": everywhere.is_some() }),
         );
         audit::record(&mut tx, &e).await?;
         tx.commit().await?;
@@ -125,7 +170,8 @@ pub(super) async fn login(
         now,
     )
     .await?;
-    users::throttle_reset(&mut tx, &username).await?;
+    // Only this source's count: failures elsewhere may be someone guessing.
+    users::throttle_reset(&mut tx, &source_key).await?;
     let e = audit::entry(
         &state,
         tenant,
@@ -151,6 +197,25 @@ pub(super) async fn login(
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+/// The throttle key of failures for `username` from `ip`: the address, or its /64 for IPv6
+/// (one subscriber's usual allocation, so rotating addresses within it gains nothing). Usernames
+/// never contain a space, so these keys never collide with a bare username (the key of the
+/// failures from every source).
+fn throttle_key(username: &str, ip: ClientIp) -> String {
+    let source = match ip.0 {
+        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(std::net::IpAddr::V6(v6)) => {
+            v6.to_ipv4_mapped().map(|a| a.to_string()).unwrap_or_default()
+        }
+        Some(v4) => v4.to_string(),
+        None => "unknown".to_owned(),
+    };
+    format!("{username} {source}")
 }
 
 /// The session cookie: HttpOnly (no script access), SameSite=Strict (no cross-site sends).

@@ -234,3 +234,84 @@ async fn a_suspended_tenant_is_locked_out_until_reactivated() {
     let err = t.admin.update_tenant(t.id, &upd("suspended")).await.unwrap_err();
     assert_eq!(err.code(), Some("not_found"));
 }
+
+/// Logs in as `username` from `source` (the server trusts `X-Forwarded-For` in these
+/// tests); returns the status, the error code and `Retry-After`.
+async fn login_from(
+    app: &TestApp,
+    source: &str,
+    username: &str,
+    password: &str,
+) -> (u16, Option<String>, Option<u64>) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", app.base_url))
+        .header("x-forwarded-for", source)
+        .json(&serde_json::json!({ "username": username, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    let retry = r.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    (st, body["error"]["code"].as_str().map(str::to_owned), retry)
+}
+
+/// Nobody can lock another person out by guessing from their own address: five failures
+/// lock that source out of that username (even the right password is refused there, with
+/// `Retry-After`), with a growing backoff, while the owner logs in from elsewhere. Only many
+/// failures from many sources lock the username for everyone.
+#[tokio::test]
+async fn failures_lock_the_source_not_the_account() {
+    let app = TestApp::spawn_with(|c| {
+        c.http.trust_forwarded_for = true;
+        c.auth.max_failed_logins_global = 12;
+    })
+    .await;
+    let attacker = "203.0.113.7";
+    for _ in 0..5 {
+        let (st, code, _) = login_from(&app, attacker, ADMIN_USER, "not the password").await;
+        assert_eq!((st, code.as_deref()), (401, Some("invalid_credentials")));
+    }
+    let (st, code, retry) = login_from(&app, attacker, ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!((st, code.as_deref()), (429, Some("too_many_attempts")));
+    let first = retry.expect("Retry-After");
+    assert!((1..=900).contains(&first), "{first}");
+    // The real administrator, elsewhere, is not locked out.
+    let (st, code, _) = login_from(&app, "198.51.100.1", ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!((st, code), (200, None));
+    // An IPv6 attacker cannot dodge the lock by changing addresses within its /64.
+    for i in 0..5 {
+        let src = format!("2001:db8:1:2::{i:x}");
+        login_from(&app, &src, ADMIN_USER, "not the password").await;
+    }
+    let (st, _, _) = login_from(&app, "2001:db8:1:2::ffff", ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(st, 429);
+
+    // After the lock, the next failure from the same source locks it again, for longer.
+    app.clock.advance(chrono::Duration::minutes(16));
+    let (st, _, _) = login_from(&app, attacker, ADMIN_USER, "not the password").await;
+    assert_eq!(st, 401);
+    let (st, code, retry) = login_from(&app, attacker, ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!((st, code.as_deref()), (429, Some("too_many_attempts")));
+    let second = retry.expect("Retry-After");
+    assert!(second > first + 600, "the backoff grows: {first} s, then {second} s");
+    // A quiet window after the lock ends forgives the source.
+    app.clock.advance(chrono::Duration::minutes(31 + 16));
+    let (st, _, _) = login_from(&app, attacker, ADMIN_USER, ADMIN_PASSWORD).await;
+    assert_eq!(st, 200);
+
+    // Distributed guessing: one failure each from many sources (each far below the
+    // per-source limit) locks the username for everyone, the owner included.
+    app.new_tenant("Acme").await;
+    for i in 0..12 {
+        let (st, _, _) =
+            login_from(&app, &format!("10.0.{i}.1"), "acme-admin", "not the password").await;
+        assert_eq!(st, 401);
+    }
+    let (st, code, retry) = login_from(&app, "198.51.100.1", "acme-admin", ADMIN_PASSWORD).await;
+    assert_eq!((st, code.as_deref()), (429, Some("too_many_attempts")));
+    assert!(retry.is_some());
+    app.clock.advance(chrono::Duration::minutes(16));
+    let (st, _, _) = login_from(&app, "198.51.100.1", "acme-admin", ADMIN_PASSWORD).await;
+    assert_eq!(st, 200);
+}
