@@ -289,7 +289,8 @@ pub async fn lock_current_credential(
     host_id: Uuid,
     credential_id: Uuid,
 ) -> Result<bool, DbError> {
-    let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    type Times = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let row: Option<Times> = sqlx::query_as(
         "SELECT expires_at, revoked_at FROM host_credentials
           WHERE customer_id = $1 AND host_id = $2 AND id = $3
           FOR UPDATE",
