@@ -8,6 +8,19 @@ cd "$(dirname "$0")/.."
 # The real tier-2 servers the tests start on 127.0.0.1 (Samba, s3s-fs, moto, Azurite); every
 # test that needs one fails rather than skips when it is missing.
 ./scripts/test-services.sh install
+# cargo-nextest runs the test binaries in parallel; installed once per machine into the tools
+# cache (outside the clone, keyed by version) when the toolchain does not have it.
+NEXTEST_VERSION=0.9.143
+if ! cargo nextest --version >/dev/null 2>&1; then
+  NEXTEST_ROOT="${ALTO_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alto/tools}/nextest-$NEXTEST_VERSION"
+  if [ ! -x "$NEXTEST_ROOT/bin/cargo-nextest" ]; then
+    echo "== installing cargo-nextest $NEXTEST_VERSION into $NEXTEST_ROOT" >&2
+    CARGO_TARGET_DIR="$NEXTEST_ROOT/.build" \
+      cargo install --quiet --locked --root "$NEXTEST_ROOT" "cargo-nextest@$NEXTEST_VERSION"
+    rm -rf "$NEXTEST_ROOT/.build"
+  fi
+  export PATH="$NEXTEST_ROOT/bin:$PATH"
+fi
 export ALTO_REQUIRE_TEST_SERVICES=1
 # Tests that need root (trusted.* attributes, leases) fail rather than skip when not root.
 export ALTO_REQUIRE_ROOT=1
@@ -20,5 +33,7 @@ cargo run -q --locked -p alto-server --example ingest_bench -- --small
 cargo run -q --locked -p alto-server --example plan_bench -- --small
 cargo run -q --locked -p alto-bench --bin alto-tier-bench -- --small
 ./scripts/bench.sh --small --clean
-echo "== cargo test" >&2
-cargo test --workspace --locked
+echo "== tests (cargo nextest: every binary's tests side by side)" >&2
+# Every library sets doctest = false and the binaries have no doc tests, so nextest runs all
+# of them; .config/nextest.toml has the parallelism and the groups.
+cargo nextest run --workspace --locked --no-tests=fail
