@@ -6,6 +6,9 @@
 #   - A C toolchain and pkg-config for crates that build C code (zstd).
 #   - curl (the demo's readiness check) and GNU time (peak memory in the benchmarks).
 #   - libsmbclient-dev: alto-tier2's SMB backend links libsmbclient (build time and run time).
+#   - systemd (only systemd-analyze is used; nothing is started) and util-linux (unshare,
+#     setpriv): the test that verifies deploy/systemd/alto-agent.service and runs the agent
+#     inside its sandbox.
 # The Rust toolchain itself (cargo, rustc) must already be installed.
 set -euo pipefail
 
@@ -26,6 +29,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/time ] || missing+=(time)   # peak memory in scripts/bench.sh
 [ -f /usr/include/samba-4.0/libsmbclient.h ] || missing+=(libsmbclient-dev)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+{ command -v unshare && command -v setpriv; } >/dev/null 2>&1 || missing+=(util-linux)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"

@@ -185,6 +185,46 @@ impl AgentConfig {
     }
 }
 
+/// A path as one word of a systemd list setting (`ReadWritePaths=`): quoted, with `\\` and
+/// `"` escaped and `%` (a unit specifier) doubled.
+fn systemd_word(prefix: &str, p: &Path) -> String {
+    let s = p.display().to_string();
+    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+    format!("\"{prefix}{escaped}\"")
+}
+
+impl AgentConfig {
+    /// The paths `run` writes below: the state directory, every scanned root (stubbing and
+    /// recall rewrite the scanned files in place) and the tier-2 base of `directory` targets.
+    pub fn writable_paths(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.state_dir.clone()];
+        v.extend(self.roots.iter().cloned());
+        v.push(self.tier2.directory_base.clone());
+        v
+    }
+
+    /// A systemd drop-in for `alto-agent.service` (which has `ProtectSystem=strict`) that
+    /// makes [`AgentConfig::writable_paths`] writable. Roots and the tier-2 base are optional
+    /// (`-`): a missing one does not stop the unit, the agent reports it.
+    pub fn systemd_drop_in(&self, source: &str) -> String {
+        let mut out = format!(
+            "# alto-agent.service drop-in: the paths the agent writes, from {source}.\n\
+             # Made by `alto-agent unit-paths`; make it again after changing roots, state_dir\n\
+             # or tier2.directory_base, then `systemctl daemon-reload` and restart the agent.\n\
+             [Service]\n"
+        );
+        out.push_str(&format!("ReadWritePaths={}\n", systemd_word("", &self.state_dir)));
+        for r in &self.roots {
+            out.push_str(&format!("ReadWritePaths={}\n", systemd_word("-", r)));
+        }
+        out.push_str(&format!(
+            "ReadWritePaths={}\n",
+            systemd_word("-", &self.tier2.directory_base)
+        ));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +253,27 @@ mod tests {
             assert!(AgentConfig::load(None, &serde_json::json!({})).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_drop_in_names_every_written_path_quoted() {
+        let cfg = AgentConfig {
+            state_dir: PathBuf::from("/var/lib/alto-agent"),
+            roots: vec![PathBuf::from("/srv/share one"), PathBuf::from("/data/50%\"q\"")],
+            tier2: Tier2Config { directory_base: PathBuf::from("/mnt/tier2") },
+            ..Default::default()
+        };
+        let d = cfg.systemd_drop_in("/etc/alto/agent.toml");
+        let lines: Vec<&str> = d.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "[Service]",
+                "ReadWritePaths=\"/var/lib/alto-agent\"",
+                "ReadWritePaths=\"-/srv/share one\"",
+                "ReadWritePaths=\"-/data/50%%\\\"q\\\"\"",
+                "ReadWritePaths=\"-/mnt/tier2\"",
+            ]
+        );
     }
 }

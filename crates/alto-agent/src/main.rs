@@ -62,6 +62,23 @@ enum Command {
     /// are kept; the server is asked about every other one and only those it does not know
     /// are deleted, then each object no sidecar (of any host) references any more.
     ReconcileTier2(ReconcileArgs),
+    /// Print the systemd drop-in that lets `alto-agent.service` write where the
+    /// configuration says: the state directory, the scanned roots and the tier-2 base.
+    ///
+    /// The unit has `ProtectSystem=strict` (the whole file system read-only); install the
+    /// output as /etc/systemd/system/alto-agent.service.d/paths.conf, then
+    /// `systemctl daemon-reload` and restart the agent (see docs/deployment.md).
+    UnitPaths(UnitPathsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UnitPathsArgs {
+    /// TOML configuration file; env ALTO_AGENT_* overrides it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// State directory.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -328,6 +345,16 @@ fn run_daemon(a: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn unit_paths(a: &UnitPathsArgs) -> anyhow::Result<()> {
+    let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    let source = match &a.config {
+        Some(f) => f.display().to_string(),
+        None => "the defaults and ALTO_AGENT_* variables".into(),
+    };
+    print!("{}", cfg.systemd_drop_in(&source));
+    Ok(())
+}
+
 fn upload(a: &UploadArgs) -> anyhow::Result<()> {
     let id = alto_agent::state::Identity::load(&a.state_dir)?;
     let spool = alto_agent::spool::Spool::open(&a.state_dir)?;
@@ -388,6 +415,7 @@ fn main() -> ExitCode {
         Command::TierOnce(args) => tier_once(&args),
         Command::Recall(args) => recall(&args),
         Command::ReconcileTier2(args) => reconcile_tier2(&args),
+        Command::UnitPaths(args) => unit_paths(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,476 @@
+//! `deploy/systemd/alto-agent.service` lets the agent do its work, and no more.
+//!
+//! The unit and the drop-in `alto-agent unit-paths` makes are checked by `systemd-analyze
+//! verify`, then the real agent runs inside the unit's sandbox and tiers and recalls files of
+//! another owner (one setuid) against a real server. systemd is not PID 1 where the tests run
+//! (no `systemd-run`), so the sandbox is rebuilt from the unit's own settings the way systemd
+//! builds it: a private mount namespace (`unshare`) in which every mount is read-only except
+//! `/dev`, `/proc` and `/sys` (`ProtectSystem=strict`), `/proc/sys` and `/sys` read-only too
+//! (`ProtectKernelTunables`, `ProtectControlGroups`), fresh `/tmp` and `/var/tmp`
+//! (`PrivateTmp`), each `ReadWritePaths=` bound writable again, and the capability bounding
+//! set and no-new-privileges applied with `setpriv` before the agent starts. A setting of the
+//! unit this test does not know fails it, so the test and the unit cannot drift apart.
+//!
+//! Needs root (mount namespaces, `trusted.*` attributes, leases), `unshare` and `setpriv`
+//! (util-linux) and `systemd-analyze` (the `systemd` package; `scripts/setup.sh`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alto_test_support::TestApp;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-agent.service");
+const SERVER_UNIT: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-server.service");
+const AGENT: &str = env!("CARGO_BIN_EXE_alto-agent");
+
+/// Settings of `[Service]` that decide what the agent may read, write or do: each is applied
+/// below. Any setting in neither list fails the test.
+const APPLIED: &[&str] = &[
+    "ProtectSystem",
+    "ReadWritePaths",
+    "PrivateTmp",
+    "ProtectKernelTunables",
+    "ProtectControlGroups",
+    "NoNewPrivileges",
+    "CapabilityBoundingSet",
+    "StateDirectory",
+];
+/// Settings that do not change what the agent may touch.
+const NEUTRAL: &[&str] = &[
+    "Type",
+    "ExecStart",
+    "Restart",
+    "RestartSec",
+    "StateDirectoryMode",
+    "Nice",
+    "IOSchedulingClass",
+];
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The `[Service]` settings of a unit file and its drop-ins, in order.
+fn service_settings(texts: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for text in texts {
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+                continue;
+            }
+            assert!(!l.ends_with('\\'), "continued lines are not understood here: {l}");
+            if l.starts_with('[') {
+                section = l.to_owned();
+                continue;
+            }
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not a setting: {l}"));
+            if section == "[Service]" {
+                out.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// The words of a list setting, unquoted (`"…"` with `\\`, `\"`) and `%%` → `%`.
+fn words(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = v.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else { break };
+        let mut w = String::new();
+        if first == '"' {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => w.push(chars.next().unwrap()),
+                    '"' => break,
+                    c => w.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied().filter(|c| !c.is_whitespace()) {
+                w.push(c);
+                chars.next();
+            }
+        }
+        out.push(w.replace("%%", "%"));
+    }
+    out
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The values of setting `k`, in order.
+fn values<'a>(settings: &'a [(String, String)], k: &'a str) -> impl Iterator<Item = &'a str> {
+    settings.iter().filter(move |(key, _)| key == k).map(|(_, v)| v.as_str())
+}
+
+/// A shell script that builds the unit's sandbox and then `exec`s its arguments in it.
+fn sandbox_script(settings: &[(String, String)]) -> String {
+    let get = |k: &'static str| values(settings, k);
+    for (k, _) in settings {
+        assert!(
+            APPLIED.contains(&k.as_str()) || NEUTRAL.contains(&k.as_str()),
+            "the unit sets {k}=, which this test does not apply: teach it what {k} does"
+        );
+    }
+    let yes =
+        |k: &'static str| get(k).last().is_some_and(|v| ["yes", "true", "1", "on"].contains(&v));
+    assert_eq!(get("ProtectSystem").last(), Some("strict"), "the test applies strict only");
+    let mut s = String::from("set -eu\n");
+    // ProtectSystem=strict: every mount read-only but the API file systems (and, with
+    // ProtectKernelTunables/ProtectControlGroups, /proc/sys and /sys read-only as well).
+    let tunables = yes("ProtectKernelTunables");
+    let cgroups = yes("ProtectControlGroups");
+    s.push_str(&format!(
+        "awk '{{print $5}}' /proc/self/mountinfo | while read -r mp; do\n\
+         case \"$mp\" in\n\
+           /sys/fs/cgroup|/sys/fs/cgroup/*) [ {cg} = 1 ] || continue ;;\n\
+           /sys|/sys/*) [ {tu} = 1 ] || continue ;;\n\
+           /proc|/proc/*|/dev|/dev/*) continue ;;\n\
+         esac\n\
+         mount -o remount,bind,ro \"$mp\" || echo \"sandbox: $mp stays writable\" >&2\n\
+         done\n",
+        cg = u8::from(cgroups || tunables),
+        tu = u8::from(tunables),
+    ));
+    if tunables {
+        s.push_str("mount --bind /proc/sys /proc/sys\nmount -o remount,bind,ro /proc/sys\n");
+    }
+    if yes("PrivateTmp") {
+        s.push_str(
+            "mount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -t tmpfs -o mode=1777 tmpfs /var/tmp\n",
+        );
+    }
+    let mut rw: Vec<String> =
+        get("StateDirectory").flat_map(words).map(|d| format!("-/var/lib/{d}")).collect();
+    rw.extend(get("ReadWritePaths").flat_map(words));
+    for p in rw {
+        let (optional, path) = match p.strip_prefix('-') {
+            Some(p) => (true, p.to_owned()),
+            None => (false, p),
+        };
+        let q = sh_quote(&path);
+        if optional {
+            s.push_str(&format!("if [ -e {q} ]; then "));
+        }
+        s.push_str(&format!("mount --bind {q} {q}; mount -o remount,bind,rw {q}"));
+        s.push_str(if optional { "; fi\n" } else { "\n" });
+    }
+    let caps: Vec<String> = get("CapabilityBoundingSet")
+        .flat_map(words)
+        .map(|c| format!("+{}", c.to_lowercase().trim_start_matches("cap_")))
+        .collect();
+    let mut setpriv = String::from("exec setpriv");
+    if get("CapabilityBoundingSet").next().is_some() {
+        setpriv.push_str(&format!(" --bounding-set -all,{}", caps.join(",")));
+    }
+    if yes("NoNewPrivileges") {
+        setpriv.push_str(" --no-new-privs");
+    }
+    s.push_str(&setpriv);
+    s.push_str(" -- \"$@\"\n");
+    s
+}
+
+/// `cmd args…` inside the sandbox.
+fn sandboxed(script: &str, cmd: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "slave", "--", "sh", "-c", script, "sandbox", cmd]);
+    c.args(args);
+    c
+}
+
+fn output(mut c: Command) -> Output {
+    let o = c.output().unwrap();
+    eprintln!(
+        "{:?}: {}\n{}{}",
+        c.get_args().last(),
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = c.request(m, &format!("/api/v1{path}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A unit file with the binary and configuration paths of this test, for `verify`.
+fn for_verify(unit: &str, exec: &str, config: &Path) -> String {
+    unit.replace("/usr/local/bin/alto-agent", exec)
+        .replace("/usr/local/bin/alto-server", "/bin/true")
+        .replace("/etc/alto/agent.toml", &config.display().to_string())
+}
+
+#[test]
+fn the_server_unit_verifies() {
+    if !have("systemd-analyze") {
+        alto_test_services::skip_or_fail("ALTO_REQUIRE_TEST_SERVICES", "systemd-analyze missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("alto-server.service");
+    let text = std::fs::read_to_string(SERVER_UNIT).unwrap();
+    std::fs::write(&unit, for_verify(&text, "/bin/true", Path::new("/dev/null"))).unwrap();
+    let o = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("alto-server"), "{err}");
+}
+
+struct Dirs {
+    _base: tempfile::TempDir,
+    state: PathBuf,
+    data: PathBuf,
+    tier2: PathBuf,
+    outside: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    // Not below /tmp: the unit's PrivateTmp hides it.
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let b = base.path().canonicalize().unwrap();
+    let d = Dirs {
+        state: b.join("state"),
+        data: b.join("data"),
+        tier2: b.join("tier2"),
+        outside: b.join("outside"),
+        _base: base,
+    };
+    for p in [&d.state, &d.data, &d.tier2, &d.outside] {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    d
+}
+
+struct Orig {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+    mtime: (i64, i64),
+}
+
+/// Files of another owner (65534), mode 0640, one of them setuid (04755).
+fn make_files(dir: &Path, n: usize) -> Vec<Orig> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let p = dir.join(format!("sub{}", i % 2)).join(format!("f{i}.dat"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let bytes: Vec<u8> =
+            (0..(40_000 + i * 7_919)).map(|j| ((j * 31 + i * 17) % 251) as u8).collect();
+        std::fs::write(&p, &bytes).unwrap();
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        let mode = if i == 0 { 0o4755 } else { 0o640 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        out.push(Orig { path: p, bytes, mode, mtime: (m.mtime(), m.mtime_nsec()) });
+    }
+    out
+}
+
+fn assert_kept(o: &Orig) {
+    let m = std::fs::symlink_metadata(&o.path).unwrap();
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}: owner", o.path.display());
+    assert_eq!(m.mode() & 0o7777, o.mode, "{}: mode (setuid kept)", o.path.display());
+    assert_eq!((m.mtime(), m.mtime_nsec()), o.mtime, "{}: mtime", o.path.display());
+    assert_eq!(m.size(), o.bytes.len() as u64);
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
+    if !alto_test_services::require_root("mount namespaces, trusted.* attributes, leases") {
+        return;
+    }
+    for tool in ["unshare", "setpriv", "systemd-analyze"] {
+        if !have(tool) {
+            alto_test_services::skip_or_fail(
+                "ALTO_REQUIRE_TEST_SERVICES",
+                &format!("{tool} missing (scripts/setup.sh installs it)"),
+            );
+            return;
+        }
+    }
+    let d = dirs();
+    let config = d.state.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nroots = [{:?}]\n[tier2]\ndirectory_base = {:?}\n",
+            d.state, d.data, d.tier2
+        ),
+    )
+    .unwrap();
+
+    // The drop-in from the configuration, and both verified as systemd reads them.
+    let o = output({
+        let mut c = Command::new(AGENT);
+        c.args(["unit-paths", "--config"]).arg(&config);
+        c
+    });
+    assert!(o.status.success());
+    let drop_in = String::from_utf8(o.stdout).unwrap();
+    let unit = std::fs::read_to_string(UNIT).unwrap();
+    let vdir = tempfile::tempdir().unwrap();
+    std::fs::write(vdir.path().join("alto-agent.service"), for_verify(&unit, AGENT, &config))
+        .unwrap();
+    std::fs::create_dir(vdir.path().join("alto-agent.service.d")).unwrap();
+    std::fs::write(vdir.path().join("alto-agent.service.d/paths.conf"), &drop_in).unwrap();
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(vdir.path().join("alto-agent.service"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success() && !err.contains("alto-agent"), "systemd-analyze verify: {err}");
+
+    let unit_only = sandbox_script(&service_settings(&[&unit]));
+    let script = sandbox_script(&service_settings(&[&unit, &drop_in]));
+    eprintln!("sandbox:\n{script}");
+
+    // Inside: the configured paths are writable, the rest of the system is not.
+    let probe = format!(
+        "touch {data}/.probe && rm {data}/.probe && touch {t2}/.probe && rm {t2}/.probe && \
+         if touch {out}/x 2>/dev/null; then echo outside-writable; exit 1; fi && \
+         if touch /usr/.alto-probe 2>/dev/null; then echo usr-writable; exit 1; fi && \
+         if touch /etc/.alto-probe 2>/dev/null; then echo etc-writable; exit 1; fi && \
+         grep CapBnd /proc/self/status",
+        data = sh_quote(&d.data.display().to_string()),
+        t2 = sh_quote(&d.tier2.display().to_string()),
+        out = sh_quote(&d.outside.display().to_string()),
+    );
+    let o = output(sandboxed(&script, "sh", &["-c", &probe]));
+    assert!(o.status.success(), "sandbox probe");
+    // CAP_DAC_OVERRIDE(1) FOWNER(3) FSETID(4) SYS_ADMIN(21) LEASE(28), nothing else.
+    let bnd: u64 = (1 << 1) | (1 << 3) | (1 << 4) | (1 << 21) | (1 << 28);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{bnd:016x}")),
+        "bounding set: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!d.outside.join("x").exists());
+
+    // A server, a tenant, an enrolled host, one rule tiering everything.
+    let app = TestApp::spawn().await;
+    let mut t = app.new_tenant("Acme").await;
+    let created = t
+        .admin
+        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
+        .await
+        .unwrap();
+    alto_agent::daemon::enroll(&app.base_url, &created.enrollment.token, &d.state).await.unwrap();
+    let files = make_files(&d.data, 12);
+    let settings = format!("/tenants/{}/planner-settings", t.id);
+    let (st, mut s) = api(&t.admin, Method::GET, &settings, None).await;
+    assert_eq!(st, 200, "{s}");
+    s["safety_window_seconds"] = json!(0);
+    s["plan_after_ingest"] = json!(false);
+    let (st, v) = api(&t.admin, Method::PUT, &settings, Some(s)).await;
+    assert_eq!(st, 200, "{v}");
+    let rule = json!({ "name": "all", "priority": 10,
+        "action": { "type": "tier", "target": "default", "compression": "zstd" } });
+    let (st, v) =
+        api(&t.admin, Method::POST, &format!("/tenants/{}/rules", t.id), Some(rule)).await;
+    assert_eq!(st, 201, "{v}");
+    app.clock.advance(chrono::Duration::days(3650));
+    t.admin = app.login("acme-admin", alto_test_support::ADMIN_PASSWORD).await;
+
+    // The daemon in the sandbox: it scans, uploads, takes the job over the link, tiers.
+    let log = d.outside.join("agent.log");
+    let mut c = sandboxed(&script, AGENT, &["run", "--config", &config.display().to_string()]);
+    c.env("ALTO_LOG", "info").stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+    let agent = Agent(c.spawn().unwrap());
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let scans = t.admin.list_scans(t.id, Some(created.host.id)).await.unwrap();
+        if scans.iter().any(|s| s.status == "completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scan from the sandboxed agent:\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (st, p) =
+        api(&t.admin, Method::POST, &format!("/tenants/{}/plans", t.id), Some(json!({}))).await;
+    assert_eq!(st, 201, "{p}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (st, v) = api(&t.admin, Method::GET, &format!("/tenants/{}/jobs", t.id), None).await;
+        assert_eq!(st, 200, "{v}");
+        let items = v["items"].as_array().unwrap();
+        if !items.is_empty() && items.iter().all(|j| j["state"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job not done: {v}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
+    for f in &files {
+        let a = alto_stub::read_attr(&f.path).unwrap();
+        assert!(
+            a.as_ref().is_some_and(|a| a.state == alto_stub::StubState::Stubbed),
+            "{}: {a:?}\n{}",
+            f.path.display(),
+            logs()
+        );
+        assert_kept(f);
+    }
+
+    // The unit without the drop-in (the defect this test guards against): the scanned tree is
+    // read-only, so a recall cannot write and the stub stays as it was.
+    let first = files[1].path.display().to_string();
+    let o = output(sandboxed(
+        &unit_only,
+        AGENT,
+        &["recall", "--config", &config.display().to_string(), &first],
+    ));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
+    assert!(alto_stub::read_attr(&files[1].path).unwrap().is_some());
+
+    // With it: every file comes back whole, owner, mode (setuid) and times kept.
+    let mut args = vec!["recall".to_owned(), "--config".into(), config.display().to_string()];
+    args.extend(files.iter().map(|f| f.path.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = output(sandboxed(&script, AGENT, &args));
+    assert!(o.status.success());
+    for f in &files {
+        assert_eq!(alto_stub::read_attr(&f.path).unwrap(), None, "{}", f.path.display());
+        assert_eq!(std::fs::read(&f.path).unwrap(), f.bytes, "{}", f.path.display());
+        assert_kept(f);
+    }
+}
