@@ -328,3 +328,58 @@ async fn a_pending_secret_the_server_never_saw_is_dropped() {
     assert_eq!(r, alto_agent::rotation::Pending::Undecided);
     assert!(h.state_dir().join("credential.pending.json").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_proposals_are_checked() {
+    let app = app().await;
+    let h = enroll(&app).await;
+    let id = h.identity();
+    let client = alto_client::Client::new(&app.base_url).unwrap().with_token(id.credential.clone());
+    let post = |body: serde_json::Value| {
+        let c = client.clone();
+        async move {
+            let r = c
+                .request(reqwest::Method::POST, "/api/v1/agent/credentials/rotate")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let good = alto_agent::rotation::new_secret().unwrap();
+    for (body, want) in [
+        (serde_json::json!({ "credential_id": Uuid::now_v7(), "credential": "alto_h_short" }), 400),
+        (
+            serde_json::json!({ "credential_id": Uuid::now_v7(), "credential": good.replace("alto_h_", "alto_s_") }),
+            400,
+        ),
+        (serde_json::json!({ "credential_id": Uuid::nil(), "credential": good }), 400),
+        (
+            serde_json::json!({ "credential_id": Uuid::now_v7(), "credential": good, "host_id": Uuid::now_v7() }),
+            400,
+        ),
+        // The id of the credential in use.
+        (serde_json::json!({ "credential_id": id.credential_id, "credential": good }), 409),
+    ] {
+        let (st, v) = post(body.clone()).await;
+        assert_eq!(st, want, "{body}: {v}");
+    }
+    // Nothing changed: one credential, the enrolled one.
+    assert_eq!(states(&h.credentials().await), vec![(id.credential_id, "active".to_owned())]);
+    // A valid proposal is what the server stores.
+    let new_id = Uuid::now_v7();
+    let (st, v) = post(serde_json::json!({ "credential_id": new_id, "credential": good })).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["credential_id"], serde_json::json!(new_id));
+    assert_eq!(v["credential"], serde_json::json!(good));
+    let hb = alto_client::Client::new(&app.base_url).unwrap().with_token(good);
+    let req = alto_api_types::HeartbeatRequest {
+        agent_version: "t".into(),
+        os: None,
+        hostname: None,
+        volumes: vec![],
+    };
+    hb.heartbeat(&req).await.unwrap();
+}
