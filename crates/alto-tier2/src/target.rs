@@ -350,7 +350,8 @@ pub struct OpenOptions {
     /// a message containing [`ADDRESS_REFUSED`]. The server uses it to keep tenants' targets
     /// off its own network; the check happens at connection time, so a name that changes
     /// its answer between a check and the connection (DNS rebinding) is caught too. Literal
-    /// IP addresses in URLs are not resolved and must be checked by the caller.
+    /// IP addresses in URLs are not resolved and must be checked by the caller. A target
+    /// opened with a filter follows no HTTP redirects.
     pub address_filter: Option<AddressFilter>,
 }
 
@@ -487,6 +488,9 @@ impl Target {
                 if let Some(ep) = &cfg.endpoint {
                     b = b.with_endpoint(ep);
                 }
+                if let Some(c) = filtered_connector(opts, cfg.allow_http) {
+                    b = b.with_http_connector(c);
+                }
                 let store = b.build().map_err(|e| Tier2Error::Config(format!("s3: {e}")))?;
                 let root = customer_root(loc.prefix, customer_id);
                 let mut display = format!("s3://{}/{root}", loc.bucket);
@@ -520,6 +524,9 @@ impl Target {
                     }
                     (None, false) => String::new(),
                 };
+                if let Some(c) = filtered_connector(opts, cfg.allow_http) {
+                    b = b.with_http_connector(c);
+                }
                 let store = b.build().map_err(|e| Tier2Error::Config(format!("azure: {e}")))?;
                 let root = customer_root(loc.prefix, customer_id);
                 let mut display = format!("azure://{}/{root}", loc.container);
@@ -697,6 +704,64 @@ fn retry_config(opts: &OpenOptions) -> object_store::RetryConfig {
         max_retries: opts.max_retries,
         retry_timeout: opts.request_timeout,
     }
+}
+
+/// The HTTP client of a target with an [`AddressFilter`]: the filter applies to every name
+/// it resolves, and it follows no redirects (a redirect to a literal address would not be
+/// resolved, so not filtered; it fails the request instead).
+#[derive(Debug)]
+struct FilteredConnector {
+    filter: std::panic::AssertUnwindSafe<AddressFilter>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+    allow_http: bool,
+}
+
+impl object_store::client::HttpConnector for FilteredConnector {
+    fn connect(
+        &self,
+        _options: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(FilteredResolve(self.filter.0.clone()))
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .https_only(!self.allow_http)
+            .no_gzip()
+            .no_brotli()
+            .no_zstd()
+            .no_deflate()
+            .build()
+            .map_err(|e| object_store::Error::Generic { store: "HTTP", source: Box::new(e) })?;
+        Ok(object_store::client::HttpClient::new(client))
+    }
+}
+
+/// [`GuardedResolver`] for a plain `reqwest` client.
+struct FilteredResolve(AddressFilter);
+
+impl reqwest::dns::Resolve for FilteredResolve {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let inner = GuardedResolver(std::panic::AssertUnwindSafe(self.0.clone()));
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            use object_store::client::DnsResolver as _;
+            let ips = inner.resolve(&host).await?;
+            let addrs: reqwest::dns::Addrs =
+                Box::new(ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+fn filtered_connector(opts: &OpenOptions, allow_http: bool) -> Option<FilteredConnector> {
+    opts.address_filter.as_ref().map(|f| FilteredConnector {
+        filter: std::panic::AssertUnwindSafe(f.clone()),
+        request_timeout: opts.request_timeout,
+        connect_timeout: opts.connect_timeout,
+        allow_http,
+    })
 }
 
 fn client_options(opts: &OpenOptions, allow_http: bool) -> object_store::ClientOptions {

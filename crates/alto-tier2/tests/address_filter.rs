@@ -56,3 +56,38 @@ fn connections_go_only_to_addresses_the_filter_allows() {
     assert!(asked.load(Ordering::SeqCst) > 0);
     assert!(l.accept().is_ok(), "an allowed address was not connected to");
 }
+
+/// A filtered target follows no redirect: a redirect to a literal address (which no resolver
+/// sees) would otherwise reach anything.
+#[test]
+fn a_filtered_target_follows_no_redirect() {
+    use std::io::{Read as _, Write as _};
+    let elsewhere = TcpListener::bind("127.0.0.2:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let target = format!("http://{}/latest/meta-data", elsewhere.local_addr().unwrap());
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = front.local_addr().unwrap().port();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let a = answered.clone();
+    std::thread::spawn(move || {
+        for mut s in front.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\n\
+                     content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            a.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let customer = alto_model::CustomerId(uuid::Uuid::now_v7());
+    let t =
+        Target::open(&spec(port), customer, &opts(true, Arc::new(AtomicUsize::new(0)))).unwrap();
+    assert!(t.health().is_err());
+    assert!(answered.load(Ordering::SeqCst) > 0, "the front server was asked");
+    let followed = elsewhere.accept().map(drop).map_err(|e| e.kind());
+    assert_eq!(followed, Err(ErrorKind::WouldBlock), "the redirect was followed");
+}
