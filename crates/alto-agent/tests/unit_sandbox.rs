@@ -4,12 +4,10 @@
 //! verify`, then the real agent runs inside the unit's sandbox and tiers and recalls files of
 //! another owner (one setuid) against a real server. systemd is not PID 1 where the tests run
 //! (no `systemd-run`), so the sandbox is rebuilt from the unit's own settings the way systemd
-//! builds it: a private mount namespace (`unshare`) in which every mount is read-only except
-//! `/dev`, `/proc` and `/sys` (`ProtectSystem=strict`), `/proc/sys` and `/sys` read-only too
-//! (`ProtectKernelTunables`, `ProtectControlGroups`), fresh `/tmp` and `/var/tmp`
-//! (`PrivateTmp`), each `ReadWritePaths=` bound writable again, and the capability bounding
-//! set and no-new-privileges applied with `setpriv` before the agent starts. A setting of the
-//! unit this test does not know fails it, so the test and the unit cannot drift apart.
+//! builds it (`alto_test_support::systemd`: a private mount namespace with everything
+//! read-only but the `ReadWritePaths=`, private `/tmp`, the capability bounding set and
+//! no-new-privileges). A setting of the unit it does not know fails the test, so the test and
+//! the unit cannot drift apart.
 //!
 //! Needs root (mount namespaces, `trusted.*` attributes, leases), `unshare` and `setpriv`
 //! (util-linux) and `systemd-analyze` (the `systemd` package; `scripts/setup.sh`).
@@ -21,184 +19,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use alto_test_support::systemd::{have, sandbox_script, sandboxed, service_settings, sh_quote};
 use alto_test_support::TestApp;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-agent.service");
-const SERVER_UNIT: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-server.service");
 const AGENT: &str = env!("CARGO_BIN_EXE_alto-agent");
-
-/// Settings of `[Service]` that decide what the agent may read, write or do: each is applied
-/// below. Any setting in neither list fails the test.
-const APPLIED: &[&str] = &[
-    "ProtectSystem",
-    "ReadWritePaths",
-    "PrivateTmp",
-    "ProtectKernelTunables",
-    "ProtectControlGroups",
-    "NoNewPrivileges",
-    "CapabilityBoundingSet",
-    "StateDirectory",
-];
-/// Settings that do not change what the agent may touch.
-const NEUTRAL: &[&str] = &[
-    "Type",
-    "ExecStart",
-    "Restart",
-    "RestartSec",
-    "StateDirectoryMode",
-    "Nice",
-    "IOSchedulingClass",
-];
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The `[Service]` settings of a unit file and its drop-ins, in order.
-fn service_settings(texts: &[&str]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for text in texts {
-        let mut section = String::new();
-        for line in text.lines() {
-            let l = line.trim();
-            if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
-                continue;
-            }
-            assert!(!l.ends_with('\\'), "continued lines are not understood here: {l}");
-            if l.starts_with('[') {
-                section = l.to_owned();
-                continue;
-            }
-            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not a setting: {l}"));
-            if section == "[Service]" {
-                out.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-        }
-    }
-    out
-}
-
-/// The words of a list setting, unquoted (`"…"` with `\\`, `\"`) and `%%` → `%`.
-fn words(v: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = v.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let Some(&first) = chars.peek() else { break };
-        let mut w = String::new();
-        if first == '"' {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => w.push(chars.next().unwrap()),
-                    '"' => break,
-                    c => w.push(c),
-                }
-            }
-        } else {
-            while let Some(c) = chars.peek().copied().filter(|c| !c.is_whitespace()) {
-                w.push(c);
-                chars.next();
-            }
-        }
-        out.push(w.replace("%%", "%"));
-    }
-    out
-}
-
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// The values of setting `k`, in order.
-fn values<'a>(settings: &'a [(String, String)], k: &'a str) -> impl Iterator<Item = &'a str> {
-    settings.iter().filter(move |(key, _)| key == k).map(|(_, v)| v.as_str())
-}
-
-/// A shell script that builds the unit's sandbox and then `exec`s its arguments in it.
-fn sandbox_script(settings: &[(String, String)]) -> String {
-    let get = |k: &'static str| values(settings, k);
-    for (k, _) in settings {
-        assert!(
-            APPLIED.contains(&k.as_str()) || NEUTRAL.contains(&k.as_str()),
-            "the unit sets {k}=, which this test does not apply: teach it what {k} does"
-        );
-    }
-    let yes =
-        |k: &'static str| get(k).last().is_some_and(|v| ["yes", "true", "1", "on"].contains(&v));
-    assert_eq!(get("ProtectSystem").last(), Some("strict"), "the test applies strict only");
-    let mut s = String::from("set -eu\n");
-    // ProtectSystem=strict: every mount read-only but the API file systems (and, with
-    // ProtectKernelTunables/ProtectControlGroups, /proc/sys and /sys read-only as well).
-    let tunables = yes("ProtectKernelTunables");
-    let cgroups = yes("ProtectControlGroups");
-    s.push_str(&format!(
-        "awk '{{print $5}}' /proc/self/mountinfo | while read -r mp; do\n\
-         case \"$mp\" in\n\
-           /sys/fs/cgroup|/sys/fs/cgroup/*) [ {cg} = 1 ] || continue ;;\n\
-           /sys|/sys/*) [ {tu} = 1 ] || continue ;;\n\
-           /proc|/proc/*|/dev|/dev/*) continue ;;\n\
-         esac\n\
-         mount -o remount,bind,ro \"$mp\" || echo \"sandbox: $mp stays writable\" >&2\n\
-         done\n",
-        cg = u8::from(cgroups || tunables),
-        tu = u8::from(tunables),
-    ));
-    if tunables {
-        s.push_str("mount --bind /proc/sys /proc/sys\nmount -o remount,bind,ro /proc/sys\n");
-    }
-    if yes("PrivateTmp") {
-        s.push_str(
-            "mount -t tmpfs -o mode=1777 tmpfs /tmp\nmount -t tmpfs -o mode=1777 tmpfs /var/tmp\n",
-        );
-    }
-    let mut rw: Vec<String> =
-        get("StateDirectory").flat_map(words).map(|d| format!("-/var/lib/{d}")).collect();
-    rw.extend(get("ReadWritePaths").flat_map(words));
-    for p in rw {
-        let (optional, path) = match p.strip_prefix('-') {
-            Some(p) => (true, p.to_owned()),
-            None => (false, p),
-        };
-        let q = sh_quote(&path);
-        if optional {
-            s.push_str(&format!("if [ -e {q} ]; then "));
-        }
-        s.push_str(&format!("mount --bind {q} {q}; mount -o remount,bind,rw {q}"));
-        s.push_str(if optional { "; fi\n" } else { "\n" });
-    }
-    let caps: Vec<String> = get("CapabilityBoundingSet")
-        .flat_map(words)
-        .map(|c| format!("+{}", c.to_lowercase().trim_start_matches("cap_")))
-        .collect();
-    let mut setpriv = String::from("exec setpriv");
-    if get("CapabilityBoundingSet").next().is_some() {
-        setpriv.push_str(&format!(" --bounding-set -all,{}", caps.join(",")));
-    }
-    if yes("NoNewPrivileges") {
-        setpriv.push_str(" --no-new-privs");
-    }
-    s.push_str(&setpriv);
-    s.push_str(" -- \"$@\"\n");
-    s
-}
-
-/// `cmd args…` inside the sandbox.
-fn sandboxed(script: &str, cmd: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "slave", "--", "sh", "-c", script, "sandbox", cmd]);
-    c.args(args);
-    c
-}
 
 fn output(mut c: Command) -> Output {
     let o = c.output().unwrap();
@@ -220,28 +47,6 @@ async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>
     let r = rb.send().await.unwrap();
     let st = r.status().as_u16();
     (st, r.json().await.unwrap_or(Value::Null))
-}
-
-/// A unit file with the binary and configuration paths of this test, for `verify`.
-fn for_verify(unit: &str, exec: &str, config: &Path) -> String {
-    unit.replace("/usr/local/bin/alto-agent", exec)
-        .replace("/usr/local/bin/alto-server", "/bin/true")
-        .replace("/etc/alto/agent.toml", &config.display().to_string())
-}
-
-#[test]
-fn the_server_unit_verifies() {
-    if !have("systemd-analyze") {
-        alto_test_services::skip_or_fail("ALTO_REQUIRE_TEST_SERVICES", "systemd-analyze missing");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let unit = dir.path().join("alto-server.service");
-    let text = std::fs::read_to_string(SERVER_UNIT).unwrap();
-    std::fs::write(&unit, for_verify(&text, "/bin/true", Path::new("/dev/null"))).unwrap();
-    let o = Command::new("systemd-analyze").arg("verify").arg(&unit).output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success() && !err.contains("alto-server"), "{err}");
 }
 
 struct Dirs {
@@ -345,19 +150,13 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     assert!(o.status.success());
     let drop_in = String::from_utf8(o.stdout).unwrap();
     let unit = std::fs::read_to_string(UNIT).unwrap();
-    let vdir = tempfile::tempdir().unwrap();
-    std::fs::write(vdir.path().join("alto-agent.service"), for_verify(&unit, AGENT, &config))
-        .unwrap();
-    std::fs::create_dir(vdir.path().join("alto-agent.service.d")).unwrap();
-    std::fs::write(vdir.path().join("alto-agent.service.d/paths.conf"), &drop_in).unwrap();
-    let v = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(vdir.path().join("alto-agent.service"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&v.stderr);
-    assert!(v.status.success() && !err.contains("alto-agent"), "systemd-analyze verify: {err}");
-
+    let config_s = config.display().to_string();
+    alto_test_support::systemd::verify(
+        "alto-agent.service",
+        &unit,
+        &[&drop_in],
+        &[("/usr/local/bin/alto-agent", AGENT), ("/etc/alto/agent.toml", &config_s)],
+    );
     let unit_only = sandbox_script(&service_settings(&[&unit]));
     let script = sandbox_script(&service_settings(&[&unit, &drop_in]));
     eprintln!("sandbox:\n{script}");

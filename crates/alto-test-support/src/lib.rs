@@ -6,7 +6,11 @@
 //! * [`TestApp::spawn`] runs `alto-server` in-process on 127.0.0.1 with a [`FakeClock`] and
 //!   returns a logged-in platform-admin client.
 //!
+//! * [`systemd`] rebuilds a systemd unit's sandbox from its file, to run a binary under it.
+//!
 //! **Must never:** be a dependency of production code, or talk to anything but loopback.
+
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
