@@ -37,3 +37,5 @@ echo "== tests (cargo nextest: every binary's tests side by side)" >&2
 # Every library sets doctest = false and the binaries have no doc tests, so nextest runs all
 # of them; .config/nextest.toml has the parallelism and the groups.
 cargo nextest run --workspace --locked --no-tests=fail
+echo "== hostile-input suite (Schemathesis from the OpenAPI document; fails on any 5xx)" >&2
+./scripts/api-fuzz.sh --examples 20 --minutes 6
