@@ -95,28 +95,6 @@ fn cut_strings(v: &mut serde_json::Value, keep: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_always_fit_the_notify_limit() {
-        let small = serde_json::json!({ "type": "job.failed", "error": "short" });
-        assert_eq!(fit_payload(&small), small.to_string(), "small events are untouched");
-        let long = serde_json::json!({ "type": "job.failed", "job_id": "j1",
-            "error": "é".repeat(20_000), "files": vec!["x".repeat(300); 100] });
-        let s = fit_payload(&long);
-        assert!(s.len() < MAX_PAYLOAD, "{}", s.len());
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!((v["type"].as_str(), v["job_id"].as_str()), (Some("job.failed"), Some("j1")));
-        assert_eq!(v["truncated"], true);
-        let huge = serde_json::json!({ "type": "x", "id": 7, "list": vec![1; 10_000] });
-        let s = fit_payload(&huge);
-        assert!(s.len() < MAX_PAYLOAD);
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!((v["id"].as_i64(), v["truncated"].as_bool()), (Some(7), Some(true)));
-    }
-}
 
 /// Runs until `cancel`: LISTEN and forward to `out`. Reconnects after errors.
 pub async fn run_listener(
@@ -158,5 +136,28 @@ pub async fn run_listener(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_always_fit_the_notify_limit() {
+        let small = serde_json::json!({ "type": "job.failed", "error": "short" });
+        assert_eq!(fit_payload(&small), small.to_string(), "small events are untouched");
+        let long = serde_json::json!({ "type": "job.failed", "job_id": "j1",
+            "error": "é".repeat(20_000), "files": vec!["x".repeat(300); 100] });
+        let s = fit_payload(&long);
+        assert!(s.len() < MAX_PAYLOAD, "{}", s.len());
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!((v["type"].as_str(), v["job_id"].as_str()), (Some("job.failed"), Some("j1")));
+        assert_eq!(v["truncated"], true);
+        let huge = serde_json::json!({ "type": "x", "id": 7, "list": vec![1; 10_000] });
+        let s = fit_payload(&huge);
+        assert!(s.len() < MAX_PAYLOAD);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!((v["id"].as_i64(), v["truncated"].as_bool()), (Some(7), Some(true)));
     }
 }
