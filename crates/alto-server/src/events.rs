@@ -95,7 +95,6 @@ fn cut_strings(v: &mut serde_json::Value, keep: usize) {
     }
 }
 
-
 /// Runs until `cancel`: LISTEN and forward to `out`. Reconnects after errors.
 pub async fn run_listener(
     db: Db,
