@@ -558,9 +558,9 @@ async fn sigkill_at_random_instants_never_loses_a_byte() {
     let mut h = Host::new(&app).await;
     h.rules(&app, "none").await;
     let size_of = |i: usize, rng: &mut rand::rngs::StdRng| {
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             rng.random_range(MIB..8 * MIB)
-        } else if i % 5 == 0 {
+        } else if i.is_multiple_of(5) {
             rng.random_range(4097..256 * 1024)
         } else {
             rng.random_range(0..4097)
