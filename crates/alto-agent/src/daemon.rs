@@ -89,6 +89,19 @@ pub fn volumes(roots: &[PathBuf]) -> Vec<Volume> {
     out
 }
 
+/// The configured paths the agent must write (roots, tier-2 base, state directory) that are
+/// on a read-only mount: under `alto-agent.service` (`ProtectSystem=strict`) that means the
+/// drop-in from `alto-agent unit-paths` is missing or out of date.
+pub fn read_only_paths(cfg: &AgentConfig) -> Vec<PathBuf> {
+    cfg.writable_paths()
+        .into_iter()
+        .filter(|p| {
+            rustix::fs::statvfs(p)
+                .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+        })
+        .collect()
+}
+
 /// Scans the configured roots into the spool as one full scan. Blocking.
 pub fn scan_into_spool(cfg: &AgentConfig, spool: &Spool) -> Result<uuid::Uuid, AgentError> {
     let tmp_dir = cfg.state_dir.join("scans");
@@ -234,6 +247,11 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
         None => Identity::load(&cfg.state_dir)?.server_url,
     };
     let base = Client::new(&server)?;
+    for p in read_only_paths(&cfg) {
+        tracing::error!(path = %p.display(),
+            "read-only to the agent: tiering and recall cannot write here (under systemd, \
+             install the drop-in `alto-agent unit-paths` prints; see docs/deployment.md)");
+    }
     // A rotation a crash interrupted is finished (or forgotten) before anything else.
     match crate::rotation::resolve_pending(&cfg.state_dir, &base).await {
         Ok(crate::rotation::Pending::Undecided) => {

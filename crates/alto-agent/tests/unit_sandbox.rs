@@ -238,6 +238,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(agent);
+    assert!(!logs().contains("read-only to the agent"), "{}", logs());
     for f in &files {
         let a = alto_stub::read_attr(&f.path).unwrap();
         assert!(
@@ -260,6 +261,24 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
     assert!(alto_stub::read_attr(&files[1].path).unwrap().is_some());
+
+    // The daemon says so at start, naming the path.
+    let log2 = d.outside.join("agent-unit-only.log");
+    let mut c = sandboxed(&unit_only, AGENT, &["run", "--config", &config.display().to_string()]);
+    c.stdout(Stdio::null()).stderr(std::fs::File::create(&log2).unwrap());
+    let agent = Agent(c.spawn().unwrap());
+    let want = d.data.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = std::fs::read_to_string(&log2).unwrap_or_default();
+        if l.lines().any(|l| l.contains("read-only to the agent") && l.trim_end().ends_with(&want))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warning about {want}:\n{l}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
 
     // With it: every file comes back whole, owner, mode (setuid) and times kept.
     let mut args = vec!["recall".to_owned(), "--config".into(), config.display().to_string()];
