@@ -222,3 +222,41 @@ async fn file_sizes_whose_sum_overflows_keep_the_summary_working() {
         api(&t.admin, Method::POST, &format!("{tp}/rules/preview"), Some(json!({}))).await;
     assert!(st < 500, "{st} {p}");
 }
+
+#[tokio::test]
+async fn a_scan_with_a_nul_in_its_text_fails_cleanly_and_says_nothing_of_the_database() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (_host, agent) = app.enrolled_host(&t, "fs1").await;
+    let now = app.clock_now().timestamp_micros();
+    let mut rec = file_record(b"/srv/owned", 10, now, 1);
+    rec.owner = "ali\u{0}ce".into();
+    let scan = Uuid::now_v7();
+    let up = agent
+        .upload_scan_part(
+            scan,
+            0,
+            true,
+            "full",
+            Format::Parquet.content_type(),
+            batch_bytes(Format::Parquet, &[rec]),
+        )
+        .await;
+    match up {
+        // Refused at the door: a clear client error, and no scan to show.
+        Err(e) => assert!(e.status().is_some_and(|s| (400..500).contains(&s)), "{e:?}"),
+        // Or accepted and failed in the merge: the tenant sees a stable message, not
+        // PostgreSQL's text, and the inventory is untouched.
+        Ok(_) => {
+            let s = app.wait_for_scan(&t, scan).await;
+            assert_eq!(s.status, "failed", "{s:?}");
+            let msg = s.error.unwrap_or_default();
+            eprintln!("the scan failed: {msg}");
+            assert!(!msg.contains("0x00") && !msg.contains("UTF8"), "{msg}");
+            assert!(msg.contains("cannot be stored"), "{msg}");
+        }
+    }
+    let (_, inv) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/inventory/files", t.id), None).await;
+    assert_eq!(inv["items"].as_array().map(Vec::len), Some(0), "{inv}");
+}
