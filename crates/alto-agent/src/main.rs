@@ -168,6 +168,24 @@ struct UploadArgs {
     state_dir: PathBuf,
 }
 
+/// The enrolled identity; a credential rotation a crash left pending is finished (or dropped)
+/// first, as `run` does at start, so that one-shot commands use the credential that works.
+fn identity(
+    state_dir: &std::path::Path,
+    server: Option<&str>,
+) -> anyhow::Result<alto_agent::state::Identity> {
+    use alto_agent::state::Identity;
+    if Identity::load_pending(state_dir).is_some() {
+        let current = Identity::load(state_dir)?;
+        let base = alto_client::Client::new(server.unwrap_or(&current.server_url))?;
+        let r = runtime()?.block_on(alto_agent::rotation::resolve_pending(state_dir, &base));
+        if let Err(e) = r {
+            eprintln!("warning: pending credential rotation not resolved: {e}");
+        }
+    }
+    Ok(Identity::load(state_dir)?)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("async runtime")
 }
@@ -200,7 +218,7 @@ fn load_config(
 
 fn tier_once(a: &TierArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
-    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let id = identity(&cfg.state_dir, cfg.server_url.as_deref())?;
     let summary = runtime()?.block_on(async {
         let cancel = tokio_util::sync::CancellationToken::new();
         let c2 = cancel.clone();
@@ -249,7 +267,7 @@ fn tier_once(a: &TierArgs) -> anyhow::Result<()> {
 fn reconcile_tier2(a: &ReconcileArgs) -> anyhow::Result<()> {
     use alto_model::Clock as _;
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
-    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let id = identity(&cfg.state_dir, cfg.server_url.as_deref())?;
     let customer = alto_model::CustomerId(id.tenant_id);
     let target = alto_agent::targets::open_for_read(
         &cfg.state_dir,
@@ -290,7 +308,7 @@ fn reconcile_tier2(a: &ReconcileArgs) -> anyhow::Result<()> {
 
 fn recall(a: &RecallArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
-    let id = alto_agent::state::Identity::load(&cfg.state_dir)?;
+    let id = identity(&cfg.state_dir, cfg.server_url.as_deref())?;
     let base = cfg.tier2.directory_base.clone();
     let customer = alto_model::CustomerId(id.tenant_id);
     let api = alto_agent::api::ServerApi::new(alto_agent::daemon::host_client(&cfg, &id)?);
@@ -356,7 +374,7 @@ fn unit_paths(a: &UnitPathsArgs) -> anyhow::Result<()> {
 }
 
 fn upload(a: &UploadArgs) -> anyhow::Result<()> {
-    let id = alto_agent::state::Identity::load(&a.state_dir)?;
+    let id = identity(&a.state_dir, None)?;
     let spool = alto_agent::spool::Spool::open(&a.state_dir)?;
     let scan = spool.add_batch(&a.file, &a.kind, 100_000)?;
     let client = alto_client::Client::new(&id.server_url)?.with_token(id.credential);

@@ -383,3 +383,33 @@ async fn rotation_proposals_are_checked() {
     };
     hb.heartbeat(&req).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_commands_finish_a_pending_rotation_too() {
+    let app = app().await;
+    let h = enroll(&app).await;
+    let old = h.identity();
+    let pending = h.state_dir().join("credential.pending.json");
+    let mut agent =
+        h.agent("credential_rotation_interval = \"1s\"\n", Some("rotate-crash-after-answer"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no crash:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let next: Identity = serde_json::from_slice(&std::fs::read(&pending).unwrap()).unwrap();
+    assert_eq!(h.identity(), old);
+    // `recall` of a file that is no stub: it fails, but first it finishes the rotation.
+    let plain = h.state_dir().join("plain.txt");
+    std::fs::write(&plain, b"x").unwrap();
+    let config = h.state_dir().join("agent.toml");
+    let o = Command::new(env!("CARGO_BIN_EXE_alto-agent"))
+        .arg("recall")
+        .arg("--config")
+        .arg(&config)
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(!pending.exists(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(h.identity(), next);
+}
