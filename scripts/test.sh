@@ -32,7 +32,8 @@ echo "== benchmarks, small mode (ratios only; nothing is asserted on time)" >&2
 cargo run -q --locked -p alto-server --example ingest_bench -- --small
 cargo run -q --locked -p alto-server --example plan_bench -- --small
 cargo run -q --locked -p alto-bench --bin alto-tier-bench -- --small
-./scripts/bench.sh --small --clean
+# The dev profile: the test build already has these binaries, so CI builds no release profile.
+./scripts/bench.sh --small --clean --profile dev
 echo "== tests (cargo nextest: every binary's tests side by side)" >&2
 # Every library sets doctest = false and the binaries have no doc tests, so nextest runs all
 # of them; .config/nextest.toml has the parallelism and the groups.
