@@ -8,7 +8,7 @@
 #   scripts/api-fuzz.sh [--examples N] [--minutes M] [--keep]
 #
 # Schemathesis is installed once into the tools cache (outside the clone, keyed by version).
-# The server binary is the dev-profile build (cargo build -p alto-server; the tests build it).
+# The server binary is the dev-profile build (cargo build -p alto-server), or $ALTO_SERVER_BIN.
 set -euo pipefail
 
 EXAMPLES=25
@@ -40,8 +40,12 @@ if [ ! -x "$ST_DIR/bin/st" ]; then
     "hypothesis==6.124.*"
 fi
 
-cargo build -q --locked -p alto-server
-BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/alto-server"
+# ALTO_SERVER_BIN: a server binary already built (the test command passes its own build).
+BIN="${ALTO_SERVER_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build -q --locked -p alto-server
+  BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/alto-server"
+fi
 
 WORK="$(mktemp -d /tmp/alto-fuzz-XXXXXX)"
 chmod 711 "$WORK"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks `alto-agent scan` against `find` on a generated tree.
 #
-#   scripts/bench.sh [--small] [--files N] [--seed S] [--scratch DIR] [--clean] [--profile P]
+#   scripts/bench.sh [--small] [--files N] [--seed S] [--scratch DIR] [--clean] [--bin-dir D]
 #
-# Builds the binaries (release; --profile dev reuses the test build, as the test command does:
-# its ratios then show unoptimised code and only prove that the benchmark runs), generates a
-# deterministic tree once under the scratch directory (default /tmp/alto-bench; reused when it
-# exists for the same N and seed), then times
+# Builds the release binaries (--bin-dir: use alto-agent and alto-gen-tree from D instead, as the
+# test command does with its dev build: ratios of unoptimised code, proving only that the
+# benchmark runs), generates a deterministic tree once under the scratch directory (default
+# /tmp/alto-bench; reused when it exists for the same N and seed), then times
 #   find ROOT -printf '%s\n' >/dev/null
 #   alto-agent scan --root ROOT --output X.parquet
 # warm (one warm-up each, then best of 3) and cold (caches dropped before each run, when
@@ -19,7 +19,7 @@ FILES=1000000
 SEED=1
 SCRATCH=/tmp/alto-bench
 CLEAN=0
-PROFILE=release
+BIN_DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --small) FILES=20000 ;;
@@ -27,8 +27,8 @@ while [ $# -gt 0 ]; do
     --seed) SEED="$2"; shift ;;
     --scratch) SCRATCH="$2"; shift ;;
     --clean) CLEAN=1 ;;
-    --profile) PROFILE="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --bin-dir) BIN_DIR="$2"; shift ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -36,14 +36,13 @@ done
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
-case "$PROFILE" in
-  release) DIR=release ;;
-  dev) DIR=debug ;;
-  *) echo "--profile is release or dev" >&2; exit 2 ;;
-esac
-echo "== building the $PROFILE binaries" >&2
-cargo build --profile "$PROFILE" -q -p alto-agent -p alto-bench
-TARGET="${CARGO_TARGET_DIR:-$REPO/target}/$DIR"
+if [ -n "$BIN_DIR" ]; then
+  TARGET="$BIN_DIR"
+else
+  echo "== building release binaries" >&2
+  cargo build --release -q -p alto-agent -p alto-bench
+  TARGET="${CARGO_TARGET_DIR:-$REPO/target}/release"
+fi
 AGENT="$TARGET/alto-agent"
 GEN="$TARGET/alto-gen-tree"
 

@@ -28,15 +28,21 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# One build of every target of the workspace, with the features of the whole workspace: the
+# benchmarks, the tests and the hostile-input suite all run these binaries (a `cargo run -p`
+# per package would resolve other features and build the dependencies again).
+echo "== cargo build (every target, dev profile)" >&2
+cargo build --workspace --all-targets --locked
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 echo "== benchmarks, small mode (ratios only; nothing is asserted on time)" >&2
-cargo run -q --locked -p alto-server --example ingest_bench -- --small
-cargo run -q --locked -p alto-server --example plan_bench -- --small
-cargo run -q --locked -p alto-bench --bin alto-tier-bench -- --small
-# The dev profile: the test build already has these binaries, so CI builds no release profile.
-./scripts/bench.sh --small --clean --profile dev
+"$BIN/examples/ingest_bench" --small
+"$BIN/examples/plan_bench" --small
+"$BIN/alto-tier-bench" --small
+# The dev profile's binaries from the build above: CI builds no release profile.
+./scripts/bench.sh --small --clean --bin-dir "$BIN"
 echo "== tests (cargo nextest: every binary's tests side by side)" >&2
 # Every library sets doctest = false and the binaries have no doc tests, so nextest runs all
 # of them; .config/nextest.toml has the parallelism and the groups.
 cargo nextest run --workspace --locked --no-tests=fail
 echo "== hostile-input suite (Schemathesis from the OpenAPI document; fails on any 5xx)" >&2
-./scripts/api-fuzz.sh --examples 20 --minutes 6
+ALTO_SERVER_BIN="$BIN/alto-server" ./scripts/api-fuzz.sh --examples 20 --minutes 6
