@@ -55,17 +55,20 @@ struct Dirs {
     data: PathBuf,
     tier2: PathBuf,
     outside: PathBuf,
+    /// The agent binary, where the sandbox can see it.
+    agent: String,
 }
 
 fn dirs() -> Dirs {
     // Not below /tmp: the unit's PrivateTmp hides it.
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = alto_test_support::systemd::scratch_dir(env!("CARGO_TARGET_TMPDIR"));
     let b = base.path().canonicalize().unwrap();
     let d = Dirs {
         state: b.join("state"),
         data: b.join("data"),
         tier2: b.join("tier2"),
         outside: b.join("outside"),
+        agent: alto_test_support::systemd::visible_binary(AGENT, &b),
         _base: base,
     };
     for p in [&d.state, &d.data, &d.tier2, &d.outside] {
@@ -155,7 +158,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
         "alto-agent.service",
         &unit,
         &[&drop_in],
-        &[("/usr/local/bin/alto-agent", AGENT), ("/etc/alto/agent.toml", &config_s)],
+        &[("/usr/local/bin/alto-agent", &d.agent), ("/etc/alto/agent.toml", &config_s)],
     );
     let unit_only = sandbox_script(&service_settings(&[&unit]));
     let script = sandbox_script(&service_settings(&[&unit, &drop_in]));
@@ -210,7 +213,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
 
     // The daemon in the sandbox: it scans, uploads, takes the job over the link, tiers.
     let log = d.outside.join("agent.log");
-    let mut c = sandboxed(&script, AGENT, &["run", "--config", &config.display().to_string()]);
+    let mut c = sandboxed(&script, &d.agent, &["run", "--config", &config.display().to_string()]);
     c.env("ALTO_LOG", "info").stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
     let agent = Agent(c.spawn().unwrap());
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -255,7 +258,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     let first = files[1].path.display().to_string();
     let o = output(sandboxed(
         &unit_only,
-        AGENT,
+        &d.agent,
         &["recall", "--config", &config.display().to_string(), &first],
     ));
     assert!(!o.status.success());
@@ -264,7 +267,8 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
 
     // The daemon says so at start, naming the path.
     let log2 = d.outside.join("agent-unit-only.log");
-    let mut c = sandboxed(&unit_only, AGENT, &["run", "--config", &config.display().to_string()]);
+    let mut c =
+        sandboxed(&unit_only, &d.agent, &["run", "--config", &config.display().to_string()]);
     c.stdout(Stdio::null()).stderr(std::fs::File::create(&log2).unwrap());
     let agent = Agent(c.spawn().unwrap());
     let want = d.data.display().to_string();
@@ -284,7 +288,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     let mut args = vec!["recall".to_owned(), "--config".into(), config.display().to_string()];
     args.extend(files.iter().map(|f| f.path.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = output(sandboxed(&script, AGENT, &args));
+    let o = output(sandboxed(&script, &d.agent, &args));
     assert!(o.status.success());
     for f in &files {
         assert_eq!(alto_stub::read_attr(&f.path).unwrap(), None, "{}", f.path.display());

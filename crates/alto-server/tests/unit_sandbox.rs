@@ -61,8 +61,9 @@ async fn the_server_runs_inside_its_units_sandbox() {
         }
     }
     // Not below /tmp (PrivateTmp hides it); reachable by the postgres user.
-    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let base = alto_test_support::systemd::scratch_dir(env!("CARGO_TARGET_TMPDIR"));
     let b = base.path().canonicalize().unwrap();
+    let server = alto_test_support::systemd::visible_binary(SERVER, &b);
     std::fs::set_permissions(&b, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let (data, tier2, outside) = (b.join("data"), b.join("tier2"), b.join("outside"));
     for d in [&data, &tier2, &outside] {
@@ -91,7 +92,7 @@ async fn the_server_runs_inside_its_units_sandbox() {
         &unit,
         &[&drop_in],
         &[
-            ("/usr/local/bin/alto-server", SERVER),
+            ("/usr/local/bin/alto-server", &server),
             ("/etc/alto/alto-server.toml", &config_s),
             ("/var/lib/alto ", &format!("{data_s} ")),
         ],
@@ -102,7 +103,7 @@ async fn the_server_runs_inside_its_units_sandbox() {
     let log = outside.join("server.log");
     let mut c = sandboxed(
         &script,
-        SERVER,
+        &server,
         &["--config", &config_s, "--data-dir", &data_s, "--log-format", "json"],
     );
     c.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());

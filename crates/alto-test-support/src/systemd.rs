@@ -223,3 +223,38 @@ pub fn verify(name: &str, unit: &str, drop_ins: &[&str], replace: &[(&str, &str)
     let stem = name.trim_end_matches(".service");
     assert!(o.status.success() && !err.contains(stem), "systemd-analyze verify {name}: {err}");
 }
+
+/// Below /tmp or /var/tmp: the units' `PrivateTmp=` puts empty file systems there, so the
+/// sandbox cannot see it.
+fn hidden(p: &std::path::Path) -> bool {
+    p.starts_with("/tmp") || p.starts_with("/var/tmp")
+}
+
+/// A scratch directory the sandbox can see: below `preferred` (the test's
+/// `CARGO_TARGET_TMPDIR`) unless the checkout itself is below /tmp or /var/tmp, then below
+/// /var/lib/alto-tests. Readable by other users (the embedded PostgreSQL runs as `postgres`).
+pub fn scratch_dir(preferred: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = std::path::Path::new(preferred);
+    let real = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let base = if hidden(&real) {
+        let b = std::path::PathBuf::from("/var/lib/alto-tests");
+        std::fs::create_dir_all(&b).expect("create /var/lib/alto-tests");
+        let _ = std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o755));
+        b
+    } else {
+        real
+    };
+    tempfile::tempdir_in(base).expect("scratch dir")
+}
+
+/// `bin` itself, or a copy in `dir` when `bin` is where the sandbox cannot see it.
+pub fn visible_binary(bin: &str, dir: &std::path::Path) -> String {
+    let p = std::path::Path::new(bin);
+    if !hidden(&p.canonicalize().unwrap_or_else(|_| p.to_path_buf())) {
+        return bin.to_owned();
+    }
+    let to = dir.join(p.file_name().expect("binary name"));
+    std::fs::copy(p, &to).expect("copy the binary where the sandbox sees it");
+    to.display().to_string()
+}
