@@ -143,12 +143,7 @@ pub enum ActionKind {
     Exclude,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    None,
-    Zstd,
-}
+pub use alto_model::Compression;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

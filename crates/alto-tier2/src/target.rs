@@ -21,32 +21,7 @@ use crate::types::{
 };
 use crate::Tier2Error;
 
-/// The backend of a target, as stored in `storage_targets.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    Directory,
-    Smb,
-    S3,
-    Azure,
-}
-
-impl TargetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Directory => "directory",
-            TargetKind::Smb => "smb",
-            TargetKind::S3 => "s3",
-            TargetKind::Azure => "azure",
-        }
-    }
-}
-
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use alto_model::TargetKind;
 
 /// A secret string (password, key). Serialises as the plain string; `Debug` prints `***`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

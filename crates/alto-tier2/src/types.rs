@@ -66,24 +66,7 @@ impl<'de> Deserialize<'de> for Sha256Digest {
     }
 }
 
-/// How an object's bytes are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// The object is a plain copy of the original bytes.
-    None,
-    /// The object is one or more zstd frames that decompress to the original bytes.
-    Zstd,
-}
-
-impl Compression {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
+pub use alto_model::Compression;
 
 /// Names one stored object: the SHA-256 of the *original* bytes plus how they are stored.
 ///
