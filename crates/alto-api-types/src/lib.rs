@@ -8,10 +8,13 @@
 //! database.
 
 mod error;
+mod jobs;
 mod planning;
 mod storage;
 
+pub use alto_model::{Compression, TargetKind};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use jobs::*;
 pub use planning::*;
 pub use storage::*;
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 pub use alto_rules::eval::{CheckTrace, Explanation, RuleTrace};
 pub use alto_rules::RuleError;
 pub use alto_rules::{
-    Action, ActionKind, Compression, Conditions, OrderBy, PermissionCondition, RuleSpec,
-    Scope as RuleScope, StubState, TagCondition,
+    Action, ActionKind, Conditions, OrderBy, PermissionCondition, RuleSpec, Scope as RuleScope,
+    StubState, TagCondition,
 };
 
 /// A stored rule: its definition plus identity, version and schedule state.
@@ -317,116 +317,6 @@ pub struct SetHostGroups {
 }
 
 // --- Execution (agents) and the stub registry ------------------------------------------------
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimJobs {
-    /// 1–10, default 1.
-    #[serde(default)]
-    pub max_jobs: Option<i64>,
-    /// Also hand back jobs already leased to this host (an agent that restarted after a
-    /// claim it never recorded). Send it only on the first claim after recovery.
-    #[serde(default)]
-    pub resume: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExecTarget {
-    pub id: Uuid,
-    pub name: String,
-    pub kind: String,
-    pub location: String,
-    /// The target's connection settings and credentials (see `TargetSpec` in alto-tier2),
-    /// sent only to the agent of the job's host, over its authenticated connection.
-    #[serde(default)]
-    pub config: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExecFile {
-    pub seq: i32,
-    pub file_id: Uuid,
-    pub file_path: String,
-    pub path_escaped: bool,
-    pub file_size: i64,
-    pub last_modified: Option<DateTime<Utc>>,
-    pub inode: Option<i64>,
-    pub state: String,
-}
-
-/// A job as an agent executes it: only the files still to do.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExecJob {
-    pub job_id: Uuid,
-    pub customer_id: Uuid,
-    pub host_id: Uuid,
-    pub rule_id: Option<Uuid>,
-    pub priority: i32,
-    pub compression: Option<Compression>,
-    pub storage_target: ExecTarget,
-    pub tiered_destination: String,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    pub files: Vec<ExecFile>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ClaimedJobs {
-    pub jobs: Vec<ExecJob>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct JobProgress {
-    /// The job was cancelled: finish the file in flight, report, complete as `cancelled`.
-    pub cancel: bool,
-    pub lease_expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FileOutcome {
-    /// The object is in tier-2 and verified; the file is not touched yet.
-    Staged,
-    /// The file is now a stub of that object.
-    Stubbed,
-    /// Left alone (changed, open elsewhere, gone); planned again by a later run.
-    Skipped,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FileResult {
-    pub seq: i32,
-    pub outcome: FileOutcome,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    #[serde(default)]
-    pub object_key: Option<String>,
-    #[serde(default)]
-    pub stored_size: Option<i64>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FileResults {
-    pub results: Vec<FileResult>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ResultsAccepted {
-    pub accepted: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteJob {
-    /// `succeeded`, `failed` or `cancelled`.
-    pub state: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,4 +1,5 @@
-//! Writing the audit trail from handlers.
+//! Writing the audit trail from handlers and services. Needs a time and a transaction (or the
+//! pool), never the application state.
 //!
 //! Mutations call [`record`] inside their own transaction, so the entry commits if and only
 //! if the change does. Security events that accompany a refusal (failed login, denied
@@ -7,8 +8,6 @@
 use alto_db::audit::NewEntry;
 use alto_db::TenantCtx;
 use alto_model::CustomerId;
-
-use crate::state::AppState;
 
 /// Who did something.
 #[derive(Debug, Clone)]
@@ -26,9 +25,9 @@ impl Actor {
     }
 }
 
-/// Builds an entry stamped with the state's clock.
+/// Builds an entry stamped `at` (the caller's clock reading: `state.now()`).
 pub fn entry(
-    state: &AppState,
+    at: chrono::DateTime<chrono::Utc>,
     tenant: Option<CustomerId>,
     actor: &Actor,
     action: &str,
@@ -42,7 +41,7 @@ pub fn entry(
     };
     NewEntry {
         customer_id: tenant.map(|t| t.0),
-        at: state.now(),
+        at,
         actor_kind: actor.kind.to_owned(),
         actor_id: actor.id.clone(),
         actor_name: actor.name.clone(),
@@ -64,9 +63,9 @@ pub async fn record(tx: &mut alto_db::Tx, e: &NewEntry) -> Result<(), alto_db::D
 
 /// Appends in a transaction of its own. Failure to audit is logged loudly; the caller's
 /// response (already a refusal) is unchanged.
-pub async fn record_alone(state: &AppState, ctx: TenantCtx, e: NewEntry) {
+pub async fn record_alone(db: &alto_db::Db, ctx: TenantCtx, e: NewEntry) {
     let res = async {
-        let mut tx = state.db.begin(ctx).await?;
+        let mut tx = db.begin(ctx).await?;
         record(&mut tx, &e).await?;
         tx.commit().await?;
         Ok::<_, alto_db::DbError>(())

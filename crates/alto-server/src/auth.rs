@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::http::error::ApiError;
-use crate::http::extract::ClientIp;
+pub use crate::principal::{ClientIp, Host};
 use crate::secrets;
 use crate::state::AppState;
 
@@ -101,7 +101,7 @@ impl User {
     async fn audit_denied(&self, state: &AppState, perm: Permission, tenant: Option<CustomerId>) {
         let ctx = tenant.map(TenantCtx::Tenant).unwrap_or(TenantCtx::Platform);
         let entry = audit::entry(
-            state,
+            state.now(),
             tenant,
             &self.actor(),
             "access.denied",
@@ -109,7 +109,7 @@ impl User {
             "denied",
             serde_json::json!({ "permission": perm.as_str() }),
         );
-        audit::record_alone(state, ctx, entry).await;
+        audit::record_alone(&state.db, ctx, entry).await;
     }
 }
 
@@ -181,30 +181,6 @@ pub async fn authenticate_session(
     })
 }
 
-/// An authenticated agent, by its per-host credential.
-#[derive(Debug, Clone)]
-pub struct Host {
-    pub host_id: Uuid,
-    pub customer_id: CustomerId,
-    pub credential_id: Uuid,
-    pub ip: ClientIp,
-}
-
-impl Host {
-    pub fn actor(&self) -> Actor {
-        Actor {
-            kind: "host",
-            id: Some(self.host_id.to_string()),
-            name: None,
-            ip: self.ip.to_opt_string(),
-        }
-    }
-
-    pub fn ctx(&self) -> TenantCtx {
-        TenantCtx::Tenant(self.customer_id)
-    }
-}
-
 impl<S> FromRequestParts<S> for Host
 where
     AppState: FromRef<S>,
@@ -252,7 +228,7 @@ pub async fn authenticate_host(
             ip: ip.to_opt_string(),
         };
         let entry = audit::entry(
-            app,
+            app.now(),
             Some(customer),
             &actor,
             "host.auth",
@@ -260,7 +236,7 @@ pub async fn authenticate_host(
             "failure",
             serde_json::json!({ "reason": reason }),
         );
-        audit::record_alone(app, TenantCtx::Tenant(customer), entry).await;
+        audit::record_alone(&app.db, TenantCtx::Tenant(customer), entry).await;
         return Err(ApiError::new(ErrorCode::Unauthenticated, reason));
     }
     if c.tenant_status.as_deref() == Some("suspended") {

@@ -55,7 +55,7 @@ pub(super) async fn enroll(
     };
     let Some(t) = found else {
         let e = audit::entry(
-            &state,
+            state.now(),
             None,
             &actor(None),
             "host.enroll",
@@ -63,7 +63,7 @@ pub(super) async fn enroll(
             "failure",
             serde_json::json!({ "reason": "unknown token" }),
         );
-        audit::record_alone(&state, TenantCtx::Platform, e).await;
+        audit::record_alone(&state.db, TenantCtx::Platform, e).await;
         return Err(bad_token());
     };
     let tenant = CustomerId(t.customer_id);
@@ -87,7 +87,7 @@ pub(super) async fn enroll(
     if let Some(reason) = refusal {
         drop(tx);
         let e = audit::entry(
-            &state,
+            state.now(),
             Some(tenant),
             &actor(Some(t.host_id)),
             "host.enroll",
@@ -95,7 +95,7 @@ pub(super) async fn enroll(
             "failure",
             serde_json::json!({ "reason": reason }),
         );
-        audit::record_alone(&state, ctx, e).await;
+        audit::record_alone(&state.db, ctx, e).await;
         return Err(bad_token());
     }
     let secret = secrets::new_token(secrets::HOST_PREFIX);
@@ -123,7 +123,7 @@ pub(super) async fn enroll(
     )
     .await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(tenant),
         &actor(Some(t.host_id)),
         "host.enroll",
@@ -189,7 +189,7 @@ pub(super) async fn heartbeat(
     .await?;
     if prev != "online" {
         let e = audit::entry(
-            &state,
+            state.now(),
             Some(host.customer_id),
             &host.actor(),
             "host.online",
@@ -264,7 +264,7 @@ pub(super) async fn rotate(
     {
         drop(tx);
         let e = audit::entry(
-            &state,
+            state.now(),
             Some(host.customer_id),
             &host.actor(),
             "host.credential_rotate",
@@ -272,7 +272,7 @@ pub(super) async fn rotate(
             "denied",
             serde_json::json!({ "reason": "superseded credential" }),
         );
-        audit::record_alone(&state, host.ctx(), e).await;
+        audit::record_alone(&state.db, host.ctx(), e).await;
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             "only the current credential can rotate; this one was superseded by a rotation \
@@ -291,7 +291,7 @@ pub(super) async fn rotate(
     )
     .await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(host.customer_id),
         &host.actor(),
         "host.credential_rotate",

@@ -51,7 +51,7 @@ pub(super) async fn login(
             ip: ip.to_opt_string(),
         };
         let e = audit::entry(
-            &state,
+            state.now(),
             None,
             &actor,
             "auth.login",
@@ -59,7 +59,7 @@ pub(super) async fn login(
             "failure",
             serde_json::json!({ "locked_until": null }),
         );
-        audit::record_alone(&state, TenantCtx::Platform, e).await;
+        audit::record_alone(&state.db, TenantCtx::Platform, e).await;
         return Err(ApiError::new(ErrorCode::InvalidCredentials, "invalid username or password"));
     }
     let cfg = &state.config.auth;
@@ -123,7 +123,7 @@ pub(super) async fn login(
         .await?;
         let locked = here.max(everywhere);
         let e = audit::entry(
-            &state,
+            state.now(),
             known_tenant,
             &actor,
             "auth.login",
@@ -173,7 +173,7 @@ pub(super) async fn login(
     // Only this source's count: failures elsewhere may be someone guessing.
     users::throttle_reset(&mut tx, &source_key).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         tenant,
         &actor,
         "auth.login",
@@ -243,7 +243,7 @@ pub(super) async fn logout(State(state): State<AppState>, user: User) -> ApiResu
     let mut tx = state.db.begin(ctx).await?;
     users::revoke_session(&mut tx, user.session_id, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         user.tenant(),
         &user.actor(),
         "auth.logout",
@@ -303,7 +303,7 @@ pub(super) async fn change_password(
     users::update(&mut tx, user.user_id, None, None, Some(&hash), now).await?;
     users::revoke_user_sessions(&mut tx, user.user_id, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         user.tenant(),
         &user.actor(),
         "user.password_change",

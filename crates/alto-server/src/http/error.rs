@@ -98,3 +98,15 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::execution::ExecError> for ApiError {
+    fn from(e: crate::execution::ExecError) -> Self {
+        use crate::execution::ExecError as E;
+        match e {
+            E::Invalid(m) => ApiError::validation(m),
+            E::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Db(d) => d.into(),
+        }
+    }
+}

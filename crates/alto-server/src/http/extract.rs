@@ -98,15 +98,7 @@ where
     }
 }
 
-/// The client's address (the peer, or `X-Forwarded-For` when configured to trust it).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl ClientIp {
-    pub fn to_opt_string(self) -> Option<String> {
-        self.0.map(|ip| ip.to_string())
-    }
-}
+pub use crate::principal::ClientIp;
 
 impl<S> FromRequestParts<S> for ClientIp
 where

@@ -81,7 +81,7 @@ async fn issue_enrollment(
     )
     .await?;
     let e = audit::entry(
-        state,
+        state.now(),
         Some(CustomerId(tenant)),
         &by.actor(),
         "host.enrollment_token_create",
@@ -114,7 +114,7 @@ pub(super) async fn create(
     alto_db::tenants::get(&mut tx, t).await?;
     let row = hosts::create(&mut tx, id, t, &req.name, req.description.as_deref(), now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "host.create",
@@ -179,7 +179,7 @@ pub(super) async fn update(
     )
     .await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "host.update",
@@ -208,7 +208,7 @@ pub(super) async fn decommission(
     let mut tx = state.db.begin(ctx).await?;
     let row = hosts::decommission(&mut tx, t, h, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "host.decommission",
@@ -284,7 +284,7 @@ pub(super) async fn revoke_credential(
     let mut tx = state.db.begin(ctx).await?;
     let row = hosts::revoke_credential(&mut tx, t, h, c, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "host.credential_revoke",

@@ -153,7 +153,7 @@ pub(super) async fn release(
     }
     let n = pdb::release_plan(&mut tx, id, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "plan.release",
@@ -455,7 +455,7 @@ async fn job_transition(
     };
     let action = if cancel { "job.cancel" } else { "job.retry" };
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         action,
@@ -549,7 +549,7 @@ pub(super) async fn tags_create(
         storage::put_tag(&mut tx, Uuid::now_v7(), t, req.host_id, &path, &req.key, &value, now)
             .await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "tag.set",
@@ -575,7 +575,7 @@ pub(super) async fn tags_delete(
     let mut tx = state.db.begin(ctx).await?;
     let row = storage::delete_tag(&mut tx, id).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "tag.delete",
@@ -617,7 +617,7 @@ pub(super) async fn host_groups(
     alto_db::hosts::get(&mut tx, t, h).await?;
     pdb::set_host_groups(&mut tx, h, &groups, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "host.groups_set",

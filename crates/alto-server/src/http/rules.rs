@@ -145,7 +145,7 @@ pub(super) async fn create(
     let w = rdb::RuleWrite { id, customer_id: t, spec: &spec, by: Some(by.user_id), now };
     let row = rdb::create(&mut tx, &w).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "rule.create",
@@ -212,7 +212,7 @@ pub(super) async fn update(
     let w = rdb::RuleWrite { id, customer_id: t, spec: &spec, by: Some(by.user_id), now };
     let row = rdb::update(&mut tx, &w).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "rule.update",
@@ -244,7 +244,7 @@ pub(super) async fn delete(
     let w = rdb::RuleWrite { id, customer_id: t, spec: &spec, by: Some(by.user_id), now };
     let row = rdb::delete(&mut tx, &w).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "rule.delete",
@@ -331,7 +331,7 @@ pub(super) async fn reorder(
         rdb::update(&mut tx, &w).await?;
     }
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "rule.reorder",
@@ -711,7 +711,7 @@ pub(super) async fn put_settings(
     };
     let saved = rdb::save_settings(&mut tx, t, &s, now).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "planner.settings_update",

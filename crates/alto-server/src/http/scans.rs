@@ -273,7 +273,7 @@ pub(super) async fn upload(
         )
         .await?;
         let e = audit::entry(
-            &state,
+            state.now(),
             Some(tenant),
             &host.actor(),
             "scan.submit",

@@ -446,7 +446,7 @@ pub(super) async fn targets_create(
     let mut details = settings_json(&row.kind, &row.location, &row.config);
     details["name"] = Value::String(row.name.clone());
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "storage_target.create",
@@ -583,7 +583,7 @@ async fn apply_update(
     let now = state.now();
     let row = storage::update_target(&mut tx, old.id, &kind, &location, &config, now).await?;
     let e = audit::entry(
-        state,
+        state.now(),
         Some(CustomerId(old.customer_id)),
         &by.actor(),
         "storage_target.update",
@@ -617,7 +617,7 @@ pub(super) async fn targets_delete(
     let mut details = settings_json(&row.kind, &row.location, &row.config);
     details["name"] = Value::String(row.name.clone());
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "storage_target.delete",
@@ -673,7 +673,7 @@ pub(super) async fn targets_test(
     let mut tx = state.db.begin(ctx).await?;
     let recorded = storage::record_check(&mut tx, &row, &record).await?;
     let e = audit::entry(
-        &state,
+        state.now(),
         Some(CustomerId(t)),
         &by.actor(),
         "storage_target.test",

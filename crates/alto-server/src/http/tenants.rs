@@ -69,7 +69,7 @@ pub(super) async fn create(
     let target = || Some(("tenant", id.to_string()));
     for chain in [None, Some(id)] {
         let e = audit::entry(
-            &state,
+            state.now(),
             chain,
             &user.actor(),
             "tenant.create",
@@ -132,7 +132,7 @@ pub(super) async fn update(
     let details = serde_json::json!({ "name": name, "status": req.status });
     for chain in [None, Some(CustomerId(tenant_id))] {
         let e = audit::entry(
-            &state,
+            state.now(),
             chain,
             &user.actor(),
             "tenant.update",

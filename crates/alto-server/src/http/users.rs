@@ -76,7 +76,7 @@ pub(super) async fn create_user_in(
     )
     .await?;
     let e = audit::entry(
-        state,
+        state.now(),
         tenant,
         &by.actor(),
         "user.create",
@@ -192,7 +192,7 @@ async fn do_update(
         users::revoke_user_sessions(&mut tx, id, now).await?;
     }
     let e = audit::entry(
-        &state,
+        state.now(),
         tenant,
         &by.actor(),
         "user.update",
@@ -228,7 +228,7 @@ async fn do_set_roles(
         return Err(ApiError::validation("the last platform administrator cannot lose the role"));
     }
     let e = audit::entry(
-        &state,
+        state.now(),
         tenant,
         &by.actor(),
         "user.roles_change",

@@ -25,7 +25,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, alto_db::DbError> {
     let gone = hosts::mark_stale_offline(&mut tx, cutoff, now).await?;
     for h in &gone {
         let e = audit::entry(
-            state,
+            state.now(),
             Some(CustomerId(h.customer_id)),
             &Actor::system(),
             "host.offline",

@@ -87,7 +87,7 @@ async fn ingest_scan(
     scans::set_status(&mut tx, id, "completed", None, None, Some(&stats_json), now).await?;
     let tenant = CustomerId(scan.customer_id);
     let e = audit::entry(
-        state,
+        state.now(),
         Some(tenant),
         &Actor::system(),
         "scan.ingest",

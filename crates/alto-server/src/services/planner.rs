@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use alto_api_types::{PlanStats, RuleVersionRef};
+use alto_api_types::{
+    JobPayload, PlanStats, RuleVersionRef, TargetRef, TierPayload, JOB_CONTRACT_VERSION,
+};
 use alto_db::planner::{self as pdb, NewJob, NewJobFiles, NewPlan, PlanHost, Selection};
 use alto_db::{jobs, rules as rdb, storage, DbError, TenantCtx, Tx};
 use alto_model::CustomerId;
@@ -466,23 +468,34 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
             continue;
         };
         let id = Uuid::now_v7();
-        let payload = serde_json::json!({
-            "job_id": id,
-            "customer_id": req.customer_id,
-            "host_id": d.host_id,
-            "rule_id": rule.id,
-            "rule_version": rule.version,
-            "plan_id": plan_id,
-            "priority": rule.spec.priority,
-            "storage_target": { "id": target.id, "name": target.name, "kind": target.kind,
-                                "location": target.location },
-            "compression": rule.spec.action.compression,
-            "tiered_destination": destination(target, now),
-            "estimated_space_saved": d.space_saved,
-            "estimated_duration_seconds": d.seconds.ceil() as i64,
-            "estimated_bandwidth_bytes_per_second": bps,
-            "created_at": now,
-        });
+        let Ok(kind) = target.kind.parse::<alto_model::TargetKind>() else {
+            tracing::warn!(target = %target.name, kind = %target.kind,
+                "storage target of an unknown kind: no job planned for it");
+            continue;
+        };
+        let payload = JobPayload::Tier(TierPayload {
+            version: JOB_CONTRACT_VERSION,
+            job_id: id,
+            customer_id: req.customer_id,
+            host_id: d.host_id,
+            rule_id: rule.id,
+            rule_version: rule.version,
+            plan_id,
+            priority: rule.spec.priority,
+            storage_target: TargetRef {
+                id: target.id,
+                name: target.name.clone(),
+                kind,
+                location: target.location.clone(),
+            },
+            compression: rule.spec.action.compression,
+            tiered_destination: destination(target, now),
+            estimated_space_saved: d.space_saved,
+            estimated_duration_seconds: d.seconds.ceil() as i64,
+            estimated_bandwidth_bytes_per_second: *bps,
+            created_at: now,
+        })
+        .to_json();
         for (i, f) in d.files.iter().enumerate() {
             files.job_id.push(id);
             files.seq.push(i as i32);
@@ -543,7 +556,7 @@ pub async fn run(state: &AppState, req: &RunRequest) -> Result<RunOutcome, PlanE
         None => Actor::system(),
     };
     let e = audit::entry(
-        state,
+        state.now(),
         Some(CustomerId(req.customer_id)),
         &actor,
         "plan.create",

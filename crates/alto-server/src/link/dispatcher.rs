@@ -1,0 +1,131 @@
+//! The dispatcher (the link's "actor service"): offers queued jobs to connected agents with
+//! a free slot, sends back to their queue the jobs whose lease ran out, and pushes operator
+//! cancels to the agent running the job.
+//!
+//! Woken when a plan or job changes (events), when an agent connects or ends a job, and every
+//! `link.dispatch_interval`. Claiming is the domain operation `crate::execution::claim` (the
+//! same one REST agents use); this module only decides whom to offer what and sends it.
+//!
+//! **Must never:** offer a job to an agent of another host or tenant (jobs are claimed by the
+//! session's authenticated host id); offer a job the agent says it is running.
+
+use std::time::Duration;
+
+use alto_db::DbError;
+use alto_link::convert;
+use alto_link::pb::{self, server_message};
+use tokio_util::sync::CancellationToken;
+
+use super::session::lease;
+use crate::execution;
+use crate::state::AppState;
+
+/// One round of dispatch: offers queued jobs to every connected agent with a free slot.
+pub async fn dispatch_once(state: &AppState) {
+    for w in state.link.wants() {
+        let jobs = match execution::claim(state, &w.host, w.free, w.resume, lease(state)).await {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(host = %w.host.host_id, error = %e, "dispatch: claim failed");
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            continue;
+        }
+        let bandwidth = async {
+            let mut tx = state.db.begin(w.host.ctx()).await?;
+            let b = alto_db::execution::host_bandwidth_limit(&mut tx, w.host.host_id).await?;
+            tx.commit().await?;
+            Ok::<_, DbError>(b.unwrap_or(0).max(0) as u64)
+        }
+        .await
+        .unwrap_or(0);
+        let now = state.now();
+        for mut job in jobs {
+            let id = job.job_id;
+            if !state.link.offered(w.host.host_id, w.sid, id, now) {
+                break; // the session ended; the lease brings the job back
+            }
+            if w.exclude.contains(&id) {
+                continue; // the agent runs it already
+            }
+            job.bandwidth_bytes_per_second = (bandwidth > 0).then_some(bandwidth);
+            let offer = pb::ServerMessage {
+                body: Some(server_message::Body::Offer(convert::offer_to_pb(&job))),
+            };
+            if w.tx.send(Ok(offer)).await.is_err() {
+                break;
+            }
+            metrics::counter!("alto_link_jobs_offered_total").increment(1);
+            tracing::info!(host = %w.host.host_id, job = %id, kind = job.kind(),
+                files = job.file_count(), "job offered");
+        }
+    }
+}
+
+/// Sends back to their host's queue the jobs whose lease ran out.
+pub async fn requeue_expired(state: &AppState) {
+    let res = async {
+        let now = state.now();
+        let mut tx = state.db.begin(alto_db::TenantCtx::Platform).await?;
+        let jobs = alto_db::execution::requeue_expired(&mut tx, now).await?;
+        for j in &jobs {
+            crate::events::publish(
+                &mut tx,
+                &serde_json::json!({ "type": "job_state", "customer_id": j.customer_id,
+                    "job_id": j.id, "host_id": j.host_id, "state": "queued",
+                    "previous": "running", "reason": "lease expired" }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, DbError>(jobs.len())
+    }
+    .await;
+    match res {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::warn!(jobs = n, "jobs whose agent vanished went back to their queue");
+            metrics::counter!("alto_link_jobs_requeued_total").increment(n as u64);
+        }
+        Err(e) => tracing::warn!(error = %e, "requeue of expired leases failed"),
+    }
+}
+
+/// The dispatcher: runs until `cancel`.
+pub async fn run_dispatcher(state: AppState, cancel: CancellationToken) {
+    let mut events = state.events.subscribe();
+    let every = state.config.link.dispatch_interval.max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = state.link.wake.notified() => {}
+            _ = state.jobs_wakeup.notified() => {}
+            _ = tokio::time::sleep(every) => requeue_expired(&state).await,
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.json) else { continue };
+                    match v["type"].as_str() {
+                        Some("job_state") => {
+                            if v["cancel_requested"].as_bool() == Some(true) {
+                                let host = v["host_id"].as_str().and_then(|h| h.parse().ok());
+                                let job = v["job_id"].as_str().and_then(|h| h.parse().ok());
+                                if let (Some(h), Some(j)) = (host, job) {
+                                    if state.link.cancel(h, j, "cancelled by an operator") {
+                                        tracing::info!(host = %h, job = %j, "cancel sent to the agent");
+                                    }
+                                }
+                            }
+                        }
+                        Some("plan_created") => {}
+                        _ => continue,
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+        dispatch_once(&state).await;
+    }
+}
