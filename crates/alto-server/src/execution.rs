@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::audit;
-use crate::auth::Host;
+use crate::principal::Host;
 use crate::state::AppState;
 
 /// How long a job claimed over REST stays leased without progress.

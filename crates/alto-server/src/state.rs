@@ -23,7 +23,7 @@ pub struct AppState {
     /// Woken when a job is enqueued (by `LISTEN alto_jobs`, on every replica).
     pub jobs_wakeup: Arc<tokio::sync::Notify>,
     /// The agents connected to this replica's agent link.
-    pub link: Arc<crate::link::Registry>,
+    pub link: Arc<crate::link::registry::Registry>,
     /// Where the agent link listens and its CA (None: the link is disabled).
     pub link_info: Option<Arc<alto_api_types::AgentLinkInfo>>,
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
-use crate::auth::Host;
+use crate::principal::Host;
 
 /// The sending half of a session's stream to its agent.
 pub(crate) type Outbound = mpsc::Sender<Result<pb::ServerMessage, Status>>;
