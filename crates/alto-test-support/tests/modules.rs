@@ -12,8 +12,8 @@ fn workspace() -> PathBuf {
 }
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
+    for e in std::fs::read_dir(dir).expect("source directory") {
+        let p = e.expect("directory entry").path();
         if p.is_dir() {
             rs_files(&p, out);
         } else if p.extension().is_some_and(|x| x == "rs") {
@@ -25,7 +25,7 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The module path of a source file (`link/mod.rs` → `link`, `link/session.rs` →
 /// `link::session`); `None` for the crate root.
 fn module_of(src: &Path, file: &Path) -> Option<Vec<String>> {
-    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let rel = file.strip_prefix(src).expect("a file below src").with_extension("");
     let mut parts: Vec<String> =
         rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     if parts.last().is_some_and(|p| p == "mod") {
@@ -112,7 +112,7 @@ fn graph(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
         files.iter().filter_map(|f| Some((module_of(&src, f)?, f.clone()))).collect();
     let mut g = BTreeMap::new();
     for (m, file) in &mods {
-        let code = code_of(&std::fs::read_to_string(file).unwrap());
+        let code = code_of(&std::fs::read_to_string(file).expect("source file"));
         let is_mod_rs = file.file_name().is_some_and(|n| n == "mod.rs");
         let parent: Vec<String> =
             if is_mod_rs { m.clone() } else { m[..m.len().saturating_sub(1)].to_vec() };
