@@ -12,20 +12,10 @@ use std::time::{Duration, Instant};
 use alto_agent::config::AgentConfig;
 use alto_agent::daemon;
 use alto_agent::spool::Spool;
-use alto_test_support::TestApp;
+use alto_test_support::{api, TestApp};
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::Method;
-use serde_json::{json, Value};
-
-async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 /// `n` files of `size` random bytes below `dir`; returns their total size.
 fn make_files(dir: &Path, n: usize, size: usize) -> u64 {

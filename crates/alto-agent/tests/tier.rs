@@ -20,7 +20,7 @@ use alto_agent::config::AgentConfig;
 use alto_agent::daemon;
 use alto_agent::spool::Spool;
 use alto_stub::StubState;
-use alto_test_support::{TestApp, TestTenant};
+use alto_test_support::{api, TestApp, TestTenant};
 use alto_tier2::{DirTarget, ObjectKey, Sha256Digest, Target};
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::Method;
@@ -31,16 +31,6 @@ const MIB: usize = 1 << 20;
 
 fn root() -> bool {
     alto_test_services::require_root("trusted.* attributes, leases")
-}
-
-async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 /// One original file: where, what it hashes to, its mtime.

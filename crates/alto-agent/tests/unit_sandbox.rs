@@ -20,9 +20,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use alto_test_support::systemd::{have, sandbox_script, sandboxed, service_settings, sh_quote};
-use alto_test_support::TestApp;
+use alto_test_support::{api, TestApp};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-agent.service");
 const AGENT: &str = env!("CARGO_BIN_EXE_alto-agent");
@@ -37,16 +37,6 @@ fn output(mut c: Command) -> Output {
         String::from_utf8_lossy(&o.stderr)
     );
     o
-}
-
-async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 struct Dirs {

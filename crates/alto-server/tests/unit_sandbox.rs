@@ -13,9 +13,10 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use alto_test_support::api;
 use alto_test_support::systemd::{have, sandbox_script, sandboxed, service_settings};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/systemd/alto-server.service");
 const SERVER: &str = env!("CARGO_BIN_EXE_alto-server");
@@ -34,16 +35,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

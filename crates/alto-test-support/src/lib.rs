@@ -6,6 +6,9 @@
 //! * [`TestApp::spawn`] runs `alto-server` in-process on 127.0.0.1 with a [`FakeClock`] and
 //!   returns a logged-in platform-admin client.
 //!
+//! * The arrange steps tests share: [`TestApp::scan_files`] (a full scan of a host, ingested),
+//!   [`TestApp::tier_everything`] (the "all → default" rule), [`TestApp::plan_now`], through the
+//!   typed client; [`api`] for the raw requests tests assert statuses and bodies of.
 //! * [`systemd`] rebuilds a systemd unit's sandbox from its file, to run a binary under it.
 //!
 //! **Must never:** be a dependency of production code, or talk to anything but loopback.
@@ -387,6 +390,56 @@ impl TestApp {
         panic!("scan {scan} was not ingested within 30 s");
     }
 
+    /// Uploads `records` as the host's complete full scan (one Parquet part) and waits until
+    /// it is ingested; returns the scan (its status `completed` or `failed`).
+    pub async fn scan_files(
+        &self,
+        tenant: &TestTenant,
+        agent: &Client,
+        records: &[alto_batch::ScanRecord],
+    ) -> alto_api_types::Scan {
+        let scan = Uuid::now_v7();
+        let format = alto_batch::Format::Parquet;
+        agent
+            .upload_scan_part(
+                scan,
+                0,
+                true,
+                "full",
+                format.content_type(),
+                batch_bytes(format, records),
+            )
+            .await
+            .expect("upload scan");
+        self.wait_for_scan(tenant, scan).await
+    }
+
+    /// Creates the rule `all` (priority 10) that tiers every file to the storage target
+    /// `target`, with `compression` (`none` or `zstd`) when given.
+    pub async fn tier_everything(
+        &self,
+        tenant: &TestTenant,
+        target: &str,
+        compression: Option<&str>,
+    ) -> alto_api_types::Rule {
+        let mut action = serde_json::json!({ "type": "tier", "target": target });
+        if let Some(c) = compression {
+            action["compression"] = c.into();
+        }
+        let spec: alto_api_types::RuleSpec = serde_json::from_value(
+            serde_json::json!({ "name": "all", "priority": 10, "action": action }),
+        )
+        .expect("rule spec");
+        tenant.admin.create_rule(tenant.id, &spec).await.expect("create rule")
+    }
+
+    /// Runs the planner for the tenant now (a manual run, every host).
+    pub async fn plan_now(&self, tenant: &TestTenant) -> alto_api_types::Plan {
+        let req: alto_api_types::RunPlan =
+            serde_json::from_value(serde_json::json!({})).expect("run plan");
+        tenant.admin.run_plan(tenant.id, &req).await.expect("plan")
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn shutdown(mut self) {
         self.stop.notify_one();
@@ -508,6 +561,24 @@ fn init_logging() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// Sends a raw JSON request under `/api/v1` with the client's credentials and returns the
+/// status and the body (`null` when it is not JSON). For tests that assert on statuses and
+/// error bodies; arrange steps use the typed client.
+pub async fn api(
+    c: &Client,
+    m: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut rb = c.request(m, &format!("/api/v1{path}"));
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.expect("request");
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// Encodes records as one batch file in `format`.

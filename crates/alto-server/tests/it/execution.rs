@@ -1,22 +1,9 @@
 //! The agent side of tiering over HTTP: claiming a host's jobs, staged-before-stubbed
 //! per-file outcomes, completion, the stub registry and its summary.
 
-use alto_batch::Format;
-use alto_client::Client;
-use alto_test_support::{batch_bytes, file_record, TestApp};
+use alto_test_support::{api, file_record, TestApp};
 use reqwest::Method;
-use serde_json::{json, Value};
-use uuid::Uuid;
-
-async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -30,23 +17,9 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     let recs: Vec<_> = (0..5)
         .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))
         .collect();
-    let scan = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, &recs),
-        )
-        .await
-        .unwrap();
-    app.wait_for_scan(&t, scan).await;
+    app.scan_files(&t, &agent, &recs).await;
     let tp = format!("/tenants/{}", t.id);
-    let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/rules"),
-        Some(json!({ "name": "all", "priority": 10, "action": { "type": "tier", "target": "default" } }))).await;
-    assert_eq!(st, 201);
+    app.tier_everything(&t, "default", None).await;
     let (st, plan) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
     assert_eq!((st, plan["stats"]["files"].as_i64()), (201, Some(5)), "{plan}");
 
@@ -219,4 +192,45 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     let other = app.new_tenant("Other").await;
     let (st, _) = api(&other.admin, Method::GET, &format!("{tp}/stubs"), None).await;
     assert_eq!(st, 404);
+}
+
+/// A stored payload that does not fit the job contract (here: a target kind this build does
+/// not know) fails its job with the reason when an agent claims it; it is never handed out
+/// with a default target, over REST or the link.
+#[tokio::test]
+async fn a_job_whose_payload_does_not_fit_the_contract_fails_instead_of_running() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (_host, agent) = app.enrolled_host(&t, "fs1").await;
+    let now = app.clock_now().timestamp_micros();
+    let recs: Vec<_> =
+        (0..2).map(|i| file_record(format!("/srv/f{i}").as_bytes(), 10_000, now, 400)).collect();
+    app.scan_files(&t, &agent, &recs).await;
+    app.tier_everything(&t, "default", None).await;
+    let plan = app.plan_now(&t).await;
+    assert_eq!(plan.stats.jobs, 1, "{plan:?}");
+    let owner = app.db.owner_pool().await;
+    let corrupted = sqlx::query(
+        "UPDATE jobs SET payload = jsonb_set(payload, '{storage_target,kind}', '\"tape\"') \
+         WHERE customer_id = $1 AND kind = 'tier'",
+    )
+    .bind(t.id)
+    .execute(&owner)
+    .await
+    .unwrap();
+    assert_eq!(corrupted.rows_affected(), 1);
+
+    let (st, claimed) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
+    assert_eq!(st, 200, "{claimed}");
+    assert_eq!(claimed["jobs"], json!([]), "a malformed job was handed out: {claimed}");
+    let jobs = t.admin.list_jobs(t.id, &Default::default()).await.unwrap();
+    let job = &jobs.items[0];
+    assert_eq!(job.state, "failed");
+    let why = job.last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("job contract") && why.contains("tape"), "{why}");
+    // The failure is audited.
+    let (_, audit) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/audit?action=job.complete", t.id), None)
+            .await;
+    assert!(audit.to_string().contains("job contract"), "{audit}");
 }

@@ -4,21 +4,10 @@
 //! a job error longer than the `NOTIFY` limit, file sizes whose sum overflows a bigint.
 
 use alto_batch::Format;
-use alto_client::Client;
-use alto_test_support::{batch_bytes, file_record, TestApp};
+use alto_test_support::{api, batch_bytes, file_record, TestApp};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use uuid::Uuid;
-
-async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
 
 fn cursor(micros: i64) -> String {
     use base64::Engine as _;
@@ -124,22 +113,8 @@ async fn a_job_error_over_the_notify_limit_still_requeues_the_job() {
     let now = app.clock_now().timestamp_micros();
     let recs: Vec<_> =
         (0..3).map(|i| file_record(format!("/srv/f{i}").as_bytes(), 10_000, now, 400)).collect();
-    let scan = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, &recs),
-        )
-        .await
-        .unwrap();
-    app.wait_for_scan(&t, scan).await;
-    let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/rules"),
-        Some(json!({ "name": "all", "priority": 10, "action": { "type": "tier", "target": "default" } }))).await;
-    assert_eq!(st, 201);
+    app.scan_files(&t, &agent, &recs).await;
+    app.tier_everything(&t, "default", None).await;
     let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
     assert_eq!(st, 201);
     let (_, claimed) = api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({}))).await;
@@ -192,19 +167,7 @@ async fn file_sizes_whose_sum_overflows_keep_the_summary_working() {
     let recs: Vec<_> = (0..3)
         .map(|i| file_record(format!("/srv/huge{i}").as_bytes(), huge - i, now, 400))
         .collect();
-    let scan = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, &recs),
-        )
-        .await
-        .unwrap();
-    let s = app.wait_for_scan(&t, scan).await;
+    let s = app.scan_files(&t, &agent, &recs).await;
     assert_eq!(s.status, "completed", "{s:?}");
     for q in ["/inventory/summary", "/inventory/summary?top=200", "/stubs/summary"] {
         let (st, v) = api(&t.admin, Method::GET, &format!("{tp}{q}"), None).await;
@@ -213,9 +176,7 @@ async fn file_sizes_whose_sum_overflows_keep_the_summary_working() {
     let (_, v) = api(&t.admin, Method::GET, &format!("{tp}/inventory/summary"), None).await;
     assert_eq!(v["bytes"].as_i64(), Some(i64::MAX), "saturated: {v}");
     // Planning over them works too (the planner's totals saturate).
-    let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/rules"),
-        Some(json!({ "name": "all", "priority": 10, "action": { "type": "tier", "target": "default" } }))).await;
-    assert_eq!(st, 201);
+    app.tier_everything(&t, "default", None).await;
     let (st, p) = api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;
     assert_eq!(st, 201, "{p}");
     let (st, p) =

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use alto_batch::Format;
 use alto_client::Client;
-use alto_test_support::{batch_bytes, file_record, TestApp};
+use alto_test_support::{api, batch_bytes, file_record, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -31,16 +31,6 @@ const LARGE: i64 = 50_000;
 /// Files of the tenant under test, ingested through the API.
 const FILES: usize = 1_500;
 const SHA: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn ok(c: &Client, m: Method, path: &str, body: Option<Value>) -> Value {
     let (st, v) = api(c, m, path, body).await;
@@ -197,19 +187,7 @@ async fn hot_paths_never_scan_a_large_table_under_row_level_security() {
     }
     assert_eq!(app.wait_for_scan(&t, scan).await.status, "completed");
     // A second scan of the same tree (the steady state: every row already known).
-    let scan2 = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan2,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, &recs),
-        )
-        .await
-        .unwrap();
-    assert_eq!(app.wait_for_scan(&t, scan2).await.status, "completed");
+    assert_eq!(app.scan_files(&t, &agent, &recs).await.status, "completed");
 
     // Planning, then dispatch.
     let plan = ok(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({}))).await;

@@ -3,27 +3,14 @@
 
 use std::time::Duration;
 
-use alto_batch::Format;
 use alto_link::pb::{self, agent_message, request, server_message};
 use alto_link::tonic;
-use alto_test_support::{batch_bytes, file_record, TestApp};
+use alto_test_support::{api, file_record, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 const SHA: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-async fn api(c: &alto_client::Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 /// One agent session: messages out, messages in.
 struct Session {
@@ -151,23 +138,9 @@ async fn agents_get_jobs_pushed_report_on_the_stream_and_get_cancels_and_lost_jo
     let recs: Vec<_> = (0..6)
         .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))
         .collect();
-    let scan = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, &recs),
-        )
-        .await
-        .unwrap();
-    app.wait_for_scan(&t, scan).await;
+    app.scan_files(&t, &agent, &recs).await;
     let tp = format!("/tenants/{}", t.id);
-    let (st, _) = api(&t.admin, Method::POST, &format!("{tp}/rules"),
-        Some(json!({ "name": "all", "priority": 10, "action": { "type": "tier", "target": "default" } }))).await;
-    assert_eq!(st, 201);
+    app.tier_everything(&t, "default", None).await;
     let (st, plan) =
         api(&t.admin, Method::POST, &format!("{tp}/plans"), Some(json!({ "max_files": 3 }))).await;
     assert_eq!(st, 201, "{plan}");

@@ -2,41 +2,19 @@
 //! planner runs on its own and creates jobs with estimates; caps, watermarks, schedules,
 //! cancel and retry.
 
-use alto_batch::{Format, ScanRecord};
+use alto_batch::ScanRecord;
 use alto_client::Client;
-use alto_test_support::{batch_bytes, file_record, TestApp, TestTenant};
+use alto_test_support::{api, file_record, TestApp, TestTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
 
 fn rec(app: &TestApp, path: &str, size: u64, age_days: i64) -> ScanRecord {
     file_record(path.as_bytes(), size, app.clock_now().timestamp_micros(), age_days)
 }
 
 async fn ingest(app: &TestApp, t: &TestTenant, agent: &Client, recs: &[ScanRecord]) {
-    let scan = Uuid::now_v7();
-    agent
-        .upload_scan_part(
-            scan,
-            0,
-            true,
-            "full",
-            Format::Parquet.content_type(),
-            batch_bytes(Format::Parquet, recs),
-        )
-        .await
-        .unwrap();
-    assert_eq!(app.wait_for_scan(t, scan).await.status, "completed");
+    assert_eq!(app.scan_files(t, agent, recs).await.status, "completed");
 }
 
 async fn wait_plans(t: &TestTenant, n: usize) -> Vec<Value> {

@@ -4,9 +4,8 @@
 //! real servers (moto and s3s-fs for S3, Azurite, Samba, and directories). A missing test
 //! server binary skips its part (or fails with `ALTO_REQUIRE_TEST_SERVICES=1`).
 
-use alto_client::Client;
 use alto_test_services as ts;
-use alto_test_support::{TestApp, TestTenant};
+use alto_test_support::{api, TestApp, TestTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -14,16 +13,6 @@ use uuid::Uuid;
 const S3_SECRET: &str = "S3-secret-never-shown-1";
 const AZ_SECRET: &str = "QXp1cmUtc2VjcmV0LW5ldmVyLXNob3du";
 const SMB_SECRET: &str = "smb-secret-never-shown-3";
-
-async fn api(c: &Client, m: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = c.request(m, &format!("/api/v1{path}"));
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
 
 fn no_secrets(v: &Value, secrets: &[&str]) {
     let text = v.to_string();
