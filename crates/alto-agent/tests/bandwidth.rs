@@ -69,21 +69,7 @@ async fn two_jobs_at_once_share_the_host_limit() {
     let bytes = make_files(&data_path, 24, 512 << 10);
 
     // Safety window 0, no planning after ingest, one rule tiering everything uncompressed.
-    let settings = format!("/tenants/{}/planner-settings", t.id);
-    let (st, mut s) = api(&t.admin, Method::GET, &settings, None).await;
-    assert_eq!(st, 200, "{s}");
-    s["safety_window_seconds"] = json!(0);
-    s["plan_after_ingest"] = json!(false);
-    let (st, v) = api(&t.admin, Method::PUT, &settings, Some(s)).await;
-    assert_eq!(st, 200, "{v}");
-    let rule = json!({ "name": "all", "priority": 10,
-        "action": { "type": "tier", "target": "default", "compression": "none" } });
-    let (st, v) =
-        api(&t.admin, Method::POST, &format!("/tenants/{}/rules", t.id), Some(rule)).await;
-    assert_eq!(st, 201, "{v}");
-    app.clock.advance(chrono::Duration::days(3650));
-    // That ended the admin's session.
-    t.admin = app.login("acme-admin", alto_test_support::ADMIN_PASSWORD).await;
+    app.tier_everything_later(&mut t, "default", "none").await;
     let admin = t.admin.clone();
 
     let c2 = cfg.clone();

@@ -157,22 +157,7 @@ impl Host {
 
     /// [`Host::rules`] with the rule tiering to `target`.
     async fn rules_to(&mut self, app: &TestApp, compression: &str, target: &str) {
-        let settings = format!("/tenants/{}/planner-settings", self.t.id);
-        let (st, mut s) = api(&self.t.admin, Method::GET, &settings, None).await;
-        assert_eq!(st, 200, "{s}");
-        s["safety_window_seconds"] = json!(0);
-        s["plan_after_ingest"] = json!(false);
-        let (st, v) = api(&self.t.admin, Method::PUT, &settings, Some(s)).await;
-        assert_eq!(st, 200, "{v}");
-        let rule = json!({ "name": "all", "priority": 10,
-            "action": { "type": "tier", "target": target, "compression": compression } });
-        let (st, v) =
-            api(&self.t.admin, Method::POST, &format!("/tenants/{}/rules", self.t.id), Some(rule))
-                .await;
-        assert_eq!(st, 201, "{v}");
-        app.clock.advance(chrono::Duration::days(3650));
-        // That ended the admin's session.
-        self.t.admin = app.login("acme-admin", alto_test_support::ADMIN_PASSWORD).await;
+        app.tier_everything_later(&mut self.t, target, compression).await;
     }
 
     async fn scan_and_upload(&self, app: &TestApp) {

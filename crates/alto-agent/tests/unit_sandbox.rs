@@ -186,20 +186,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
         .unwrap();
     alto_agent::daemon::enroll(&app.base_url, &created.enrollment.token, &d.state).await.unwrap();
     let files = make_files(&d.data, 12);
-    let settings = format!("/tenants/{}/planner-settings", t.id);
-    let (st, mut s) = api(&t.admin, Method::GET, &settings, None).await;
-    assert_eq!(st, 200, "{s}");
-    s["safety_window_seconds"] = json!(0);
-    s["plan_after_ingest"] = json!(false);
-    let (st, v) = api(&t.admin, Method::PUT, &settings, Some(s)).await;
-    assert_eq!(st, 200, "{v}");
-    let rule = json!({ "name": "all", "priority": 10,
-        "action": { "type": "tier", "target": "default", "compression": "zstd" } });
-    let (st, v) =
-        api(&t.admin, Method::POST, &format!("/tenants/{}/rules", t.id), Some(rule)).await;
-    assert_eq!(st, 201, "{v}");
-    app.clock.advance(chrono::Duration::days(3650));
-    t.admin = app.login("acme-admin", alto_test_support::ADMIN_PASSWORD).await;
+    app.tier_everything_later(&mut t, "default", "zstd").await;
 
     // The daemon in the sandbox: it scans, uploads, takes the job over the link, tiers.
     let log = d.outside.join("agent.log");

@@ -433,6 +433,26 @@ impl TestApp {
         tenant.admin.create_rule(tenant.id, &spec).await.expect("create rule")
     }
 
+    /// The arrange step of the end-to-end tiering tests: safety window 0, no planning after
+    /// ingest, the rule `all` tiering everything to `target` with `compression`, and the clock
+    /// ten years on (so files made now are old enough for any rule). The jump ends the
+    /// tenant administrator's session, so it logs in again.
+    pub async fn tier_everything_later(
+        &self,
+        tenant: &mut TestTenant,
+        target: &str,
+        compression: &str,
+    ) {
+        let mut s = tenant.admin.get_planner_settings(tenant.id).await.expect("settings");
+        s.safety_window_seconds = 0;
+        s.plan_after_ingest = false;
+        tenant.admin.put_planner_settings(tenant.id, &s).await.expect("put settings");
+        self.tier_everything(tenant, target, Some(compression)).await;
+        self.clock.advance(chrono::Duration::days(3650));
+        let username = format!("{}-admin", tenant.name.to_lowercase());
+        tenant.admin = self.login(&username, ADMIN_PASSWORD).await;
+    }
+
     /// Runs the planner for the tenant now (a manual run, every host).
     pub async fn plan_now(&self, tenant: &TestTenant) -> alto_api_types::Plan {
         let req: alto_api_types::RunPlan =

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -13,49 +15,15 @@ use std::time::{Duration, Instant};
 use alto_model::{CustomerId, HostId};
 use alto_test_services::{self as support, Azurite, Moto, Samba, S3};
 use alto_tier2::{
-    Compression, DeleteOutcome, ObjectKey, OpenOptions, PutMeta, Sha256Digest, Target, TargetKind,
+    Compression, DeleteOutcome, ObjectKey, OpenOptions, Sha256Digest, Target, TargetKind,
     TargetSpec, Tier2Error,
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
+use common::{content, meta, MIB};
 
 /// A test server's spec JSON as a `TargetSpec`.
 fn ts(v: support::Spec) -> TargetSpec {
     serde_json::from_value(v).expect("a valid spec")
-}
-
-const MIB: usize = 1 << 20;
-
-fn created_at() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
-}
-
-fn meta(host: HostId, path: &str, content: &[u8], compression: Compression) -> PutMeta {
-    PutMeta {
-        host_id: host,
-        path: path.into(),
-        path_escaped: false,
-        size: content.len() as u64,
-        mtime_ns: 1_500_000_000_987_654_321,
-        atime_ns: 1_600_000_000_123_456_789,
-        expected_sha256: Some(Sha256Digest::of(content)),
-        compression,
-        created_at: created_at(),
-    }
-}
-
-/// Half random, half repetitive text: compressible, and not one repeated block.
-fn content(n: usize, seed: u8) -> Vec<u8> {
-    let mut v = vec![0u8; n / 2];
-    rand::fill(&mut v[..]);
-    if let Some(b) = v.first_mut() {
-        *b = seed;
-    }
-    let text = format!("line {seed} of a rather repetitive log file\n");
-    while v.len() < n {
-        v.extend_from_slice(text.as_bytes());
-    }
-    v.truncate(n);
-    v
 }
 
 fn get_vec(t: &Target, key: &ObjectKey) -> Result<Vec<u8>, Tier2Error> {

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read};
@@ -14,44 +16,12 @@ use alto_tier2::{
     Compression, DeleteOutcome, DirTarget, ObjectKey, PutMeta, RefId, RefRecord, Sha256Digest,
     Tier2Error, Usage,
 };
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use common::{content, created_at, meta, MIB};
 use sha2::{Digest, Sha256};
-
-const MIB: usize = 1 << 20;
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir_in("/tmp").expect("tempdir")
-}
-
-fn created_at() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
-}
-
-fn meta(host: HostId, path: &str, content: &[u8], compression: Compression) -> PutMeta {
-    PutMeta {
-        host_id: host,
-        path: path.into(),
-        path_escaped: false,
-        size: content.len() as u64,
-        mtime_ns: 1_500_000_000_987_654_321,
-        atime_ns: 1_600_000_000_123_456_789,
-        expected_sha256: Some(Sha256Digest::of(content)),
-        compression,
-        created_at: created_at(),
-    }
-}
-
-/// Half random, half repetitive text: compressible, and not one repeated block.
-fn content(n: usize, seed: u8) -> Vec<u8> {
-    let mut v = vec![0u8; n / 2];
-    rand::fill(&mut v[..]);
-    v[0] = seed;
-    let text = format!("line {seed} of a rather repetitive log file\n");
-    while v.len() < n {
-        v.extend_from_slice(text.as_bytes());
-    }
-    v.truncate(n);
-    v
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
