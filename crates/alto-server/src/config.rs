@@ -51,6 +51,13 @@ pub struct StorageConfig {
     pub allow_public_endpoints: bool,
 }
 
+impl StorageConfig {
+    /// The outbound policy these settings describe.
+    pub fn egress_policy(&self) -> Result<crate::egress::EgressPolicy, String> {
+        crate::egress::EgressPolicy::new(&self.allowed_endpoints, self.allow_public_endpoints)
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         Self { directory_base: None, allowed_endpoints: Vec::new(), allow_public_endpoints: true }
@@ -499,7 +506,8 @@ impl Config {
                 return bad("storage.directory_base must be an absolute path");
             }
         }
-        crate::egress::EgressPolicy::new(&self.storage)
+        self.storage
+            .egress_policy()
             .map_err(|e| ConfigError::Invalid(format!("storage.allowed_endpoints: {e}")))?;
         for a in &self.metrics.allow_from {
             crate::egress::Cidr::parse(a)

@@ -13,8 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::StorageConfig;
-
 /// An address block: `10.0.0.0/8`, `fd00::/8`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -239,10 +237,11 @@ pub struct EgressPolicy {
 }
 
 impl EgressPolicy {
-    pub fn new(cfg: &StorageConfig) -> Result<EgressPolicy, String> {
-        let entries =
-            cfg.allowed_endpoints.iter().map(|e| parse_entry(e)).collect::<Result<_, _>>()?;
-        Ok(EgressPolicy { entries, allow_public: cfg.allow_public_endpoints })
+    /// The policy of `storage.allowed_endpoints` (each `host[:port]`, `*.suffix[:port]` or
+    /// a CIDR) and `storage.allow_public_endpoints`.
+    pub fn new(allowed_endpoints: &[String], allow_public: bool) -> Result<EgressPolicy, String> {
+        let entries = allowed_endpoints.iter().map(|e| parse_entry(e)).collect::<Result<_, _>>()?;
+        Ok(EgressPolicy { entries, allow_public })
     }
 
     fn listed(&self, name: Option<&str>, ip: Option<IpAddr>, port: u16) -> bool {
@@ -336,12 +335,8 @@ mod tests {
     use super::*;
 
     fn policy(entries: &[&str], public: bool) -> EgressPolicy {
-        EgressPolicy::new(&StorageConfig {
-            directory_base: None,
-            allowed_endpoints: entries.iter().map(|s| s.to_string()).collect(),
-            allow_public_endpoints: public,
-        })
-        .unwrap()
+        let entries: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+        EgressPolicy::new(&entries, public).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {

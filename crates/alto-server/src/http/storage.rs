@@ -40,7 +40,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath};
 use crate::audit;
 use crate::auth::User;
-use crate::egress::{parse_authority, EgressPolicy, Host};
+use crate::egress::{parse_authority, Host};
 use crate::state::AppState;
 
 type Err = alto_api_types::ErrorBody;
@@ -238,7 +238,7 @@ async fn confine(state: &AppState, spec: &TargetSpec) -> Result<(), ApiError> {
         }
         return Ok(());
     }
-    let policy = EgressPolicy::new(cfg).map_err(|_| ApiError::internal())?;
+    let policy = cfg.egress_policy().map_err(|_| ApiError::internal())?;
     for (field, host, port) in endpoints(spec).map_err(ApiError::validation)? {
         policy
             .check(&host, port, false)
@@ -756,7 +756,7 @@ async fn check(
     };
     let deadline = tokio::time::Instant::now() + limit;
     let start = Instant::now();
-    let policy = match EgressPolicy::new(storage_cfg) {
+    let policy = match storage_cfg.egress_policy() {
         Ok(p) => Arc::new(p),
         Err(_) => return Outcome::failed(StorageCheckCode::NotAllowed, NOT_ALLOWED, None),
     };
