@@ -23,7 +23,8 @@ use alto_tier2::{DeleteOutcome, Target, Tier2Error};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::api::{ReportError, ServerApi};
+use crate::api::ServerApi;
+use crate::job::ReportError;
 
 /// References per `check` call.
 const CHECK_BATCH: usize = 5_000;
@@ -64,9 +65,11 @@ fn journaled_paths(journal_dir: &Path) -> Result<HashSet<(String, bool)>, GcErro
     let mut out = HashSet::new();
     for p in crate::journal::Journal::list(journal_dir)? {
         match crate::journal::Journal::open(&p) {
-            Ok((_, state)) => {
-                out.extend(state.doc.files.iter().map(|f| (f.file_path.clone(), f.path_escaped)))
-            }
+            Ok((_, state)) => match &state.doc.work {
+                crate::job::JobWork::Tier(t) => {
+                    out.extend(t.files.iter().map(|f| (f.file_path.clone(), f.path_escaped)))
+                }
+            },
             // An unreadable journal: be safe and keep everything.
             Err(e) => return Err(GcError::Journal(e)),
         }

@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::{FileResult, JobDoc, JobEnd};
+use crate::job::{ExecJob, FileResult, JobEnd};
 
 /// A file's tier-2 facts once the server acknowledged `staged`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StagedFile {
-    pub seq: i64,
+    pub seq: i32,
     pub sha256: String,
     pub object_key: String,
     pub stored_size: u64,
@@ -35,20 +35,29 @@ pub struct StagedFile {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Record {
-    /// The first record: the job as claimed.
-    Job { doc: Box<JobDoc> },
+    /// The first record: the job as claimed. Read as the contract reads job documents, so
+    /// journals written before documents carried `kind` and `version` still replay.
+    Job {
+        #[serde(deserialize_with = "job_doc")]
+        doc: Box<ExecJob>,
+    },
     /// About to copy these files to tier-2 (nothing of them is touched yet).
-    Staging { seqs: Vec<i64> },
+    Staging { seqs: Vec<i32> },
     /// The server acknowledged `staged` for these files (their registry entries exist).
     Staged { files: Vec<StagedFile> },
     /// About to convert these files to stubs.
-    Stubbing { seqs: Vec<i64> },
+    Stubbing { seqs: Vec<i32> },
     /// Final outcomes decided, about to be reported.
     Outcome { results: Vec<FileResult> },
     /// The server acknowledged the final outcomes of these files.
-    Acked { seqs: Vec<i64> },
+    Acked { seqs: Vec<i32> },
     /// The server acknowledged the job's completion.
     Completed { state: JobEnd },
+}
+
+fn job_doc<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<ExecJob>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    ExecJob::from_json(&v).map(Box::new).map_err(serde::de::Error::custom)
 }
 
 /// What the journal says about one file.
@@ -71,13 +80,13 @@ impl SeqState {
 /// A job's journal, folded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobState {
-    pub doc: JobDoc,
-    pub seqs: BTreeMap<i64, SeqState>,
+    pub doc: ExecJob,
+    pub seqs: BTreeMap<i32, SeqState>,
     pub completed: Option<JobEnd>,
 }
 
 impl JobState {
-    pub fn new(doc: JobDoc) -> JobState {
+    pub fn new(doc: ExecJob) -> JobState {
         JobState { doc, seqs: BTreeMap::new(), completed: None }
     }
 
@@ -118,7 +127,7 @@ impl JobState {
         }
     }
 
-    pub fn is_final(&self, seq: i64) -> bool {
+    pub fn is_final(&self, seq: i32) -> bool {
         self.seqs.get(&seq).is_some_and(SeqState::is_final)
     }
 }
@@ -151,7 +160,7 @@ impl Journal {
     }
 
     /// Creates the journal of a newly claimed job (atomically, with its document).
-    pub fn create(dir: &Path, doc: &JobDoc) -> io::Result<(Journal, JobState)> {
+    pub fn create(dir: &Path, doc: &ExecJob) -> io::Result<(Journal, JobState)> {
         fs::create_dir_all(dir)?;
         let path = Self::path_for(dir, doc.job_id);
         let tmp = dir.join(format!(".{}.tmp", doc.job_id));
@@ -279,27 +288,30 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Outcome, StorageTargetRef};
+    use crate::job::{Compression, ExecTarget, FileOutcome, JobWork, TargetKind, TierWork};
 
-    fn doc() -> JobDoc {
-        JobDoc {
+    fn doc() -> ExecJob {
+        ExecJob {
+            version: 1,
             job_id: Uuid::now_v7(),
             customer_id: Uuid::now_v7(),
             host_id: Uuid::now_v7(),
-            rule_id: None,
-            priority: Some(10),
-            compression: Some("zstd".into()),
-            storage_target: StorageTargetRef {
-                id: None,
-                name: "default".into(),
-                kind: "directory".into(),
-                location: None,
-                config: serde_json::Value::Null,
-            },
-            tiered_destination: None,
             lease_expires_at: None,
             bandwidth_bytes_per_second: None,
-            files: vec![],
+            work: JobWork::Tier(TierWork {
+                rule_id: None,
+                priority: 10,
+                compression: Some(Compression::Zstd),
+                storage_target: ExecTarget {
+                    id: Uuid::nil(),
+                    name: "default".into(),
+                    kind: TargetKind::Directory,
+                    location: String::new(),
+                    config: serde_json::Value::Null,
+                },
+                tiered_destination: String::new(),
+                files: vec![],
+            }),
         }
     }
 
@@ -344,7 +356,7 @@ mod tests {
                 Record::Outcome {
                     results: vec![FileResult::stored(
                         0,
-                        Outcome::Stubbed,
+                        FileOutcome::Stubbed,
                         "ab".repeat(32),
                         "ab".repeat(32),
                         5,
@@ -360,5 +372,39 @@ mod tests {
         assert_eq!(Journal::list(dir.path()).unwrap(), vec![path.clone()]);
         j2.remove().unwrap();
         assert!(Journal::list(dir.path()).unwrap().is_empty());
+    }
+
+    /// A journal the previous agent wrote (its job document had no `kind` or `version`, and
+    /// spelled compression and the target kind as strings) replays into the contract's types.
+    #[test]
+    fn a_journal_of_the_previous_agent_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = Uuid::now_v7();
+        let lines = [
+            serde_json::json!({"t": "job", "doc": {
+                "job_id": job, "customer_id": Uuid::nil(), "host_id": Uuid::nil(),
+                "rule_id": null, "priority": 5, "compression": "zstd",
+                "storage_target": {"id": Uuid::nil(), "name": "default", "kind": "directory",
+                    "location": "/mnt/t2"},
+                "tiered_destination": "2026/12/05", "lease_expires_at": null,
+                "files": [{"seq": 7, "file_id": Uuid::nil(), "file_path": "/d/a",
+                    "path_escaped": false, "file_size": 3,
+                    "last_modified": "2026-12-01T00:00:00Z", "inode": 12, "state": "pending"}]}}),
+            serde_json::json!({"t": "staging", "seqs": [7]}),
+            serde_json::json!({"t": "outcome", "results": [
+                {"seq": 7, "outcome": "skipped", "error": "changed"}]}),
+        ];
+        let path = Journal::path_for(dir.path(), job);
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        let (_, st) = Journal::open(&path).unwrap();
+        assert_eq!(st.doc.job_id, job);
+        assert_eq!(st.doc.version, 1);
+        let JobWork::Tier(w) = &st.doc.work;
+        assert_eq!(w.compression, Some(Compression::Zstd));
+        assert_eq!(w.storage_target.kind, TargetKind::Directory);
+        assert_eq!(w.files[0].seq, 7);
+        assert_eq!(st.seqs[&7].outcome, Some(FileResult::skipped(7, "changed")));
+        assert!(!st.is_final(7));
     }
 }

@@ -8,7 +8,9 @@
 //! (`tier`): claims tiering jobs, copies files to tier-2 (`alto-tier2`), turns them into
 //! stubs (`alto-stub`) and reports every step, with a local journal (`journal`) so that a
 //! killed agent finishes or rolls back what was in flight. `tier-once` runs one such pass;
-//! `recall` brings stubs back (`recall`). The server side of tiering is in `api`.
+//! `recall` brings stubs back (`recall`). The job contract and the interfaces the executor
+//! talks to the server through are in `job`; `api` (REST) and `link` (the agent link) are the
+//! transports that implement them.
 //!
 //! **Must never (daemon):** delete a spooled scan before the server acknowledged its last
 //! part, or send the host credential to a server other than the one it enrolled with unless
@@ -31,6 +33,7 @@ pub mod config;
 pub mod daemon;
 pub mod fault;
 pub mod gc;
+pub mod job;
 pub mod journal;
 pub mod link;
 pub mod owners;

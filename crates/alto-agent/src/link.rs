@@ -1,10 +1,13 @@
 //! The agent's end of the agent link: one gRPC stream over TLS to the server
 //! (`alto-link`'s protocol), kept open with reconnects and backoff, and [`Link`], the
-//! [`crate::tier::Reporter`] that sends progress, per-file results and completions as
-//! requests on it.
+//! [`Reporter`] that sends progress, per-file results and completions as requests on it.
+//! Messages become the job contract's types ([`crate::job`]) through `alto_link::convert`
+//! only; an offer whose document does not fit the contract is failed with the reason.
 //!
-//! The server pushes job offers and cancels; [`worker`] executes offered jobs (after the
-//! journals of interrupted ones are recovered) and forwards cancels to the executor.
+//! The server pushes job offers and cancels; [`worker`] executes offered jobs with the
+//! [`TierExecutor`] (after the journals of interrupted ones are recovered) and forwards
+//! cancels to it. The executor knows only [`Reporter`]: this module depends on `tier`, never
+//! the other way round.
 //!
 //! **Must never:** trust a server certificate not issued by the CA handed out at enrollment
 //! (the system roots are not used); send the credential anywhere but the configured link
@@ -16,13 +19,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alto_link::convert;
 use alto_link::pb::{self, agent_message, request, server_message};
 use alto_link::tonic;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::{BoxFut, FileResult, JobDoc, JobEnd, JobProgress, Outcome, ReportError};
+use crate::job::{
+    BoxFut, CompleteJob, ExecJob, FileResult, JobEnd, JobProgress, ProgressReport, ReportError,
+    Reporter, UnreadableJob,
+};
+use crate::tier::TierExecutor;
 
 /// How long a request waits for its reply before it counts as failed (transient).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,10 +63,11 @@ impl std::fmt::Debug for LinkParams {
 /// What the server pushed.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// A job now leased to this host.
-    Offer { doc: Box<JobDoc>, bandwidth_bytes_per_second: u64 },
-    /// An offered job whose document this agent cannot read.
-    Unreadable { job_id: Option<Uuid>, error: String },
+    /// A job now leased to this host, and the host's upload bandwidth limit (0: none) the
+    /// offer carries, which every running job shares.
+    Offer { doc: Box<ExecJob>, bandwidth_bytes_per_second: u64 },
+    /// An offered job whose document does not fit the contract.
+    Unreadable(UnreadableJob),
     /// Stop a job once the files in flight are done.
     Cancel(Uuid),
 }
@@ -175,64 +184,29 @@ fn refused(e: pb::Error) -> ReportError {
     ReportError::Refused { status, code: e.code, message: e.message }
 }
 
-fn outcome(o: Outcome) -> pb::Outcome {
-    match o {
-        Outcome::Staged => pb::Outcome::Staged,
-        Outcome::Stubbed => pb::Outcome::Stubbed,
-        Outcome::Skipped => pb::Outcome::Skipped,
-        Outcome::Failed => pb::Outcome::Failed,
-    }
-}
-
-impl crate::tier::Reporter for Link {
-    fn progress(&self, job: Uuid) -> BoxFut<'_, JobProgress> {
+impl Reporter for Link {
+    fn progress(&self, job: Uuid, report: ProgressReport) -> BoxFut<'_, JobProgress> {
         Box::pin(async move {
-            let ok = self
-                .call(request::Call::Progress(pb::Progress {
-                    job_id: job.to_string(),
-                    files_done: 0,
-                    bytes_done: 0,
-                }))
-                .await?;
-            Ok(JobProgress {
-                cancel: ok.cancel,
-                lease_expires_at: chrono::DateTime::from_timestamp_millis(ok.lease_expires_at_ms),
-            })
+            let ok =
+                self.call(request::Call::Progress(convert::progress_to_pb(job, report))).await?;
+            Ok(JobProgress::from(&ok))
         })
     }
 
     fn report_files<'a>(&'a self, job: Uuid, results: &'a [FileResult]) -> BoxFut<'a, ()> {
         Box::pin(async move {
-            let results = results
-                .iter()
-                .map(|r| pb::FileResult {
-                    seq: r.seq,
-                    outcome: outcome(r.outcome) as i32,
-                    sha256: r.sha256.clone(),
-                    object_key: r.object_key.clone(),
-                    stored_size: r.stored_size,
-                    error: r.error.clone(),
-                })
-                .collect();
-            self.call(request::Call::Files(pb::FileResults { job_id: job.to_string(), results }))
-                .await?;
+            let files = pb::FileResults {
+                job_id: job.to_string(),
+                results: results.iter().map(pb::FileResult::from).collect(),
+            };
+            self.call(request::Call::Files(files)).await?;
             Ok(())
         })
     }
 
-    fn complete<'a>(&'a self, job: Uuid, state: JobEnd, error: Option<&'a str>) -> BoxFut<'a, ()> {
+    fn complete<'a>(&'a self, job: Uuid, end: &'a CompleteJob) -> BoxFut<'a, ()> {
         Box::pin(async move {
-            let state = match state {
-                JobEnd::Succeeded => pb::JobEnd::Succeeded,
-                JobEnd::Failed => pb::JobEnd::Failed,
-                JobEnd::Cancelled => pb::JobEnd::Cancelled,
-            };
-            self.call(request::Call::Complete(pb::Complete {
-                job_id: job.to_string(),
-                state: state as i32,
-                error: error.map(str::to_owned),
-            }))
-            .await?;
+            self.call(request::Call::Complete(convert::complete_to_pb(job, end))).await?;
             Ok(())
         })
     }
@@ -385,20 +359,21 @@ async fn dispatch(inner: &Arc<Inner>, events: &mpsc::Sender<LinkEvent>, m: pb::S
             }
         }
         Some(server_message::Body::Offer(o)) => {
-            let ev = match serde_json::from_slice::<JobDoc>(&o.job_json) {
-                Ok(doc) => {
+            let ev = match convert::offer_from_pb(&o) {
+                Ok(mut doc) => {
                     inner.running.lock().unwrap_or_else(|p| p.into_inner()).insert(doc.job_id);
+                    // The offer's bandwidth is the host's limit, shared by every job (the
+                    // executor's host bucket), not a limit of this job of its own.
+                    doc.bandwidth_bytes_per_second = None;
                     LinkEvent::Offer {
                         doc: Box::new(doc),
                         bandwidth_bytes_per_second: o.bandwidth_bytes_per_second,
                     }
                 }
-                Err(e) => LinkEvent::Unreadable {
-                    job_id: serde_json::from_slice::<serde_json::Value>(&o.job_json)
-                        .ok()
-                        .and_then(|v| v["job_id"].as_str().and_then(|s| s.parse().ok())),
-                    error: format!("the agent cannot read the job document: {e}"),
-                },
+                Err(e) => LinkEvent::Unreadable(UnreadableJob::of(
+                    &serde_json::from_slice(&o.job_json).unwrap_or_default(),
+                    &e,
+                )),
             };
             let _ = events.send(ev).await;
         }
@@ -416,7 +391,7 @@ async fn dispatch(inner: &Arc<Inner>, events: &mpsc::Sender<LinkEvent>, m: pb::S
 /// the order offered, up to `max_jobs` at once), until `cancel`. Each offer carries the
 /// host's bandwidth limit: it sets the executor's host bucket, which all running jobs share.
 pub async fn worker(
-    exec: crate::tier::TierExecutor,
+    exec: TierExecutor,
     link: Link,
     mut events: mpsc::Receiver<LinkEvent>,
     cancel: CancellationToken,
@@ -427,7 +402,7 @@ pub async fn worker(
     let canceller = exec.canceller();
     // Cancels must reach a job while it runs, so they are taken off the channel by a task of
     // their own; offers wait in a queue.
-    let (offer_tx, mut offers) = mpsc::unbounded_channel::<(Box<JobDoc>, u64)>();
+    let (offer_tx, mut offers) = mpsc::unbounded_channel::<(Box<ExecJob>, u64)>();
     let forward = {
         let canceller = canceller.clone();
         let cancel = cancel.clone();
@@ -444,11 +419,11 @@ pub async fn worker(
                         let _ = offer_tx.send((doc, bandwidth_bytes_per_second));
                     }
                     LinkEvent::Cancel(id) => canceller.cancel(id),
-                    LinkEvent::Unreadable { job_id, error } => {
+                    LinkEvent::Unreadable(UnreadableJob { job_id, error }) => {
                         tracing::error!(job = ?job_id, %error, "unreadable job offer");
                         if let Some(id) = job_id {
-                            use crate::tier::Reporter as _;
-                            let _ = exec_reporter.complete(id, JobEnd::Failed, Some(&error)).await;
+                            let end = CompleteJob { state: JobEnd::Failed, error: Some(error) };
+                            let _ = exec_reporter.complete(id, &end).await;
                             link.set_running(id, false);
                         }
                     }

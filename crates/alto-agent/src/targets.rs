@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use alto_model::CustomerId;
 use alto_tier2::{DirTarget, OpenOptions, Target, TargetSpec, Tier2Error};
 
-use crate::api::StorageTargetRef;
+use crate::job::ExecTarget;
 
 fn targets_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("targets")
@@ -30,10 +30,10 @@ pub fn spool_dir(state_dir: &Path) -> PathBuf {
 }
 
 /// The spec of a job's (non-directory) target.
-pub fn spec_of(t: &StorageTargetRef) -> Result<TargetSpec, Tier2Error> {
+pub fn spec_of(t: &ExecTarget) -> Result<TargetSpec, Tier2Error> {
     let v = serde_json::json!({
         "kind": t.kind,
-        "location": t.location.clone().unwrap_or_default(),
+        "location": t.location,
         "config": if t.config.is_null() { serde_json::json!({}) } else { t.config.clone() },
     });
     serde_json::from_value(v)
@@ -109,11 +109,11 @@ mod tests {
     #[test]
     fn remembered_settings_are_private_and_names_are_escaped() {
         let dir = tempfile::tempdir().unwrap();
-        let t = StorageTargetRef {
-            id: None,
+        let t = ExecTarget {
+            id: uuid::Uuid::nil(),
             name: "../s3 main".into(),
-            kind: "s3".into(),
-            location: Some("s3://tier/a".into()),
+            kind: crate::job::TargetKind::S3,
+            location: "s3://tier/a".into(),
             config: serde_json::json!({ "endpoint": "http://127.0.0.1:9", "access_key_id": "AK",
                 "secret_access_key": "SECRET-XYZ", "allow_http": true, "path_style": true }),
         };

@@ -769,7 +769,7 @@ async fn a_cancelled_job_stops_after_the_files_in_flight() {
     let (jobs, bad) = server.claim(1, false).await.unwrap();
     assert!(bad.is_empty());
     let doc = jobs.into_iter().next().unwrap();
-    assert_eq!(doc.files.len(), 40);
+    assert_eq!(doc.file_count(), 40);
     let (st, j) = api(
         &h.t.admin,
         Method::POST,
@@ -780,7 +780,7 @@ async fn a_cancelled_job_stops_after_the_files_in_flight() {
     assert_eq!(st, 200, "{j}");
     let job = doc.job_id;
     let report = exec.execute(doc).await.unwrap();
-    assert_eq!(report.end, Some(alto_agent::api::JobEnd::Cancelled), "{report:?}");
+    assert_eq!(report.end, Some(alto_agent::job::JobEnd::Cancelled), "{report:?}");
     assert!(report.stubbed < 40, "{report:?}");
     let target = h.target();
     let stubs = files.iter().filter(|f| matches!(check(&target, f), Now::Stub(_))).count();
