@@ -228,3 +228,22 @@ fn the_server_has_no_module_cycles() {
     );
     assert!(!g["audit"].contains("state"), "audit needs a time, not the state");
 }
+
+#[test]
+fn the_agent_has_no_module_cycles_and_tiering_knows_no_transport() {
+    assert_no_cycle_touching(
+        "alto-agent",
+        &["tier", "tier::exec", "tier::poll", "tier::file", "job", "api", "link", "journal"],
+    );
+    let g = graph("alto-agent");
+    let all = cycles(&g);
+    assert!(all.is_empty(), "alto-agent: module cycles {all:?}");
+    // Tiering talks to a `Reporter`/`JobSource` (job.rs), never to REST or the link.
+    for (m, deps) in g.iter().filter(|(m, _)| m.as_str() == "tier" || m.starts_with("tier::")) {
+        assert!(
+            !deps.contains("api") && !deps.contains("link"),
+            "{m} depends on a transport: {deps:?}"
+        );
+    }
+    assert!(g["job"].is_empty(), "job.rs is vocabulary only: {:?}", g["job"]);
+}
