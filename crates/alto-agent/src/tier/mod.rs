@@ -1,14 +1,15 @@
 //! The tiering executor: takes a claimed job, copies its files to tier-2, has the server
 //! record them, turns them into stubs and reports every outcome. Transport-independent: it
-//! talks to the server only through [`crate::job`]'s interfaces, a [`Reporter`](crate::job::Reporter) and (when
-//! polling) a [`JobSource`](crate::job::JobSource) ([`crate::api::ServerApi`] is the REST one, [`crate::link::Link`]
-//! the agent link's); it never imports a transport.
+//! talks to the server only through [`crate::job`]'s interfaces, a
+//! [`Reporter`](crate::job::Reporter) and (when polling) a [`JobSource`](crate::job::JobSource)
+//! ([`crate::api::ServerApi`] is the REST one, [`crate::link::Link`] the agent link's); it
+//! never imports a transport.
 //!
 //! By layer:
 //!
-//! * [`poll`]: orchestration of the polling agent ([`run_pass`], [`worker`]);
-//! * [`exec`]: one job ([`TierExecutor`]): batches, the journal, reporting, recovery;
-//! * [`file`]: the per-file steps (check, copy, verify, convert, recover).
+//! * `poll`: orchestration of the polling agent ([`run_pass`], [`worker`]);
+//! * `exec`: one job ([`TierExecutor`]): batches, the journal, reporting, recovery;
+//! * `file`: the per-file steps (check, copy, verify, convert, recover).
 //!
 //! **Must never:** touch a file before its object is verified in tier-2 *and* the server
 //! acknowledged `staged` (so the stub registry knows where the data is before the data
