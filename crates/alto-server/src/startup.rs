@@ -166,14 +166,12 @@ impl Application {
             link_info,
         };
         let cancel = CancellationToken::new();
-        let mut tasks = vec![
-            tokio::spawn(crate::events::run_listener(
-                state.db.clone(),
-                state.events.clone(),
-                state.jobs_wakeup.clone(),
-                cancel.child_token(),
-            )),
-        ];
+        let mut tasks = vec![tokio::spawn(crate::events::run_listener(
+            state.db.clone(),
+            state.events.clone(),
+            state.jobs_wakeup.clone(),
+            cancel.child_token(),
+        ))];
         let workers = crate::services::Workers::new(&state);
         tasks.extend(workers.spawn(&state, &addr.to_string(), &cancel));
         if let Some((l, tls, _)) = link_listener {

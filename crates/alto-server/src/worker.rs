@@ -374,15 +374,18 @@ mod tests {
     #[tokio::test]
     async fn a_failed_step_is_the_last_error_until_one_succeeds() {
         let fail: Queue = Arc::new(AtomicUsize::new(1));
-        let w = Worker::new("test-fail", Mode::Periodic, Duration::from_secs(1), |f: Queue, _| {
-            async move {
+        let w = Worker::new(
+            "test-fail",
+            Mode::Periodic,
+            Duration::from_secs(1),
+            |f: Queue, _| async move {
                 if f.swap(0, Ordering::SeqCst) == 1 {
                     Err(StepError::from("boom"))
                 } else {
                     Ok(0)
                 }
-            }
-        });
+            },
+        );
         assert!(w.step(&fail).await.is_err());
         assert_eq!(w.status().last_error.as_deref(), Some("boom"));
         assert_eq!(w.step(&fail).await.unwrap(), 0);
@@ -397,7 +400,10 @@ mod tests {
         let tasks = w.spawn(&q, "p", 1, &cancel);
         assert!(w.wait_step_after(0, Duration::from_secs(1)).await);
         assert_eq!(q.load(Ordering::SeqCst), 9, "one step at start, not a drain");
-        assert!(!w.wait_step_after(1, Duration::from_millis(100)).await, "none before the interval");
+        assert!(
+            !w.wait_step_after(1, Duration::from_millis(100)).await,
+            "none before the interval"
+        );
         assert!(w.wait_step_after(1, Duration::from_secs(10)).await);
         assert_eq!(q.load(Ordering::SeqCst), 8);
         cancel.cancel();

@@ -134,10 +134,9 @@ pub fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        )),
+        Some(_) => {
+            Err(ApiError::new(ErrorCode::InvalidQuery, format!("limit must be 1 to {MAX_PAGE}")))
+        }
     }
 }
 

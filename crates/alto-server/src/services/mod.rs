@@ -41,13 +41,7 @@ impl Workers {
 
     /// Every worker.
     pub fn all(&self) -> [&Worker<AppState>; 5] {
-        [
-            &self.ingest,
-            &self.staging_expiry,
-            &self.planner,
-            &self.planner_sweep,
-            &self.host_monitor,
-        ]
+        [&self.ingest, &self.staging_expiry, &self.planner, &self.planner_sweep, &self.host_monitor]
     }
 
     /// Every worker's status.
@@ -66,9 +60,19 @@ impl Workers {
         let cfg = &state.config;
         let mut tasks = Vec::new();
         tasks.extend(self.host_monitor.spawn(state, &format!("{replica}-host-monitor"), 1, cancel));
-        tasks.extend(self.ingest.spawn(state, &format!("{replica}-ingest"), cfg.ingest.workers, cancel));
+        tasks.extend(self.ingest.spawn(
+            state,
+            &format!("{replica}-ingest"),
+            cfg.ingest.workers,
+            cancel,
+        ));
         tasks.extend(self.staging_expiry.spawn(state, &format!("{replica}-staging"), 1, cancel));
-        tasks.extend(self.planner.spawn(state, &format!("{replica}-planner"), cfg.planner.workers, cancel));
+        tasks.extend(self.planner.spawn(
+            state,
+            &format!("{replica}-planner"),
+            cfg.planner.workers,
+            cancel,
+        ));
         tasks.extend(self.planner_sweep.spawn(state, &format!("{replica}-sweep"), 1, cancel));
         tasks
     }
