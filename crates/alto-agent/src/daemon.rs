@@ -364,7 +364,8 @@ async fn scan_loop(
 ) -> Result<(), AgentError> {
     let mut next_scan = tokio::time::Instant::now();
     let mut next_drain = tokio::time::Instant::now();
-    let mut backoff = Duration::from_secs(1);
+    // While the server is unreachable: 1 s, doubling, at most 5 min between attempts.
+    let mut backoff = crate::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     loop {
         let now = tokio::time::Instant::now();
         if now >= next_scan && !cfg.roots.is_empty() {
@@ -392,13 +393,13 @@ async fn scan_loop(
         if tokio::time::Instant::now() >= next_drain {
             match drain(&host.get(), spool, cfg.bandwidth_limit).await {
                 Ok(_) => {
-                    backoff = Duration::from_secs(1);
+                    backoff.reset();
                     next_drain = tokio::time::Instant::now() + Duration::from_secs(60);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "spool upload deferred");
-                    next_drain = tokio::time::Instant::now() + backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(300));
+                    let retry_in = backoff.failed();
+                    tracing::warn!(error = %e, ?retry_in, "spool upload deferred");
+                    next_drain = tokio::time::Instant::now() + retry_in;
                 }
             }
         }

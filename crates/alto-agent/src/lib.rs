@@ -38,6 +38,7 @@ pub mod journal;
 pub mod link;
 pub mod owners;
 pub mod recall;
+pub mod retry;
 pub mod rotation;
 pub mod scanner;
 pub mod spool;

@@ -193,18 +193,21 @@ pub async fn run(
         return;
     }
     let every = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::days(30));
-    let mut backoff = Duration::from_secs(1);
+    // After a failure: 1 s, doubling, at most 5 min and at most the rotation interval.
+    let mut backoff = crate::retry::Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(300).min(interval.max(Duration::from_secs(1))),
+    );
     loop {
         let wait = match step(&state_dir, &base, &credential, every).await {
             Ok(next) => {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 next
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "credential rotation failed");
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(300)).min(interval.max(backoff));
-                w
+                let retry_in = backoff.failed();
+                tracing::warn!(error = %e, ?retry_in, "credential rotation failed");
+                retry_in
             }
         };
         tokio::select! {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use alto_batch::{BatchWriter, Format};
 use alto_client::{Client, ClientError};
+use backon::Retryable as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -136,7 +137,7 @@ impl Spool {
 
     /// Uploads one spooled scan, skipping parts already acknowledged, and deletes it once
     /// the last part is acknowledged. Retries transient failures with exponential backoff
-    /// (3 attempts per part); a refusal (4xx) moves the scan to `rejected/`.
+    /// (3 attempts per part, 1 s then 2 s apart: [`crate::retry`]); a refusal (4xx) moves the scan to `rejected/`.
     pub async fn upload(
         &self,
         client: &Client,
@@ -155,33 +156,30 @@ impl Spool {
             let len = body.len() as u64;
             let last = n + 1 == m.parts;
             let started = std::time::Instant::now();
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                match client
-                    .upload_scan_part(
-                        scan,
-                        n as i32,
-                        last,
-                        &m.kind,
-                        Format::Parquet.content_type(),
-                        body.clone(),
-                    )
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(e) if is_refusal(&e) => {
-                        let to = self.dir.join("rejected").join(scan.to_string());
-                        let _ = std::fs::rename(&dir, &to);
-                        return Err(SpoolError::Rejected { scan, source: e });
-                    }
-                    Err(e) if attempt >= 3 => return Err(SpoolError::Unavailable(e)),
-                    Err(e) => {
-                        let wait = Duration::from_millis(500 * 2u64.pow(attempt));
-                        tracing::warn!(%scan, part = n, error = %e, ?wait, "upload failed; retrying");
-                        tokio::time::sleep(wait).await;
-                    }
+            let sent = (|| {
+                client.upload_scan_part(
+                    scan,
+                    n as i32,
+                    last,
+                    &m.kind,
+                    Format::Parquet.content_type(),
+                    body.clone(),
+                )
+            })
+            .retry(crate::retry::attempts(Duration::from_secs(1), 3))
+            .when(|e| !is_refusal(e))
+            .notify(|e, wait| {
+                tracing::warn!(%scan, part = n, error = %e, ?wait, "upload failed; retrying");
+            })
+            .await;
+            match sent {
+                Ok(_) => {}
+                Err(e) if is_refusal(&e) => {
+                    let to = self.dir.join("rejected").join(scan.to_string());
+                    let _ = std::fs::rename(&dir, &to);
+                    return Err(SpoolError::Rejected { scan, source: e });
                 }
+                Err(e) => return Err(SpoolError::Unavailable(e)),
             }
             std::fs::write(&acked, b"").map_err(io(&acked))?;
             if bandwidth > 0 {

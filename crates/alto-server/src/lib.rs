@@ -23,6 +23,7 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::Config;
 pub use startup::{Application, StartupError};

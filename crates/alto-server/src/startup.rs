@@ -38,6 +38,7 @@ pub enum StartupError {
 /// A built server, listening but not yet serving until [`Application::run`].
 pub struct Application {
     state: AppState,
+    workers: crate::services::Workers,
     listener: TcpListener,
     addr: SocketAddr,
     cancel: CancellationToken,
@@ -165,35 +166,14 @@ impl Application {
             link_info,
         };
         let cancel = CancellationToken::new();
-        let mut tasks = vec![
-            tokio::spawn(crate::events::run_listener(
-                state.db.clone(),
-                state.events.clone(),
-                state.jobs_wakeup.clone(),
-                cancel.child_token(),
-            )),
-            tokio::spawn(crate::services::host_monitor::run(
-                state.clone(),
-                state.config.agents.heartbeat_interval,
-                cancel.child_token(),
-            )),
-        ];
-        for n in 0..state.config.ingest.workers {
-            let worker = format!("{}-ingest-{n}", addr);
-            tasks.push(tokio::spawn(crate::services::ingest::run(
-                state.clone(),
-                worker,
-                cancel.child_token(),
-            )));
-        }
-        for n in 0..state.config.planner.workers {
-            let worker = format!("{}-planner-{n}", addr);
-            tasks.push(tokio::spawn(crate::services::planner::run_worker(
-                state.clone(),
-                worker,
-                cancel.child_token(),
-            )));
-        }
+        let mut tasks = vec![tokio::spawn(crate::events::run_listener(
+            state.db.clone(),
+            state.events.clone(),
+            state.jobs_wakeup.clone(),
+            cancel.child_token(),
+        ))];
+        let workers = crate::services::Workers::new(&state);
+        tasks.extend(workers.spawn(&state, &addr.to_string(), &cancel));
         if let Some((l, tls, _)) = link_listener {
             tasks.push(tokio::spawn(crate::link::serve(
                 state.clone(),
@@ -207,7 +187,7 @@ impl Application {
             )));
         }
         tracing::info!(%addr, "listening");
-        Ok(Application { state, listener, addr, cancel, embedded, initial_admin, tasks })
+        Ok(Application { state, workers, listener, addr, cancel, embedded, initial_admin, tasks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -216,6 +196,11 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// This replica's background workers (tests drive them with [`crate::worker::Worker::step`]).
+    pub fn workers(&self) -> &crate::services::Workers {
+        &self.workers
     }
 
     pub fn public_url(&self) -> String {

@@ -240,6 +240,9 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// The server's state, for driving background services (sweeps, workers) directly.
     pub state: alto_server::state::AppState,
+    /// The server's background workers: tests drive them (`app.workers.ingest.step(&app.state)`)
+    /// instead of sleeping until they have run.
+    pub workers: alto_server::services::Workers,
     stop: Arc<tokio::sync::Notify>,
     handle: Option<tokio::task::JoinHandle<()>>,
 }
@@ -278,6 +281,7 @@ impl TestApp {
         let app = Application::build(config, Arc::new(clock.clone())).await.expect("server starts");
         let addr = app.local_addr();
         let state = app.state().clone();
+        let workers = app.workers().clone();
         let stop = Arc::new(tokio::sync::Notify::new());
         let s2 = stop.clone();
         let handle = tokio::spawn(async move {
@@ -286,7 +290,18 @@ impl TestApp {
         let base_url = format!("http://{addr}");
         let mut admin = Client::new(&base_url).expect("client");
         admin.login(ADMIN_USER, ADMIN_PASSWORD).await.expect("admin login");
-        TestApp { addr, base_url, clock, db, admin, data_dir, state, stop, handle: Some(handle) }
+        TestApp {
+            addr,
+            base_url,
+            clock,
+            db,
+            admin,
+            data_dir,
+            state,
+            workers,
+            stop,
+            handle: Some(handle),
+        }
     }
 
     /// The server's current (fake) time.
@@ -378,16 +393,32 @@ impl TestApp {
         (created.host.id, self.client().with_token(issued.credential))
     }
 
-    /// Waits (up to 30 s) until the scan is ingested or failed; returns it.
+    /// Runs the ingest worker until the scan is ingested or failed; returns it. The worker is
+    /// driven here (every queued scan is merged before this looks); only a scan this replica
+    /// cannot merge now (another replica holds it) is waited for, up to 30 s.
     pub async fn wait_for_scan(&self, tenant: &TestTenant, scan: Uuid) -> alto_api_types::Scan {
-        for _ in 0..300 {
+        let ingest = &self.workers.ingest;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Err(e) = ingest.run_until_idle(&self.state).await {
+                tracing::warn!(error = %e, "driven ingest step failed");
+            }
+            let seen = ingest.steps();
             let s = tenant.admin.get_scan(tenant.id, scan).await.expect("scan");
             if matches!(s.status.as_str(), "completed" | "failed") {
                 return s;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "scan {scan} was not ingested within 30 s"
+            );
+            ingest.wait_step_after(seen, Duration::from_millis(100)).await;
         }
-        panic!("scan {scan} was not ingested within 30 s");
+    }
+
+    /// Runs the planner worker until no planning run is queued; returns how many it ran.
+    pub async fn run_planner(&self) -> usize {
+        self.workers.planner.run_until_idle(&self.state).await.expect("planner step")
     }
 
     /// Uploads `records` as the host's complete full scan (one Parquet part) and waits until

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::convert;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{page_limit, split_page, ApiPath, ApiQuery};
 use crate::auth::User;
 use crate::state::AppState;
 
@@ -40,10 +40,7 @@ async fn do_list(
     ctx: alto_db::TenantCtx,
     q: AuditQuery,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
-    }
+    let limit = page_limit(q.limit, 100)?;
     let before = match q.cursor.as_deref() {
         None => None,
         Some(c) => Some(
@@ -66,9 +63,8 @@ async fn do_list(
     let mut tx = state.db.begin(ctx).await?;
     let rows = db_audit::list(&mut tx, chain, &filter, before, limit + 1).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    let mut items: Vec<AuditEntry> = rows.into_iter().map(convert::audit_entry).collect();
-    items.truncate(limit as usize);
+    let (rows, more) = split_page(rows, limit);
+    let items: Vec<AuditEntry> = rows.into_iter().map(convert::audit_entry).collect();
     let next_cursor = if more { items.last().map(|e| e.seq.to_string()) } else { None };
     Ok(Json(Page { items, next_cursor }))
 }

@@ -125,12 +125,36 @@ where
     }
 }
 
+/// The most items any list returns per page (`?limit=`).
+pub const MAX_PAGE: i64 = 1000;
+
+/// A list's `?limit=`: `default` when absent, else 1 to [`MAX_PAGE`] (`invalid_query`
+/// otherwise). Every list endpoint checks its limit here.
+pub fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => {
+            Err(ApiError::new(ErrorCode::InvalidQuery, format!("limit must be 1 to {MAX_PAGE}")))
+        }
+    }
+}
+
+/// A page from rows fetched with `limit + 1`: the first `limit` rows, and whether more follow
+/// (then the last row of the page gives the `next_cursor`).
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, more)
+}
+
 /// Pagination query shared by list endpoints.
 #[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    /// Items per page, 1–500 (default 50).
+    /// Items per page, 1–1000 (default 50).
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -138,11 +162,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     pub fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(n) if (1..=500).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500")),
-        }
+        page_limit(self.limit, 50)
     }
 
     pub fn cursor(&self) -> Result<Option<alto_db::Cursor>, ApiError> {

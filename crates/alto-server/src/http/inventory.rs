@@ -12,7 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{page_limit, split_page, ApiPath, ApiQuery};
 use crate::auth::User;
 use crate::state::AppState;
 
@@ -106,10 +106,7 @@ pub(super) async fn files(
     ApiQuery(q): ApiQuery<FilesQuery>,
 ) -> ApiResult<Json<Page<InventoryFile>>> {
     let ctx = by.authorize(&state, Permission::InventoryRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
-    }
+    let limit = page_limit(q.limit, 100)?;
     if q.min_size.is_some_and(|v| v < 0) || q.max_size.is_some_and(|v| v < 0) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "sizes must not be negative"));
     }
@@ -131,10 +128,9 @@ pub(super) async fn files(
         include_deleted: q.include_deleted,
     };
     let mut tx = state.db.begin(ctx).await?;
-    let mut rows = inventory::files(&mut tx, t, &filter, after, limit + 1).await?;
+    let rows = inventory::files(&mut tx, t, &filter, after, limit + 1).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let (rows, more) = split_page(rows, limit);
     let next_cursor =
         if more { rows.last().map(|r| encode_cursor(r.host_id, &r.file_path)) } else { None };
     let items = rows

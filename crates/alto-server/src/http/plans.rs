@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{page_limit, split_page, ApiJson, ApiPath, ApiQuery};
 use crate::audit;
 use crate::auth::User;
 use crate::services::planner::{self, PlanError, RunRequest, Trigger};
@@ -88,7 +88,7 @@ pub(super) async fn run(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
-    /// 1–500, default 50.
+    /// 1–1000, default 50.
     limit: Option<i64>,
     cursor: Option<String>,
 }
@@ -104,16 +104,12 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Plan>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500"));
-    }
+    let limit = page_limit(q.limit, 50)?;
     let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let mut tx = state.db.begin(ctx).await?;
-    let mut rows = pdb::list_plans(&mut tx, t, limit + 1, before).await?;
+    let rows = pdb::list_plans(&mut tx, t, limit + 1, before).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let (rows, more) = split_page(rows, limit);
     let next_cursor =
         if more { rows.last().map(|p| encode_cursor(p.created_at, p.id)) } else { None };
     Ok(Json(Page { items: rows.into_iter().map(plan_api).collect(), next_cursor }))
@@ -223,10 +219,7 @@ pub(super) async fn jobs_list(
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> ApiResult<Json<Page<Job>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500"));
-    }
+    let limit = page_limit(q.limit, 50)?;
     if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
@@ -247,10 +240,9 @@ pub(super) async fn jobs_list(
     let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = jobs::JobFilter { kind, state: q.state, host_id: q.host_id, plan_id: q.plan_id };
     let mut tx = state.db.begin(ctx).await?;
-    let mut rows = jobs::list(&mut tx, t, &filter, before, limit + 1).await?;
+    let rows = jobs::list(&mut tx, t, &filter, before, limit + 1).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let (rows, more) = split_page(rows, limit);
     let next_cursor =
         if more { rows.last().map(|j| encode_cursor(j.created_at, j.id)) } else { None };
     Ok(Json(Page {
@@ -306,10 +298,7 @@ pub(super) async fn job_files(
     ApiQuery(q): ApiQuery<FilesQuery>,
 ) -> ApiResult<Json<Vec<JobFile>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
-    }
+    let limit = page_limit(q.limit, 1000)?;
     let mut tx = state.db.begin(ctx).await?;
     jobs::get(&mut tx, id).await?;
     let rows = jobs::files(&mut tx, id, q.after.unwrap_or(-1), limit).await?;

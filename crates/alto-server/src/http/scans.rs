@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiPath, ApiQuery};
+use super::extract::{page_limit, ApiPath, ApiQuery};
 use crate::audit;
 use crate::auth::{Host, User};
 use crate::state::AppState;
@@ -314,7 +314,7 @@ fn scan_dto(r: scans::ScanRow) -> Scan {
 #[serde(deny_unknown_fields)]
 pub(super) struct ScanListQuery {
     host_id: Option<Uuid>,
-    /// 1–500, default 50; newest first.
+    /// 1–1000, default 50; newest first.
     limit: Option<i64>,
 }
 
@@ -329,10 +329,7 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ScanListQuery>,
 ) -> ApiResult<Json<Vec<Scan>>> {
     let ctx = by.authorize(&state, Permission::InventoryRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 500"));
-    }
+    let limit = page_limit(q.limit, 50)?;
     let mut tx = state.db.begin(ctx).await?;
     let rows = scans::list(&mut tx, t, q.host_id, limit).await?;
     tx.commit().await?;

@@ -1,13 +1,13 @@
-//! Marks hosts offline when their heartbeats stop, and announces it.
+//! Marks hosts offline when their heartbeats stop, and announces it (a periodic [`Worker`]).
 
 use std::time::Duration;
 
 use alto_db::{hosts, TenantCtx};
 use alto_model::CustomerId;
-use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, Actor};
 use crate::state::AppState;
+use crate::worker::{Mode, Worker};
 
 /// Advisory-lock key of the sweep.
 const HOST_MONITOR_LOCK: i64 = 73010002;
@@ -45,19 +45,13 @@ pub async fn sweep(state: &AppState) -> Result<usize, alto_db::DbError> {
     Ok(gone.len())
 }
 
-/// Sweeps every `interval` until cancelled.
-pub async fn run(state: AppState, interval: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(interval);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                match sweep(&state).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(hosts = n, "hosts marked offline"),
-                    Err(e) => tracing::warn!(error = %e, "host monitor sweep failed"),
-                }
-            }
+/// The host monitor worker: one sweep every `interval`.
+pub fn worker(interval: Duration) -> Worker<AppState> {
+    Worker::new("host-monitor", Mode::Periodic, interval, |state: AppState, _| async move {
+        let n = sweep(&state).await?;
+        if n > 0 {
+            tracing::info!(hosts = n, "hosts marked offline");
         }
-    }
+        Ok(n)
+    })
 }

@@ -1,15 +1,17 @@
 //! The ingest worker: claims `ingest` jobs and merges each completed scan into the
-//! inventory in one transaction; also drops expired staging partitions.
+//! inventory in one transaction; also drops expired staging partitions. Both run as
+//! [`Worker`]s ([`worker`], [`staging_expiry_worker`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use alto_db::{jobs, scans, DbError, TenantCtx};
 use alto_model::CustomerId;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::state::AppState;
+use crate::worker::{Mode, Worker};
 
 /// Job kind of a scan merge.
 pub const KIND: &str = "ingest";
@@ -127,37 +129,34 @@ pub async fn expire_staging(state: &AppState) -> Result<i32, DbError> {
     Ok(n)
 }
 
-/// Works through ingest jobs until cancelled; wakes on `alto_jobs` notifications.
-pub async fn run(state: AppState, worker: String, cancel: CancellationToken) {
-    let mut last_expiry = std::time::Instant::now() - Duration::from_secs(3600);
-    loop {
-        loop {
-            if cancel.is_cancelled() {
-                return;
+/// The ingest worker: claims and merges scans until none is queued; woken by `alto_jobs`
+/// notifications, and looks every 2 s.
+pub fn worker(state: &AppState) -> Worker<AppState> {
+    Worker::with_triggers(
+        "ingest",
+        Mode::Drain,
+        Duration::from_secs(2),
+        vec![state.jobs_wakeup.clone()],
+        |state: AppState, instance: Arc<str>| async move {
+            Ok(usize::from(step(&state, &instance).await?))
+        },
+    )
+}
+
+/// The staging expiry worker: drops expired staging partitions once an hour.
+pub fn staging_expiry_worker() -> Worker<AppState> {
+    Worker::new(
+        "staging-expiry",
+        Mode::Periodic,
+        Duration::from_secs(3600),
+        |state: AppState, _| async move {
+            let n = expire_staging(&state).await?;
+            if n > 0 {
+                tracing::info!(partitions = n, "dropped expired scan staging");
             }
-            match step(&state, &worker).await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ingest worker step failed");
-                    break;
-                }
-            }
-        }
-        if last_expiry.elapsed() > Duration::from_secs(3600) {
-            last_expiry = std::time::Instant::now();
-            match expire_staging(&state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(partitions = n, "dropped expired scan staging"),
-                Err(e) => tracing::warn!(error = %e, "staging expiry failed"),
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = state.jobs_wakeup.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
+            Ok(usize::try_from(n).unwrap_or(0))
+        },
+    )
 }
 
 /// What a tenant user is told about a failed merge.

@@ -1,6 +1,79 @@
 //! Background services. Each runs on every replica and coordinates through PostgreSQL
 //! (advisory locks, rows), never through memory, so replicas can come and go.
+//!
+//! Every recurring service is a [`Worker`] ([`crate::worker`]); [`Workers`] holds this
+//! replica's, for startup to spawn and for tests to drive.
 
 pub mod host_monitor;
 pub mod ingest;
 pub mod planner;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::worker::{Worker, WorkerStatus};
+
+/// The background workers of one replica.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    /// Merges uploaded scans (`ingest.workers` instances).
+    pub ingest: Worker<AppState>,
+    /// Drops expired scan staging partitions.
+    pub staging_expiry: Worker<AppState>,
+    /// Runs queued planning runs (`planner.workers` instances).
+    pub planner: Worker<AppState>,
+    /// Queues scheduled and watermark planning runs.
+    pub planner_sweep: Worker<AppState>,
+    /// Marks silent hosts offline.
+    pub host_monitor: Worker<AppState>,
+}
+
+impl Workers {
+    pub fn new(state: &AppState) -> Workers {
+        Workers {
+            ingest: ingest::worker(state),
+            staging_expiry: ingest::staging_expiry_worker(),
+            planner: planner::worker(state),
+            planner_sweep: planner::sweep_worker(state),
+            host_monitor: host_monitor::worker(state.config.agents.heartbeat_interval),
+        }
+    }
+
+    /// Every worker.
+    pub fn all(&self) -> [&Worker<AppState>; 5] {
+        [&self.ingest, &self.staging_expiry, &self.planner, &self.planner_sweep, &self.host_monitor]
+    }
+
+    /// Every worker's status.
+    pub fn status(&self) -> Vec<WorkerStatus> {
+        self.all().iter().map(|w| w.status()).collect()
+    }
+
+    /// Starts every worker's instances; `replica` names them (lease owners of claimed jobs:
+    /// `{replica}-ingest-{n}`, `{replica}-planner-{n}`).
+    pub fn spawn(
+        &self,
+        state: &AppState,
+        replica: &str,
+        cancel: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let cfg = &state.config;
+        let mut tasks = Vec::new();
+        tasks.extend(self.host_monitor.spawn(state, &format!("{replica}-host-monitor"), 1, cancel));
+        tasks.extend(self.ingest.spawn(
+            state,
+            &format!("{replica}-ingest"),
+            cfg.ingest.workers,
+            cancel,
+        ));
+        tasks.extend(self.staging_expiry.spawn(state, &format!("{replica}-staging"), 1, cancel));
+        tasks.extend(self.planner.spawn(
+            state,
+            &format!("{replica}-planner"),
+            cfg.planner.workers,
+            cancel,
+        ));
+        tasks.extend(self.planner_sweep.spawn(state, &format!("{replica}-sweep"), 1, cancel));
+        tasks
+    }
+}

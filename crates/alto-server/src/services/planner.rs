@@ -10,8 +10,10 @@
 //!
 //! Triggers: a `plan` job queued by each ingest, by the scheduler for rules with a cron
 //! schedule, and by the watermark sweep; and on demand through the API (synchronously).
+//! Queued runs and the sweep run as [`Worker`]s ([`worker`], [`sweep_worker`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alto_api_types::{
@@ -23,11 +25,11 @@ use alto_model::CustomerId;
 use alto_rules::plan::{self, Candidate, Limits, Link, Ordering};
 use alto_rules::{CompiledRule, Decision, EvalSettings, FileFacts, HostFacts, OrderBy, TagIndex};
 use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
 use crate::state::AppState;
+use crate::worker::{Mode, Worker};
 
 /// Job kind of a queued planning run.
 pub const KIND: &str = "plan";
@@ -721,35 +723,32 @@ pub async fn sweep(state: &AppState) -> Result<usize, DbError> {
     Ok(queued)
 }
 
-/// Works through queued planning runs and sweeps schedules and watermarks until cancelled.
-pub async fn run_worker(state: AppState, worker: String, cancel: CancellationToken) {
-    let mut last_sweep = Instant::now() - Duration::from_secs(3600);
-    loop {
-        loop {
-            if cancel.is_cancelled() {
-                return;
+/// The planner worker: runs queued planning runs until none is left; woken by `alto_jobs`
+/// notifications, and looks every 2 s.
+pub fn worker(state: &AppState) -> Worker<AppState> {
+    Worker::with_triggers(
+        "planner",
+        Mode::Drain,
+        Duration::from_secs(2),
+        vec![state.jobs_wakeup.clone()],
+        |state: AppState, instance: Arc<str>| async move {
+            Ok(usize::from(step(&state, &instance).await?))
+        },
+    )
+}
+
+/// The scheduler and watermark sweep worker: one [`sweep`] every `planner.sweep_interval`.
+pub fn sweep_worker(state: &AppState) -> Worker<AppState> {
+    Worker::new(
+        "planner-sweep",
+        Mode::Periodic,
+        state.config.planner.sweep_interval,
+        |state: AppState, _| async move {
+            let n = sweep(&state).await?;
+            if n > 0 {
+                tracing::info!(runs = n, "planner sweep queued runs");
             }
-            match step(&state, &worker).await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "planner step failed");
-                    break;
-                }
-            }
-        }
-        if last_sweep.elapsed() >= state.config.planner.sweep_interval {
-            last_sweep = Instant::now();
-            match sweep(&state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(runs = n, "planner sweep queued runs"),
-                Err(e) => tracing::warn!(error = %e, "planner sweep failed"),
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = state.jobs_wakeup.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-    }
+            Ok(n)
+        },
+    )
 }

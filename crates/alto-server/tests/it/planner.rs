@@ -17,14 +17,19 @@ async fn ingest(app: &TestApp, t: &TestTenant, agent: &Client, recs: &[ScanRecor
     assert_eq!(app.scan_files(t, agent, recs).await.status, "completed");
 }
 
-async fn wait_plans(t: &TestTenant, n: usize) -> Vec<Value> {
+/// Runs the queued planning runs (driving the planner worker), then lists the plans.
+async fn wait_plans(app: &TestApp, t: &TestTenant, n: usize) -> Vec<Value> {
+    let planner = &app.workers.planner;
     for _ in 0..300 {
+        app.run_planner().await;
+        let seen = planner.steps();
         let (_, v) = api(&t.admin, Method::GET, &format!("/tenants/{}/plans", t.id), None).await;
         let items = v["items"].as_array().cloned().unwrap_or_default();
         if items.len() >= n {
             return items;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Not here: the run was queued on another replica's worker; wait for a step.
+        planner.wait_step_after(seen, std::time::Duration::from_millis(100)).await;
     }
     panic!("no plan appeared");
 }
@@ -238,7 +243,7 @@ async fn ingest_triggers_planning_with_explainable_decisions() {
     recs.push(rec(&app, "/srv/data/fresh.bin", 50_000, 0));
     recs.push(rec(&app, "/srv/data/warm.bin", 50_000, 30));
     ingest(&app, &t, &agent, &recs).await;
-    let plans = wait_plans(&t, 1).await;
+    let plans = wait_plans(&app, &t, 1).await;
     let plan = &plans[0];
     assert_eq!(plan["trigger"], "ingest");
     assert_eq!(plan["stats"]["files"], 2500);
@@ -528,10 +533,10 @@ async fn watermark_and_schedule_triggers() {
         })
         .await
         .unwrap();
-    let n = alto_server::services::planner::sweep(&state).await.unwrap();
+    let n = app.workers.planner_sweep.step(&state).await.unwrap();
     assert_eq!(n, 1, "a watermark run is queued");
     // The planner worker picks the queued run up.
-    let plans = wait_plans(&t, 2).await;
+    let plans = wait_plans(&app, &t, 2).await;
     let wm = plans.iter().find(|p| p["trigger"] == "watermark").expect("watermark plan");
     // Goal: 950 MB used - 800 MB (low 80%) - 1 MB already in a job = 149 MB, in ~1 MB files.
     let saved = wm["stats"]["space_saved"].as_i64().unwrap();
@@ -539,14 +544,14 @@ async fn watermark_and_schedule_triggers() {
     assert_eq!(wm["stats"]["stopped_by"][0], "free_goal");
     assert_eq!(wm["host_ids"][0], host.to_string());
     // No re-trigger while the cool-down runs.
-    assert_eq!(alto_server::services::planner::sweep(&state).await.unwrap(), 0);
+    assert_eq!(app.workers.planner_sweep.step(&state).await.unwrap(), 0);
     // The schedule fires at half past.
     app.clock.advance(chrono::Duration::minutes(31));
-    let n = alto_server::services::planner::sweep(&state).await.unwrap();
+    let n = app.workers.planner_sweep.step(&state).await.unwrap();
     assert_eq!(n, 1, "the nightly rule is due");
     // The planner worker picks the queued run up.
-    let plans = wait_plans(&t, 3).await;
+    let plans = wait_plans(&app, &t, 3).await;
     let sch = plans.iter().find(|p| p["trigger"] == "schedule").expect("scheduled plan");
     assert_eq!(sch["stats"]["files"], 10);
-    assert_eq!(alto_server::services::planner::sweep(&state).await.unwrap(), 0, "fires once");
+    assert_eq!(app.workers.planner_sweep.step(&state).await.unwrap(), 0, "fires once");
 }
