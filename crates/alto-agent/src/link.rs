@@ -360,14 +360,13 @@ async fn dispatch(inner: &Arc<Inner>, events: &mpsc::Sender<LinkEvent>, m: pb::S
         }
         Some(server_message::Body::Offer(o)) => {
             let ev = match convert::offer_from_pb(&o) {
-                Ok(mut doc) => {
+                Ok((doc, host_bandwidth)) => {
                     inner.running.lock().unwrap_or_else(|p| p.into_inner()).insert(doc.job_id);
                     // The offer's bandwidth is the host's limit, shared by every job (the
-                    // executor's host bucket), not a limit of this job of its own.
-                    doc.bandwidth_bytes_per_second = None;
+                    // executor's host bucket); the document's own is a limit of this job.
                     LinkEvent::Offer {
                         doc: Box::new(doc),
-                        bandwidth_bytes_per_second: o.bandwidth_bytes_per_second,
+                        bandwidth_bytes_per_second: host_bandwidth,
                     }
                 }
                 Err(e) => LinkEvent::Unreadable(UnreadableJob::of(

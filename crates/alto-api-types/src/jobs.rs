@@ -212,7 +212,9 @@ pub struct ExecJob {
     pub customer_id: Uuid,
     pub host_id: Uuid,
     pub lease_expires_at: Option<DateTime<Utc>>,
-    /// Upload bandwidth the job may use (bytes per second); set by the link's offer.
+    /// A limit of this job's own on its upload bandwidth (bytes per second), within the
+    /// host's limit that every job of the host shares (which the link's offer carries beside
+    /// the document). The server sets none today.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth_bytes_per_second: Option<u64>,
     /// What to do, tagged by `kind`.

@@ -157,22 +157,19 @@ impl From<&pb::Ok> for JobProgress {
     }
 }
 
-/// A job offer: the contract's document, with the bandwidth the job may use beside it.
-pub fn offer_to_pb(job: &ExecJob) -> pb::JobOffer {
+/// A job offer: the contract's document, and beside it the host's upload limit (bytes per
+/// second, 0 = none), which every job of the host shares.
+pub fn offer_to_pb(job: &ExecJob, host_bandwidth: u64) -> pb::JobOffer {
     pb::JobOffer {
         job_json: serde_json::to_vec(job).expect("a job always serialises"),
-        bandwidth_bytes_per_second: job.bandwidth_bytes_per_second.unwrap_or(0),
+        bandwidth_bytes_per_second: host_bandwidth,
     }
 }
 
-/// A job offer as received: the document must fit the contract; the offer's bandwidth (0 =
-/// none) wins over the document's.
-pub fn offer_from_pb(o: &pb::JobOffer) -> Result<ExecJob, ConvertError> {
-    let mut job = ExecJob::from_slice(&o.job_json)?;
-    if o.bandwidth_bytes_per_second > 0 {
-        job.bandwidth_bytes_per_second = Some(o.bandwidth_bytes_per_second);
-    }
-    Ok(job)
+/// A job offer as received: the document, which must fit the contract, and the host's
+/// upload limit (0 = none).
+pub fn offer_from_pb(o: &pb::JobOffer) -> Result<(ExecJob, u64), ConvertError> {
+    Ok((ExecJob::from_slice(&o.job_json)?, o.bandwidth_bytes_per_second))
 }
 
 #[cfg(test)]
@@ -227,7 +224,7 @@ mod tests {
             customer_id: Uuid::nil(),
             host_id: Uuid::nil(),
             lease_expires_at: None,
-            bandwidth_bytes_per_second: Some(1000),
+            bandwidth_bytes_per_second: None,
             work: JobWork::Tier(TierWork {
                 rule_id: None,
                 priority: 1,
@@ -243,9 +240,9 @@ mod tests {
                 files: vec![],
             }),
         };
-        let o = offer_to_pb(&e);
+        let o = offer_to_pb(&e, 1000);
         assert_eq!(o.bandwidth_bytes_per_second, 1000);
-        assert_eq!(offer_from_pb(&o).unwrap(), e);
+        assert_eq!(offer_from_pb(&o).unwrap(), (e, 1000));
         let bad = pb::JobOffer { job_json: b"{\"kind\":\"tape\"}".to_vec(), ..o };
         assert!(matches!(offer_from_pb(&bad), Err(ConvertError::Contract(_))));
     }

@@ -42,7 +42,7 @@ pub async fn dispatch_once(state: &AppState) {
         .await
         .unwrap_or(0);
         let now = state.now();
-        for mut job in jobs {
+        for job in jobs {
             let id = job.job_id;
             if !state.link.offered(w.host.host_id, w.sid, id, now) {
                 break; // the session ended; the lease brings the job back
@@ -50,9 +50,8 @@ pub async fn dispatch_once(state: &AppState) {
             if w.exclude.contains(&id) {
                 continue; // the agent runs it already
             }
-            job.bandwidth_bytes_per_second = (bandwidth > 0).then_some(bandwidth);
             let offer = pb::ServerMessage {
-                body: Some(server_message::Body::Offer(convert::offer_to_pb(&job))),
+                body: Some(server_message::Body::Offer(convert::offer_to_pb(&job, bandwidth))),
             };
             if w.tx.send(Ok(offer)).await.is_err() {
                 break;
