@@ -127,8 +127,8 @@ impl Event {
             Ok(()) => Ok(()),
             Err(source) => {
                 let fallback = DenyErrno::Io.response();
-                let fallback_ok = response != fallback
-                    && sys::respond(group, file.as_raw_fd(), fallback).is_ok();
+                let fallback_ok =
+                    response != fallback && sys::respond(group, file.as_raw_fd(), fallback).is_ok();
                 tracing::error!(
                     fd = file.as_raw_fd(),
                     response = format_args!("{response:#010x}"),

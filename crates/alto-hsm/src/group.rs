@@ -101,7 +101,13 @@ impl HsmGroup {
     /// none.
     pub fn remove_inode_mark(&self, fd: impl AsFd) -> Result<bool, HsmError> {
         removed(
-            sys::mark(self.fd.as_fd(), libc::FAN_MARK_REMOVE, FAN_PRE_ACCESS, Some(fd.as_fd()), None),
+            sys::mark(
+                self.fd.as_fd(),
+                libc::FAN_MARK_REMOVE,
+                FAN_PRE_ACCESS,
+                Some(fd.as_fd()),
+                None,
+            ),
             "remove inode mark",
             fd.as_fd(),
         )
@@ -152,7 +158,9 @@ impl EventReader {
     }
 
     fn read_inner(&mut self, timeout: Option<Duration>) -> Result<Vec<Event>, HsmError> {
-        if timeout.is_some() && !sys::poll_in(self.group.as_fd(), timeout).map_err(HsmError::Read)? {
+        if timeout.is_some()
+            && !sys::poll_in(self.group.as_fd(), timeout).map_err(HsmError::Read)?
+        {
             return Ok(Vec::new());
         }
         let n = sys::read(self.group.as_fd(), &mut self.buf).map_err(HsmError::Read)?;
@@ -162,7 +170,10 @@ impl EventReader {
             if r.fd < 0 {
                 // FAN_NOFD: a queue overflow notice (cannot happen with an unlimited queue);
                 // there is nothing to answer.
-                tracing::warn!(mask = format_args!("{:#x}", r.mask), "fanotify event without a descriptor");
+                tracing::warn!(
+                    mask = format_args!("{:#x}", r.mask),
+                    "fanotify event without a descriptor"
+                );
                 continue;
             }
             events.push(Event::new(Arc::clone(&self.group), r));

@@ -25,7 +25,9 @@ fn root() -> bool {
 
 fn run(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("{cmd} could not run ({e}); install it with scripts/setup.sh (e2fsprogs, util-linux)")
+        panic!(
+            "{cmd} could not run ({e}); install it with scripts/setup.sh (e2fsprogs, util-linux)"
+        )
     });
     assert!(
         out.status.success(),
