@@ -100,7 +100,8 @@ impl Event {
     }
 
     /// The page-rounded range accessed. `None` (no RANGE record) and a range with
-    /// [`Range::is_whole_file`] both mean: bring back the whole file.
+    /// [`Range::is_whole_file`] both mean: bring back the whole file. Any range is only a
+    /// lower bound (a truncate looks like a one-page read, see [`Range`]).
     pub fn range(&self) -> Option<Range> {
         self.range
     }
@@ -174,6 +175,14 @@ impl Drop for Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_can_move_to_worker_threads() {
+        fn assert_send<T: Send + 'static>() {}
+        assert_send::<Event>();
+        assert_send::<crate::HsmGroup>();
+        assert_send::<crate::EventReader>();
+    }
 
     #[test]
     fn deny_errno_responses_match_the_kernel_encoding() {

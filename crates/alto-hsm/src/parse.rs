@@ -10,8 +10,11 @@ pub(crate) const METADATA_LEN: usize = 24;
 const RANGE_LEN: usize = 24;
 
 /// The byte range a pre-content event is about. The kernel rounds it to whole pages
-/// (offset down, end up). `count == 0` means "the whole file" (truncate, `FICLONE`); an
-/// `O_APPEND` write reports the file position, not EOF, so treat writes as whole-file too.
+/// (offset down, end up). `count == 0` means "the whole file" (`FICLONE`, a truncate to a
+/// page-aligned size). A range is no reliable description of the access: a truncate to an
+/// unaligned size N reports the page around N (measured on 6.18.44: `truncate(10000)` gives
+/// offset 8192, count 4096, just like a read), and an `O_APPEND` write reports the file
+/// position, not EOF. Whoever fills must therefore treat a range as a lower bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
     pub offset: u64,

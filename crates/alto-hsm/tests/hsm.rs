@@ -343,3 +343,79 @@ fn io_through_the_ignored_private_bind_mount_raises_no_event() {
     one_event(&mut reader).allow().expect("allow");
     assert_eq!(result(&rx).expect("read"), data[8192..8292].to_vec());
 }
+
+/// `truncate(N)` raises an event whose range is page-rounded around N: `count == 0` only when
+/// N is page-aligned (measured on 6.18.44; the lab report's "offset=N count=0" holds only for
+/// aligned sizes). So a range never tells a truncate from a read: callers fill whole files.
+#[test]
+fn truncate_of_a_stub_raises_an_event_at_the_new_size() {
+    if !root() {
+        return;
+    }
+    let mut mounts = Mounts::new();
+    let mnt = mounts.ext4();
+    let stub = mnt.join("stub");
+    make_stub(&stub, &content(STUB_SIZE));
+
+    let group = HsmGroup::new().expect("group");
+    group.mark_filesystem(&mnt).expect("mark ext4");
+    let mut reader = group.reader();
+
+    for (size, expected) in [
+        (0u64, Range { offset: 0, count: 0 }),
+        (16_384, Range { offset: 16_384, count: 0 }),
+        (10_000, Range { offset: 8192, count: 4096 }),
+        (100_000, Range { offset: 98_304, count: 4096 }),
+    ] {
+        let (tx, rx) = mpsc::channel();
+        let path = stub.clone();
+        thread::spawn(move || {
+            let r = OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(size));
+            let _ = tx.send(r.map(|()| Vec::new()));
+        });
+        let ev = one_event(&mut reader);
+        let range = ev.range().expect("range record");
+        assert_eq!(range, expected, "truncate to {size}");
+        assert_eq!(range.is_whole_file(), expected.count == 0);
+        ev.deny(DenyErrno::Again).expect("deny");
+        let err = result(&rx).expect_err("denied truncate fails");
+        assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "{err}");
+        let len = std::fs::metadata(&stub).expect("stat").len();
+        assert_eq!(len, STUB_SIZE as u64, "a denied truncate changes nothing");
+    }
+}
+
+#[test]
+fn inode_mark_raises_events_until_removed() {
+    if !root() {
+        return;
+    }
+    let mut mounts = Mounts::new();
+    let mnt = mounts.ext4();
+    let data = content(STUB_SIZE);
+    let stub = mnt.join("stub");
+    let plain = mnt.join("plain");
+    make_stub(&stub, &data);
+    make_plain(&plain, &data[..100]);
+
+    let group = HsmGroup::new().expect("group");
+    let marked = File::open(&stub).expect("open stub");
+    group.mark_inode(&marked).expect("mark the stub's inode");
+    let mut reader = group.reader();
+
+    // Only the marked inode raises events (no file system mark here).
+    let rx = spawn_read(&plain, 0, 100);
+    assert_eq!(result_without_event(&mut reader, &rx).expect("read"), data[..100].to_vec());
+
+    let rx = spawn_read(&stub, 40_000, 10);
+    let ev = one_event(&mut reader);
+    assert_eq!(ev.range(), Some(Range { offset: 36_864, count: 4096 }));
+    ev.file().write_all_at(&data, 0).expect("fill");
+    assert!(group.remove_inode_mark(&ev).expect("remove the mark"));
+    ev.allow().expect("allow");
+    assert_eq!(result(&rx).expect("read"), data[40_000..40_010].to_vec());
+
+    let rx = spawn_read(&stub, 0, 10);
+    assert_eq!(result_without_event(&mut reader, &rx).expect("read"), data[..10].to_vec());
+    assert!(!group.remove_inode_mark(&marked).expect("second remove"));
+}
