@@ -8,7 +8,9 @@
 #   - libsmbclient-dev: alto-tier2's SMB backend links libsmbclient (build time and run time).
 #   - systemd (only systemd-analyze is used; nothing is started) and util-linux (unshare,
 #     setpriv): the test that verifies deploy/systemd/alto-agent.service and runs the agent
-#     inside its sandbox.
+#     inside its sandbox; util-linux's mount also loop- and bind-mounts in alto-hsm's tests.
+#   - e2fsprogs (mkfs.ext4): alto-hsm's tests build an ext4 image (tmpfs has no fanotify
+#     pre-content events).
 # The Rust toolchain itself (cargo, rustc) must already be installed.
 set -euo pipefail
 
@@ -31,6 +33,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -f /usr/include/samba-4.0/libsmbclient.h ] || missing+=(libsmbclient-dev)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 { command -v unshare && command -v setpriv; } >/dev/null 2>&1 || missing+=(util-linux)
+command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
