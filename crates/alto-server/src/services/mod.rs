@@ -73,7 +73,9 @@ impl Workers {
             cfg.planner.workers,
             cancel,
         ));
-        tasks.extend(self.planner_sweep.spawn(state, &format!("{replica}-sweep"), 1, cancel));
+        // A replica without planner workers does not sweep either (nor queue runs).
+        let sweeps = usize::from(cfg.planner.workers > 0);
+        tasks.extend(self.planner_sweep.spawn(state, &format!("{replica}-sweep"), sweeps, cancel));
         tasks
     }
 }
