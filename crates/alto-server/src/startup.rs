@@ -181,10 +181,6 @@ impl Application {
                 tls,
                 cancel.child_token(),
             )));
-            tasks.push(tokio::spawn(crate::link::run_dispatcher(
-                state.clone(),
-                cancel.child_token(),
-            )));
         }
         tracing::info!(%addr, "listening");
         Ok(Application { state, workers, listener, addr, cancel, embedded, initial_admin, tasks })

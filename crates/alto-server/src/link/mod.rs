@@ -40,7 +40,7 @@ pub mod dispatcher;
 pub mod registry;
 pub mod session;
 
-pub use dispatcher::{dispatch_once, requeue_expired, run_dispatcher};
+pub use dispatcher::{dispatch_once, forward_events, requeue_expired};
 pub use registry::{Connected, Registry};
 pub use session::LinkService;
 

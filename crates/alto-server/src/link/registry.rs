@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use alto_link::pb::{self, server_message};
 use alto_link::tonic::Status;
@@ -60,8 +60,8 @@ pub(crate) struct Want {
 pub struct Registry {
     sessions: Mutex<HashMap<Uuid, Session>>,
     next_id: AtomicU64,
-    /// Wakes the dispatcher.
-    pub wake: Notify,
+    /// Wakes the dispatcher (one of its worker's triggers).
+    pub wake: Arc<Notify>,
 }
 
 impl Registry {

@@ -26,6 +26,9 @@ pub struct Workers {
     pub planner_sweep: Worker<AppState>,
     /// Marks silent hosts offline.
     pub host_monitor: Worker<AppState>,
+    /// Offers queued jobs to agents connected over the link and requeues expired leases
+    /// (spawned only when the link is enabled).
+    pub link_dispatcher: Worker<AppState>,
 }
 
 impl Workers {
@@ -36,12 +39,20 @@ impl Workers {
             planner: planner::worker(state),
             planner_sweep: planner::sweep_worker(state),
             host_monitor: host_monitor::worker(state.config.agents.heartbeat_interval),
+            link_dispatcher: crate::link::dispatcher::worker(state),
         }
     }
 
     /// Every worker.
-    pub fn all(&self) -> [&Worker<AppState>; 5] {
-        [&self.ingest, &self.staging_expiry, &self.planner, &self.planner_sweep, &self.host_monitor]
+    pub fn all(&self) -> [&Worker<AppState>; 6] {
+        [
+            &self.ingest,
+            &self.staging_expiry,
+            &self.planner,
+            &self.planner_sweep,
+            &self.host_monitor,
+            &self.link_dispatcher,
+        ]
     }
 
     /// Every worker's status.
@@ -76,6 +87,18 @@ impl Workers {
         // A replica without planner workers does not sweep either (nor queue runs).
         let sweeps = usize::from(cfg.planner.workers > 0);
         tasks.extend(self.planner_sweep.spawn(state, &format!("{replica}-sweep"), sweeps, cancel));
+        if cfg.link.enabled {
+            tasks.extend(self.link_dispatcher.spawn(
+                state,
+                &format!("{replica}-dispatcher"),
+                1,
+                cancel,
+            ));
+            tasks.push(tokio::spawn(crate::link::forward_events(
+                state.clone(),
+                cancel.child_token(),
+            )));
+        }
         tasks
     }
 }
