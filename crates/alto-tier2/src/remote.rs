@@ -464,7 +464,14 @@ pub(crate) fn unavailable(
     backend: &'static str,
     op: &'static str,
     location: impl Into<String>,
-    reason: impl fmt::Display,
+    reason: impl crate::classify::Cause,
 ) -> Tier2Error {
-    Tier2Error::Unavailable { backend, op, location: location.into(), reason: reason.to_string() }
+    Tier2Error::Unavailable {
+        backend,
+        op,
+        location: location.into(),
+        class: reason.class(),
+        http_status: reason.http_status(),
+        reason: reason.to_string(),
+    }
 }
