@@ -459,7 +459,9 @@ pub(crate) fn customer_root(prefix: &str, customer_id: CustomerId) -> String {
     }
 }
 
-/// Shorthand for a remote failure.
+/// Shorthand for a remote failure; the class and HTTP status are what the backend's typed
+/// error says ([`crate::classify::Cause`]).
+#[allow(clippy::needless_pass_by_value)] // callers hand their error over
 pub(crate) fn unavailable(
     backend: &'static str,
     op: &'static str,

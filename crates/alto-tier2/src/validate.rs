@@ -317,7 +317,7 @@ pub fn validate_spec(kind: &str, location: &str, config: &Value) -> Result<Targe
         (TargetKind::Azure, "account" | "access_key") => {
             // Without them only Azurite (use_emulator, no endpoint) can be reached.
             let emulator = map.get("use_emulator").and_then(Value::as_bool) == Some(true);
-            !(emulator && !map.contains_key("endpoint"))
+            !emulator || map.contains_key("endpoint")
         }
         _ => f.required,
     };
@@ -337,10 +337,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn msg(kind: &str, loc: &str, cfg: Value) -> String {
-        validate_spec(kind, loc, &cfg).unwrap_err().to_string()
-    }
-
     #[test]
     fn secrets_are_the_ones_redacted() {
         for k in ["secret_access_key", "access_key", "password"] {
@@ -358,6 +354,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
+        let msg = |kind, loc, cfg: Value| validate_spec(kind, loc, &cfg).unwrap_err().to_string();
         assert!(msg("tape", "x", json!({})).contains("kind"));
         assert_eq!(msg("tape", "x", json!({})), "kind must be directory, smb, s3 or azure");
         assert!(msg("s3", "s3://", json!({})).starts_with("location"));
