@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use alto_model::Role;
+use alto_model::{Role, TargetKind};
 use chrono::{DateTime, Utc};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
@@ -939,7 +939,7 @@ pub(crate) enum StorageCmd {
         #[arg(long, value_name = "NAME", conflicts_with = "name_arg")]
         name: Option<String>,
         /// Kind of location.
-        #[arg(long, value_parser = ["directory", "smb", "s3", "azure"])]
+        #[arg(long, value_parser = target_kinds())]
         kind: String,
         /// Where: an absolute directory (or one relative to the agents' tier-2 base),
         /// `s3://BUCKET[/PREFIX]`, `azure://CONTAINER[/PREFIX]` or
@@ -961,7 +961,7 @@ pub(crate) enum StorageCmd {
         /// Storage target name or ID.
         target: String,
         /// New kind (its config then starts empty: give every field again).
-        #[arg(long, value_parser = ["directory", "smb", "s3", "azure"])]
+        #[arg(long, value_parser = target_kinds())]
         kind: Option<String>,
         /// New location.
         #[arg(long, value_name = "LOCATION")]
@@ -1161,6 +1161,11 @@ fn parse_days(s: &str) -> Result<i64, String> {
     s.trim().parse::<i64>().ok().filter(|d| (0..=36_500).contains(d)).ok_or_else(|| {
         format!("`{s}` is not a number of days; expected a whole number from 0 to 36500")
     })
+}
+
+/// The storage target kinds `--kind` accepts: [`TargetKind::ALL`], the one list.
+fn target_kinds() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(TargetKind::ALL.map(TargetKind::as_str))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {

@@ -136,12 +136,9 @@ impl Origin {
     fn read_error(&self, e: io::Error) -> Tier2Error {
         match self {
             Origin::Path(p) => io_at("read", p)(e),
-            Origin::Remote { backend, url } => Tier2Error::Unavailable {
-                backend,
-                op: "read",
-                location: url.clone(),
-                reason: e.to_string(),
-            },
+            Origin::Remote { backend, url } => {
+                crate::remote::unavailable(backend, "read", url.clone(), e)
+            }
         }
     }
 

@@ -180,8 +180,17 @@
 //! A directory target's storage failures are [`Tier2Error::Io`]; a remote target's are
 //! [`Tier2Error::Unavailable`] (backend, operation, key or URL without secrets, reason);
 //! [`Tier2Error::is_storage_failure`] covers both. A missing object is
-//! [`Tier2Error::NotFound`] everywhere.
+//! [`Tier2Error::NotFound`] everywhere. [`classify()`] says what kind of failure an error is
+//! ([`FailureClass`], with a stable code), from the backends' typed errors where they give
+//! them ([`classify`] module).
+//!
+//! # Validation
+//!
+//! The [`validate`] module describes each kind's config fields (name, type, required,
+//! secret) and checks a target's `kind`, `location` and `config` as an API receives them,
+//! with a typed error naming the field at fault ([`validate::SpecError`]).
 
+pub mod classify;
 mod dir;
 mod objstore;
 mod remote;
@@ -189,10 +198,12 @@ mod remote;
 mod smb;
 mod target;
 mod types;
+pub mod validate;
 
 use std::io;
 use std::path::PathBuf;
 
+pub use classify::{classify, Failure, FailureClass};
 pub use dir::{DirTarget, ObjectReader, ZSTD_LEVEL};
 pub use target::{
     AddressCheck, AddressFilter, AzureConfig, OpenOptions, S3Config, Secret, SmbConfig, Target,
@@ -243,9 +254,18 @@ pub enum Tier2Error {
     InvalidRef { path: PathBuf, reason: String },
     /// A remote target (S3, Azure Blob, SMB) failed: unreachable, wrong credentials, missing
     /// bucket, container or share, a server error, or a connection lost mid-transfer.
-    /// `location` is the key or URL without secrets.
+    /// `location` is the key or URL without secrets. `class` and `http_status` are what the
+    /// backend's typed error said, if anything (see [`classify()`], which falls back to
+    /// `reason`).
     #[error("{backend} {op} {location}: {reason}")]
-    Unavailable { backend: &'static str, op: &'static str, location: String, reason: String },
+    Unavailable {
+        backend: &'static str,
+        op: &'static str,
+        location: String,
+        reason: String,
+        class: Option<FailureClass>,
+        http_status: Option<u16>,
+    },
     /// A target specification that cannot be used (malformed location, unknown or missing
     /// config field). Never contains a secret.
     #[error("invalid target configuration: {0}")]

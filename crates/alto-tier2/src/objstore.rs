@@ -82,7 +82,7 @@ impl ObjStore {
         OsPath::from(format!("{}/{key}", self.root))
     }
 
-    fn err(&self, op: &'static str, key: &str, e: impl std::fmt::Display) -> Tier2Error {
+    fn err(&self, op: &'static str, key: &str, e: impl crate::classify::Cause) -> Tier2Error {
         let at =
             if key.is_empty() { self.display.clone() } else { format!("{}/{key}", self.display) };
         unavailable(self.backend, op, at, e)

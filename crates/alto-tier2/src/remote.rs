@@ -459,12 +459,21 @@ pub(crate) fn customer_root(prefix: &str, customer_id: CustomerId) -> String {
     }
 }
 
-/// Shorthand for a remote failure.
+/// Shorthand for a remote failure; the class and HTTP status are what the backend's typed
+/// error says ([`crate::classify::Cause`]).
+#[allow(clippy::needless_pass_by_value)] // callers hand their error over
 pub(crate) fn unavailable(
     backend: &'static str,
     op: &'static str,
     location: impl Into<String>,
-    reason: impl fmt::Display,
+    reason: impl crate::classify::Cause,
 ) -> Tier2Error {
-    Tier2Error::Unavailable { backend, op, location: location.into(), reason: reason.to_string() }
+    Tier2Error::Unavailable {
+        backend,
+        op,
+        location: location.into(),
+        class: reason.class(),
+        http_status: reason.http_status(),
+        reason: reason.to_string(),
+    }
 }

@@ -102,7 +102,7 @@ impl SmbStore {
         }
     }
 
-    fn err(&self, op: &'static str, key: &str, e: impl std::fmt::Display) -> Tier2Error {
+    fn err(&self, op: &'static str, key: &str, e: impl crate::classify::Cause) -> Tier2Error {
         let at =
             if key.is_empty() { self.display.clone() } else { format!("{}/{key}", self.display) };
         unavailable("smb", op, at, e)

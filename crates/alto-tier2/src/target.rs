@@ -56,25 +56,15 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
-/// Config keys whose values are secrets.
-const SECRET_KEYS: &[&str] = &["secret_access_key", "access_key", "password"];
-
 impl TargetSpec {
     pub fn new(kind: TargetKind, location: impl Into<String>, config: serde_json::Value) -> Self {
         TargetSpec { kind, location: location.into(), config }
     }
 
-    /// `config` with every secret replaced by `"***"` (for display and API answers).
+    /// `config` with every secret replaced by `"***"` (for display and API answers; the
+    /// secrets are [`crate::validate::is_secret_field`]).
     pub fn redacted_config(&self) -> serde_json::Value {
-        let mut c = self.config.clone();
-        if let Some(map) = c.as_object_mut() {
-            for (k, v) in map.iter_mut() {
-                if SECRET_KEYS.contains(&k.as_str()) && !v.is_null() {
-                    *v = serde_json::Value::String("***".into());
-                }
-            }
-        }
-        c
+        crate::validate::redact_config(&self.config)
     }
 
     /// Checks the location and config without connecting (what [`Target::open`] would
@@ -87,21 +77,18 @@ impl TargetSpec {
                         "a directory target takes no config (use {})".into(),
                     ));
                 }
-                if self.location.is_empty() {
-                    return Err(Tier2Error::Config("empty directory location".into()));
-                }
-                Ok(())
+                check_location(self.kind, &self.location).map_err(Tier2Error::Config)
             }
             TargetKind::S3 => {
-                S3Location::parse(&self.location)?;
+                check_location(self.kind, &self.location).map_err(Tier2Error::Config)?;
                 parse_config::<S3Config>(self.kind, &self.config).map(drop)
             }
             TargetKind::Azure => {
-                AzureLocation::parse(&self.location)?;
+                check_location(self.kind, &self.location).map_err(Tier2Error::Config)?;
                 parse_config::<AzureConfig>(self.kind, &self.config)?.check()
             }
             TargetKind::Smb => {
-                SmbLocation::parse(&self.location)?;
+                check_location(self.kind, &self.location).map_err(Tier2Error::Config)?;
                 parse_config::<SmbConfig>(self.kind, &self.config).map(drop)
             }
         }
@@ -223,23 +210,33 @@ fn default_workgroup() -> String {
     "WORKGROUP".into()
 }
 
+/// Whether `location` has `kind`'s form (what [`TargetSpec::validate`] checks of it); the
+/// error says what is wrong, without the word "location:".
+pub(crate) fn check_location(kind: TargetKind, location: &str) -> Result<(), String> {
+    match kind {
+        TargetKind::Directory if location.is_empty() => Err("empty directory location".into()),
+        TargetKind::Directory => Ok(()),
+        TargetKind::S3 => S3Location::parse(location).map(drop),
+        TargetKind::Azure => AzureLocation::parse(location).map(drop),
+        TargetKind::Smb => SmbLocation::parse(location).map(drop),
+    }
+}
+
 /// Splits `<scheme>://<first>[/<rest>]`.
-fn split_url<'a>(loc: &'a str, scheme: &str) -> Result<(&'a str, &'a str), Tier2Error> {
+fn split_url<'a>(loc: &'a str, scheme: &str) -> Result<(&'a str, &'a str), String> {
     let rest = loc
         .strip_prefix(scheme)
         .and_then(|r| r.strip_prefix("://"))
-        .ok_or_else(|| Tier2Error::Config(format!("location must start with {scheme}://")))?;
+        .ok_or_else(|| format!("location must start with {scheme}://"))?;
     let rest = rest.trim_end_matches('/');
     Ok(rest.split_once('/').unwrap_or((rest, "")))
 }
 
-fn check_prefix(prefix: &str) -> Result<(), Tier2Error> {
+fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() || valid_prefix(prefix) {
         Ok(())
     } else {
-        Err(Tier2Error::Config(format!(
-            "invalid prefix {prefix:?}: use segments of letters, digits, '-', '_' and '.'"
-        )))
+        Err(format!("invalid prefix {prefix:?}: use segments of letters, digits, '-', '_' and '.'"))
     }
 }
 
@@ -249,10 +246,10 @@ struct S3Location<'a> {
 }
 
 impl<'a> S3Location<'a> {
-    fn parse(loc: &'a str) -> Result<S3Location<'a>, Tier2Error> {
+    fn parse(loc: &'a str) -> Result<S3Location<'a>, String> {
         let (bucket, prefix) = split_url(loc, "s3")?;
         if bucket.is_empty() || !valid_prefix(bucket) {
-            return Err(Tier2Error::Config("invalid bucket in the s3 location".into()));
+            return Err("invalid bucket in the s3 location".into());
         }
         check_prefix(prefix)?;
         Ok(S3Location { bucket, prefix })
@@ -265,10 +262,10 @@ struct AzureLocation<'a> {
 }
 
 impl<'a> AzureLocation<'a> {
-    fn parse(loc: &'a str) -> Result<AzureLocation<'a>, Tier2Error> {
+    fn parse(loc: &'a str) -> Result<AzureLocation<'a>, String> {
         let (container, prefix) = split_url(loc, "azure")?;
         if container.is_empty() || !valid_prefix(container) {
-            return Err(Tier2Error::Config("invalid container in the azure location".into()));
+            return Err("invalid container in the azure location".into());
         }
         check_prefix(prefix)?;
         Ok(AzureLocation { container, prefix })
@@ -285,16 +282,16 @@ struct SmbLocation<'a> {
 }
 
 impl<'a> SmbLocation<'a> {
-    fn parse(loc: &'a str) -> Result<SmbLocation<'a>, Tier2Error> {
+    fn parse(loc: &'a str) -> Result<SmbLocation<'a>, String> {
         let (host, rest) = split_url(loc, "smb")?;
         let (share, base) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() || host.contains('@') {
-            return Err(Tier2Error::Config(
-                "invalid server in the smb location (credentials belong in the config)".into(),
-            ));
+            return Err(
+                "invalid server in the smb location (credentials belong in the config)".into()
+            );
         }
         if share.is_empty() || !valid_prefix(share) {
-            return Err(Tier2Error::Config("missing or invalid share in the smb location".into()));
+            return Err("missing or invalid share in the smb location".into());
         }
         check_prefix(base)?;
         Ok(SmbLocation { server: format!("smb://{host}"), share, base })
@@ -450,7 +447,7 @@ impl Target {
                 Ok(DirTarget::open(&base, customer_id)?.into())
             }
             TargetKind::S3 => {
-                let loc = S3Location::parse(&spec.location)?;
+                let loc = S3Location::parse(&spec.location).map_err(Tier2Error::Config)?;
                 let cfg: S3Config = parse_config(spec.kind, &spec.config)?;
                 let mut b = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(loc.bucket)
@@ -475,7 +472,7 @@ impl Target {
                 Ok(remote(Box::new(obj_store("s3", Arc::new(store), root, display, opts)?)))
             }
             TargetKind::Azure => {
-                let loc = AzureLocation::parse(&spec.location)?;
+                let loc = AzureLocation::parse(&spec.location).map_err(Tier2Error::Config)?;
                 let cfg: AzureConfig = parse_config(spec.kind, &spec.config)?;
                 let mut b = object_store::azure::MicrosoftAzureBuilder::new()
                     .with_container_name(loc.container)
@@ -518,7 +515,7 @@ impl Target {
             )),
             #[cfg(feature = "smb")]
             TargetKind::Smb => {
-                let loc = SmbLocation::parse(&spec.location)?;
+                let loc = SmbLocation::parse(&spec.location).map_err(Tier2Error::Config)?;
                 let cfg: SmbConfig = parse_config(spec.kind, &spec.config)?;
                 let base = format!("/{}", loc.base);
                 let root = format!("/{}", customer_root(loc.base, customer_id));

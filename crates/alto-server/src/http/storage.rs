@@ -28,7 +28,8 @@ use alto_api_types::{
 };
 use alto_db::storage::{self, CheckRecord, TargetRow};
 use alto_model::{CustomerId, Permission};
-use alto_tier2::{OpenOptions, Target, TargetKind, TargetSpec, Tier2Error, ADDRESS_REFUSED};
+use alto_tier2::validate::{is_secret_field as is_secret, redact_config, validate_spec};
+use alto_tier2::{FailureClass, OpenOptions, Target, TargetKind, TargetSpec, Tier2Error};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -45,130 +46,24 @@ use crate::state::AppState;
 
 type Err = alto_api_types::ErrorBody;
 
-const KINDS: [&str; 4] = ["directory", "smb", "s3", "azure"];
 /// Longest check (connect, probe, count usage); capped below the HTTP request timeout.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
-const MAX_CONFIG_BYTES: usize = 16 * 1024;
 
 // --- Settings -------------------------------------------------------------------------------
 
-/// Whether `key` is a secret, as `alto_tier2` decides for redaction (so the two never
-/// disagree).
-fn is_secret(key: &str) -> bool {
-    let mut m = Map::new();
-    m.insert(key.to_owned(), Value::String("x".into()));
-    let probe = TargetSpec::new(TargetKind::S3, "", Value::Object(m));
-    probe.redacted_config()[key] == REDACTED
-}
-
-fn redact(kind: &str, location: &str, config: &Value) -> Value {
-    let kind = parse_kind(kind).unwrap_or(TargetKind::S3);
-    TargetSpec::new(kind, location, config.clone()).redacted_config()
+/// `config` as answers and audit entries show it (secrets redacted, whatever the kind).
+fn redact(config: &Value) -> Value {
+    redact_config(config)
 }
 
 fn parse_kind(kind: &str) -> Option<TargetKind> {
-    serde_json::from_value(Value::String(kind.to_owned())).ok()
+    kind.parse().ok()
 }
 
-#[derive(Clone, Copy)]
-enum Ty {
-    Str,
-    Bool,
-}
-
-/// The value types of each kind's config fields (`alto_tier2::{S3,Azure,Smb}Config`), to name
-/// a mistyped field without echoing its value (which could be a secret).
-fn field_types(kind: TargetKind) -> &'static [(&'static str, Ty)] {
-    use Ty::{Bool, Str};
-    match kind {
-        TargetKind::Directory => &[],
-        TargetKind::S3 => &[
-            ("endpoint", Str),
-            ("region", Str),
-            ("access_key_id", Str),
-            ("secret_access_key", Str),
-            ("allow_http", Bool),
-            ("path_style", Bool),
-        ],
-        TargetKind::Azure => &[
-            ("account", Str),
-            ("access_key", Str),
-            ("endpoint", Str),
-            ("use_emulator", Bool),
-            ("allow_http", Bool),
-        ],
-        TargetKind::Smb => &[("username", Str), ("password", Str), ("workgroup", Str)],
-    }
-}
-
-/// Checks kind, location and config without connecting; `validation_failed` names the
-/// field at fault.
+/// Checks kind, location and config without connecting (`alto_tier2::validate`);
+/// `validation_failed` names the field at fault.
 fn validate(kind: &str, location: &str, config: &Value) -> Result<TargetSpec, ApiError> {
-    let Some(k) = parse_kind(kind).filter(|_| KINDS.contains(&kind)) else {
-        return Err(ApiError::validation("kind must be directory, smb, s3 or azure"));
-    };
-    if location.trim().is_empty() || location.len() > 1024 || location.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(
-            "location must be 1–1024 bytes without control characters",
-        ));
-    }
-    let Some(map) = config.as_object() else {
-        return Err(ApiError::validation("config must be a JSON object"));
-    };
-    if serde_json::to_vec(config).map_or(usize::MAX, |v| v.len()) > MAX_CONFIG_BYTES {
-        return Err(ApiError::validation("config must be at most 16 KiB"));
-    }
-    let types = field_types(k);
-    for (key, v) in map {
-        if k == TargetKind::Directory {
-            return Err(ApiError::validation(format!(
-                "config.{key}: a directory target takes no config (use {{}})"
-            )));
-        }
-        let Some((_, ty)) = types.iter().find(|(n, _)| n == key) else {
-            let known: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
-            return Err(ApiError::validation(format!(
-                "config.{key}: unknown field for a {k} target (known: {})",
-                known.join(", ")
-            )));
-        };
-        let ok = match ty {
-            Ty::Str => v.as_str().is_some_and(|s| !s.is_empty() && !s.contains('\0')),
-            Ty::Bool => v.is_boolean(),
-        };
-        if !ok {
-            let what = match ty {
-                Ty::Str => "a non-empty string",
-                Ty::Bool => "true or false",
-            };
-            return Err(ApiError::validation(format!("config.{key} must be {what}")));
-        }
-        if is_secret(key) && v.as_str() == Some(REDACTED) {
-            return Err(ApiError::validation(format!(
-                "config.{key}: \"{REDACTED}\" stands for a stored secret, and there is none to \
-                 keep: send the secret itself"
-            )));
-        }
-    }
-    if let Some(ep) = map.get("endpoint").and_then(Value::as_str) {
-        let http = ep.starts_with("http://");
-        if !http && !ep.starts_with("https://") {
-            return Err(ApiError::validation("config.endpoint must be an http:// or https:// URL"));
-        }
-        let allow = map.get("allow_http").and_then(Value::as_bool).unwrap_or(false);
-        if http && !allow {
-            return Err(ApiError::validation(
-                "config.allow_http must be true for an http:// endpoint",
-            ));
-        }
-    }
-    if k == TargetKind::Directory && !location.starts_with('/') && location.contains("..") {
-        return Err(ApiError::validation("location: a relative directory must not contain `..`"));
-    }
-    let spec = TargetSpec::new(k, location, config.clone());
-    spec.validate().map_err(|e| ApiError::validation(describe_config_error(k, &e)))?;
-    Ok(spec)
+    validate_spec(kind, location, config).map_err(|e| ApiError::validation(e.to_string()))
 }
 
 /// The network endpoints the server connects to when it checks a target: the request
@@ -246,29 +141,6 @@ async fn confine(state: &AppState, spec: &TargetSpec) -> Result<(), ApiError> {
             .map_err(|e| ApiError::validation(format!("{field}: {e}")))?;
     }
     Ok(())
-}
-
-/// `alto_tier2`'s configuration error, said in terms of the request's fields.
-fn describe_config_error(kind: TargetKind, e: &Tier2Error) -> String {
-    let msg = match e {
-        Tier2Error::Config(m) => m.clone(),
-        other => other.to_string(),
-    };
-    if let Some(field) = between(&msg, "missing field `", "`") {
-        return format!("config.{field} is required for a {kind} target");
-    }
-    if let Some(field) = between(&msg, "unknown field `", "`") {
-        return format!("config.{field}: unknown field for a {kind} target");
-    }
-    if msg.contains("location") || msg.contains("prefix") || msg.contains("absolute") {
-        return format!("location: {msg}");
-    }
-    format!("config: {msg}")
-}
-
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let rest = &s[s.find(start)? + start.len()..];
-    Some(&rest[..rest.find(end)?])
 }
 
 /// The config to store for an update: secrets that are absent or `"***"` keep the stored
@@ -353,7 +225,7 @@ fn target_api(t: TargetRow) -> StorageTarget {
     StorageTarget {
         id: t.id,
         tenant_id: t.customer_id,
-        config: redact(&t.kind, &t.location, &t.config),
+        config: redact(&t.config),
         name: t.name,
         kind: t.kind,
         location: t.location,
@@ -366,7 +238,7 @@ fn target_api(t: TargetRow) -> StorageTarget {
 /// What an audit entry says about settings (secrets redacted).
 fn settings_json(kind: &str, location: &str, config: &Value) -> Value {
     serde_json::json!({ "kind": kind, "location": location,
-                        "config": redact(kind, location, config) })
+                        "config": redact(config) })
 }
 
 fn users_message(name: &str, what: &str, u: &storage::TargetUsers) -> String {
@@ -892,11 +764,12 @@ async fn check(
     Outcome { status: StorageCheckStatus::Ok, latency_ms: latency, error: None, usage }
 }
 
-/// A stable code for a tier-2 error, and a fixed message for it: never text a remote end
-/// sent (a target could be any server that answers HTTP or SMB), only the HTTP status if
-/// there is one, or the local configuration problem.
+/// A stable code for a tier-2 error (`alto_tier2::classify`), and a fixed message for it:
+/// never text a remote end sent (a target could be any server that answers HTTP or SMB), only
+/// the HTTP status if there is one, or the local configuration problem.
 fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
-    let code = classify_code(e);
+    let failure = alto_tier2::classify(e);
+    let code = check_code(failure.class);
     let msg = match code {
         StorageCheckCode::InvalidConfig => match e {
             Tier2Error::Config(m) => format!("invalid settings: {m}"),
@@ -913,7 +786,7 @@ fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
         StorageCheckCode::Timeout => "the target did not answer in time".to_owned(),
         StorageCheckCode::NotAllowed => NOT_ALLOWED.to_owned(),
         StorageCheckCode::NotCheckable | StorageCheckCode::StorageError => match e {
-            Tier2Error::Unavailable { reason, .. } => match http_status(reason) {
+            Tier2Error::Unavailable { .. } => match failure.http_status {
                 Some(st) => format!("the target answered with an error (HTTP {st})"),
                 None => "the target answered with an error".to_owned(),
             },
@@ -924,86 +797,18 @@ fn classify(e: &Tier2Error) -> (StorageCheckCode, String) {
     (code, msg)
 }
 
-/// The HTTP status in an object store's error text (`… status code: 503 …`).
-fn http_status(reason: &str) -> Option<u16> {
-    let at = reason.find("status code: ")? + "status code: ".len();
-    let digits = reason.get(at..at + 3)?;
-    digits.parse().ok().filter(|s| (100..600).contains(s))
-}
-
-fn classify_code(e: &Tier2Error) -> StorageCheckCode {
-    use std::io::ErrorKind;
-    match e {
-        Tier2Error::Config(_) => StorageCheckCode::InvalidConfig,
-        Tier2Error::Io { source, .. } => match source.kind() {
-            ErrorKind::NotFound => StorageCheckCode::NotFound,
-            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
-                StorageCheckCode::AccessDenied
-            }
-            ErrorKind::TimedOut => StorageCheckCode::Timeout,
-            _ => StorageCheckCode::StorageError,
-        },
-        Tier2Error::Unavailable { reason, .. } if reason.contains(ADDRESS_REFUSED) => {
-            StorageCheckCode::NotAllowed
+/// The API's code for a failure class.
+fn check_code(class: FailureClass) -> StorageCheckCode {
+    match class {
+        FailureClass::InvalidConfig => StorageCheckCode::InvalidConfig,
+        FailureClass::AuthRejected | FailureClass::PermissionDenied => {
+            StorageCheckCode::AccessDenied
         }
-        Tier2Error::Unavailable { reason, .. } => classify_reason(reason),
-        _ => StorageCheckCode::StorageError,
-    }
-}
-
-/// What a remote backend's failure text says (HTTP statuses and S3/Azure error codes from
-/// object_store, NT status names and errno texts from libsmbclient).
-fn classify_reason(reason: &str) -> StorageCheckCode {
-    let r = reason.to_ascii_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| r.contains(w));
-    if any(&[
-        "status code: 401",
-        "status code: 403",
-        "401 unauthorized",
-        "forbidden",
-        "accessdenied",
-        "access denied",
-        "invalidaccesskeyid",
-        "signaturedoesnotmatch",
-        "authenticationfailed",
-        "authorizationfailure",
-        "logon_failure",
-        "logon failure",
-        "permission denied",
-        "access_denied",
-        "unauthorized",
-    ]) {
-        StorageCheckCode::AccessDenied
-    } else if any(&[
-        "nosuchbucket",
-        "containernotfound",
-        "bad_network_name",
-        "no such file",
-        "not found",
-        "status code: 404",
-        "object_name_not_found",
-        "object_path_not_found",
-    ]) {
-        StorageCheckCode::NotFound
-    } else if any(&[
-        "connection refused",
-        "error sending request",
-        "error trying to connect",
-        "dns error",
-        "failed to lookup",
-        "unreachable",
-        "certificate",
-        "tls handshake",
-        "connection reset",
-        "nt_status_connection",
-        "nt_status_io_timeout",
-    ]) {
-        StorageCheckCode::Unreachable
-    } else if any(&["timed out", "deadline has elapsed", "operation timed"]) {
-        // (Not "timeout": object_store's messages always name its `retry_timeout`.)
-        StorageCheckCode::Timeout
-    } else {
-        StorageCheckCode::StorageError
+        FailureClass::NotFound => StorageCheckCode::NotFound,
+        FailureClass::Unreachable => StorageCheckCode::Unreachable,
+        FailureClass::Timeout => StorageCheckCode::Timeout,
+        FailureClass::AddressRefused => StorageCheckCode::NotAllowed,
+        FailureClass::Other => StorageCheckCode::StorageError,
     }
 }
 
@@ -1023,42 +828,6 @@ fn scrub(message: &str, config: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn secrets_are_the_ones_tier2_redacts() {
-        for k in ["secret_access_key", "access_key", "password"] {
-            assert!(is_secret(k), "{k}");
-        }
-        for k in ["access_key_id", "username", "endpoint", "account"] {
-            assert!(!is_secret(k), "{k}");
-        }
-    }
-
-    #[test]
-    fn validation_names_the_field() {
-        let msg = |kind, loc, cfg: Value| validate(kind, loc, &cfg).unwrap_err().message;
-        assert!(msg("tape", "x", json!({})).contains("kind"));
-        assert!(msg("s3", "s3://", json!({})).starts_with("location"));
-        let m = msg("s3", "s3://b", json!({"access_key_id": "a"}));
-        assert!(m.contains("config.secret_access_key is required"), "{m}");
-        let m =
-            msg("s3", "s3://b", json!({"access_key_id": "a", "secret_access_key": "s", "x": 1}));
-        assert!(m.starts_with("config.x: unknown field"), "{m}");
-        let m = msg("smb", "smb://h/s", json!({"username": "u", "password": 5}));
-        assert_eq!(m, "config.password must be a non-empty string");
-        assert!(!m.contains('5'));
-        let m = msg("azure", "azure://c", json!({"account": "a", "access_key": "***"}));
-        assert!(m.contains("config.access_key"), "{m}");
-        let m = msg("directory", "/mnt", json!({"a": "b"}));
-        assert!(m.starts_with("config.a"), "{m}");
-        let m = msg(
-            "s3",
-            "s3://b",
-            json!({"access_key_id": "a", "secret_access_key": "s", "endpoint": "http://h"}),
-        );
-        assert!(m.contains("config.allow_http"), "{m}");
-        assert!(validate("directory", "/mnt/t2", &json!({})).is_ok());
-    }
 
     #[test]
     fn kept_secrets_and_merges() {
@@ -1093,21 +862,28 @@ mod tests {
     }
 
     #[test]
-    fn reasons_are_classified() {
-        assert_eq!(
-            classify_reason("non-2xx status code: 403 Forbidden"),
-            StorageCheckCode::AccessDenied
-        );
-        // A latency of 403 ms is not a status.
-        assert_eq!(classify_reason("GET … in 403.5ms - boom"), StorageCheckCode::StorageError);
-        assert_eq!(classify_reason("NoSuchBucket"), StorageCheckCode::NotFound);
-        assert_eq!(
-            classify_reason("error sending request: Connection refused"),
-            StorageCheckCode::Unreachable
-        );
-        assert_eq!(
-            classify_reason("GET http://h/b in 454ms, after 3 retries, max_retries: 3, retry_timeout: 20s  - HTTP error: error sending request"),
-            StorageCheckCode::Unreachable
-        );
+    fn classes_map_to_the_api_codes() {
+        assert_eq!(check_code(FailureClass::AuthRejected), StorageCheckCode::AccessDenied);
+        assert_eq!(check_code(FailureClass::PermissionDenied), StorageCheckCode::AccessDenied);
+        assert_eq!(check_code(FailureClass::AddressRefused), StorageCheckCode::NotAllowed);
+        assert_eq!(check_code(FailureClass::Other), StorageCheckCode::StorageError);
+        let e = Tier2Error::Unavailable {
+            backend: "s3",
+            op: "head",
+            location: "s3://b".into(),
+            reason: "non-2xx status code: 503 <Error>secret body</Error>".into(),
+            class: None,
+            http_status: None,
+        };
+        let (code, msg) = classify(&e);
+        assert_eq!(code, StorageCheckCode::StorageError);
+        assert_eq!(msg, "the target answered with an error (HTTP 503)");
+    }
+
+    #[test]
+    fn validation_is_rendered_as_validation_failed() {
+        let e = validate("tape", "x", &json!({})).unwrap_err();
+        assert_eq!(e.message, "kind must be directory, smb, s3 or azure");
+        assert!(validate("directory", "/mnt/t2", &json!({})).is_ok());
     }
 }
