@@ -20,7 +20,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Directories to scan.
     pub roots: Vec<PathBuf>,
-    /// Glob patterns of paths not to scan.
+    /// Globs of paths not to scan, in the rules' dialect (docs/rules.md, "Path globs").
     pub excludes: Vec<String>,
     /// Descend into other file systems below a root.
     pub cross_filesystems: bool,
