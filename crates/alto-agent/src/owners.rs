@@ -87,10 +87,9 @@ fn parse_db(text: &[u8]) -> HashMap<u32, String> {
         let (Some(name), Some(_), Some(id)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let (Ok(name), Some(id)) = (
-            std::str::from_utf8(name),
-            std::str::from_utf8(id).ok().and_then(|u| u.parse().ok()),
-        ) else {
+        let (Ok(name), Some(id)) =
+            (std::str::from_utf8(name), std::str::from_utf8(id).ok().and_then(|u| u.parse().ok()))
+        else {
             continue;
         };
         if name.is_empty() || name.starts_with('#') {

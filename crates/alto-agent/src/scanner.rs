@@ -426,8 +426,7 @@ impl Excludes {
         let patterns = globs
             .iter()
             .map(|g| {
-                Pattern::glob(g)
-                    .map_err(|source| ScanError::Exclude { pattern: g.clone(), source })
+                Pattern::glob(g).map_err(|source| ScanError::Exclude { pattern: g.clone(), source })
             })
             .collect::<Result<_, _>>()?;
         Ok(Excludes { patterns })

@@ -411,7 +411,9 @@ fn scan_excludes_and_rule_globs_agree() {
         }
     }
     // The dialect itself: `*` never crosses `/`, `**` does, a glob without `/` is a name.
-    let m = |glob: &str, path: &str| Excludes::new(&[glob.to_owned()]).unwrap().is_match(path.as_bytes());
+    let m = |glob: &str, path: &str| {
+        Excludes::new(&[glob.to_owned()]).unwrap().is_match(path.as_bytes())
+    };
     assert!(m("/srv/*.iso", "/srv/a.iso"));
     assert!(!m("/srv/*.iso", "/srv/a/x.iso"));
     assert!(m("/srv/**/*.iso", "/srv/a/b/x.iso"));
@@ -445,7 +447,8 @@ fn scan_excludes_skip_what_rules_match() {
     use alto_rules::pattern::Pattern;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap().join("srv");
-    let files = ["x.tmp", "a.iso", "a/x.iso", "a/b/x.iso", "a/b.tmp", "ab/y", "c/node_modules/z.js"];
+    let files =
+        ["x.tmp", "a.iso", "a/x.iso", "a/b/x.iso", "a/b.tmp", "ab/y", "c/node_modules/z.js"];
     for f in files {
         let p = root.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

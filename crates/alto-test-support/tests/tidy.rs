@@ -106,7 +106,8 @@ fn tidy_crate_dependencies_follow_the_layers() {
                 continue;
             }
             if !row.deps.contains(dep) {
-                problems.push(format!("{name} depends on {dep}, which its layer row does not allow"));
+                problems
+                    .push(format!("{name} depends on {dep}, which its layer row does not allow"));
             }
             match table.get(dep) {
                 Some(d) if d.layer < row.layer => {}
@@ -135,7 +136,11 @@ fn tidy_crate_dependencies_follow_the_layers() {
             }
         }
     }
-    assert!(problems.is_empty(), "layering (ARCHITECTURE.md, \"Layers\"):\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "layering (ARCHITECTURE.md, \"Layers\"):\n{}",
+        problems.join("\n")
+    );
 }
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -177,7 +182,11 @@ fn tidy_every_source_file_has_a_module_doc() {
         }
     }
     missing.sort();
-    assert!(missing.is_empty(), "files without a `//!` module doc at the top:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` module doc at the top:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
