@@ -43,9 +43,9 @@ const MAX_SAMPLES: usize = 20;
 pub struct ScanOptions {
     /// Directories to scan. Each root is resolved once; nothing below it is followed.
     pub roots: Vec<PathBuf>,
-    /// Globs in the rules' dialect ([`alto_rules::pattern::Pattern::glob`]: `*` never crosses `/`, a
-    /// glob without `/` matches the name at any depth), matched against absolute paths (names
-    /// that are not UTF-8 in `alto_batch`'s escaped form, as rules see them); a matching
+    /// Globs in the rules' dialect ([`alto_rules::pattern::Pattern::glob`]: `*` never crosses
+    /// `/`, a glob without `/` matches the name at any depth), matched against absolute paths
+    /// (names that are not UTF-8 in `alto_batch`'s escaped form, as rules see them); a matching
     /// directory is not descended.
     pub excludes: Vec<String>,
     /// Descend into directories on other file systems than their root's.
