@@ -20,7 +20,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Directories to scan.
     pub roots: Vec<PathBuf>,
-    /// Glob patterns of paths not to scan.
+    /// Globs of paths not to scan, in the rules' dialect (docs/rules.md, "Path globs").
     pub excludes: Vec<String>,
     /// Descend into other file systems below a root.
     pub cross_filesystems: bool,
@@ -181,6 +181,9 @@ impl AgentConfig {
         if cfg.scan_interval < Duration::from_secs(60) {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));
         }
+        // Refused at start rather than at the first scheduled scan.
+        crate::scanner::Excludes::new(&cfg.excludes)
+            .map_err(|e| ConfigError::Invalid(format!("excludes: {e}")))?;
         Ok(cfg)
     }
 }
@@ -251,6 +254,21 @@ mod tests {
             assert_eq!(cfg.tier2.directory_base, PathBuf::from("/srv/t2"), "nested file");
             jail.set_env("ALTO_AGENT_PART_ROWS", "0");
             assert!(AgentConfig::load(None, &serde_json::json!({})).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
+    fn excludes_are_checked_at_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("ok.toml", "excludes = [\"**/.snapshot\", \"*.tmp\"]\n")?;
+            let none = serde_json::json!({});
+            assert!(AgentConfig::load(Some(Path::new("ok.toml")), &none).is_ok());
+            // Relative with `/`: refused in the rules' dialect.
+            jail.create_file("bad.toml", "excludes = [\"cache/*.tmp\"]\n")?;
+            let err = AgentConfig::load(Some(Path::new("bad.toml")), &none).unwrap_err();
+            assert!(err.to_string().contains("excludes"), "{err}");
             Ok(())
         });
     }

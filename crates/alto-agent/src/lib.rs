@@ -49,6 +49,6 @@ pub mod tier;
 
 pub use owners::Owners;
 pub use scanner::{
-    ErrorKind, ErrorSample, Progress, ScanError, ScanOptions, ScanSummary, Scanner, MAX_PATH,
-    STUB_XATTR,
+    ErrorKind, ErrorSample, Excludes, Progress, ScanError, ScanOptions, ScanSummary, Scanner,
+    MAX_PATH, STUB_XATTR,
 };

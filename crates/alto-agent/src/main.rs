@@ -1,4 +1,9 @@
-//! The `alto-agent` binary.
+//! The `alto-agent` binary: parses the command line, loads the configuration and calls the
+//! library (`scanner`, `daemon`, `tier`, `recall`, `gc`) for each command.
+//!
+//! **Must never:** hold agent logic beyond arguments, configuration and output (what the
+//! commands do lives in the library, where the tests drive it), or print the host credential's
+//! secret.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -391,9 +396,11 @@ struct ScanArgs {
     /// The batch file; its name picks the format: .parquet, .csv, .csv.gz or .csv.zst.
     #[arg(long, short, value_name = "FILE")]
     output: PathBuf,
-    /// Skip paths matching this glob (repeatable). Matched against the whole absolute path,
-    /// where `*` also matches `/` (so `*.tmp` skips every .tmp file and `**/node_modules` every
-    /// node_modules directory). An excluded directory is not descended.
+    /// Skip paths matching this glob (repeatable), in the rules' dialect: `*` and `?` stay
+    /// within one name, `**` crosses directories; a glob without `/` matches the name at any
+    /// depth (`*.tmp` skips every .tmp file, `node_modules` every node_modules directory), one
+    /// with `/` must start with `/` or `**` and match the whole absolute path. An excluded
+    /// directory is not descended. See docs/rules.md, "Path globs".
     #[arg(long = "exclude", value_name = "GLOB")]
     excludes: Vec<String>,
     /// Descend into directories on other file systems.

@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use alto_batch::{BatchError, BatchWriter, ScanRecord};
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use alto_rules::pattern::{Pattern, PatternError};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Statx, StatxFlags, CWD};
 use rustix::io::Errno;
 use serde::Serialize;
@@ -43,7 +43,10 @@ const MAX_SAMPLES: usize = 20;
 pub struct ScanOptions {
     /// Directories to scan. Each root is resolved once; nothing below it is followed.
     pub roots: Vec<PathBuf>,
-    /// Glob patterns matched against absolute paths; a matching directory is not descended.
+    /// Globs in the rules' dialect ([`alto_rules::pattern::Pattern::glob`]: `*` never crosses
+    /// `/`, a glob without `/` matches the name at any depth), matched against absolute paths
+    /// (names that are not UTF-8 in `alto_batch`'s escaped form, as rules see them); a matching
+    /// directory is not descended.
     pub excludes: Vec<String>,
     /// Descend into directories on other file systems than their root's.
     pub cross_filesystems: bool,
@@ -59,7 +62,7 @@ pub enum ScanError {
     #[error("cannot open root {}: {source}", path.display())]
     Root { path: PathBuf, source: std::io::Error },
     #[error("invalid exclude pattern {pattern:?}: {source}")]
-    Exclude { pattern: String, source: globset::Error },
+    Exclude { pattern: String, source: PatternError },
     #[error("cannot write the batch: {0}")]
     Output(#[from] BatchError),
     #[error("cannot start a thread: {0}")]
@@ -276,7 +279,7 @@ impl Queue {
 /// A scan with its roots opened and excludes compiled, ready to [`run`](Scanner::run).
 pub struct Scanner {
     roots: Vec<DirJob>,
-    excludes: Option<GlobSet>,
+    excludes: Excludes,
     cross_filesystems: bool,
     threads: usize,
     owners: Owners,
@@ -309,20 +312,7 @@ impl Scanner {
                 root_dev: dev_of(&st),
             });
         }
-        let excludes = if opts.excludes.is_empty() {
-            None
-        } else {
-            let mut b = GlobSetBuilder::new();
-            for p in &opts.excludes {
-                let g = Glob::new(p)
-                    .map_err(|source| ScanError::Exclude { pattern: p.clone(), source })?;
-                b.add(g);
-            }
-            Some(
-                b.build()
-                    .map_err(|source| ScanError::Exclude { pattern: String::new(), source })?,
-            )
-        };
+        let excludes = Excludes::new(&opts.excludes)?;
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -423,9 +413,46 @@ fn write_all<W: std::io::Write + Send + 'static>(
     Ok(writer.finish()?)
 }
 
+/// Scan excludes: globs compiled by the rules' compiler, so an exclude and a rule with the same
+/// glob agree on every path (see `docs/rules.md`, "Path globs").
+#[derive(Debug, Clone, Default)]
+pub struct Excludes {
+    patterns: Vec<Pattern>,
+}
+
+impl Excludes {
+    /// Compiles `globs`; the first invalid one is the error.
+    pub fn new(globs: &[String]) -> Result<Excludes, ScanError> {
+        let patterns = globs
+            .iter()
+            .map(|g| {
+                Pattern::glob(g).map_err(|source| ScanError::Exclude { pattern: g.clone(), source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Excludes { patterns })
+    }
+
+    /// Whether any glob matches the absolute path `path`. A path that is not UTF-8 is matched
+    /// in `alto_batch`'s escaped form, the text the server stores and rules are evaluated on.
+    pub fn is_match(&self, path: &[u8]) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let escaped;
+        let text = match std::str::from_utf8(path) {
+            Ok(t) => t,
+            Err(_) => {
+                escaped = alto_batch::encode_path(path).0;
+                escaped.as_str()
+            }
+        };
+        self.patterns.iter().any(|p| p.is_match(text))
+    }
+}
+
 struct Walk<'a> {
     queue: Queue,
-    excludes: Option<GlobSet>,
+    excludes: Excludes,
     cross_filesystems: bool,
     owners: Owners,
     progress: &'a Progress,
@@ -466,10 +493,7 @@ impl Walk<'_> {
     }
 
     fn excluded(&self, path: &[u8]) -> bool {
-        match &self.excludes {
-            Some(g) => g.is_match(Path::new(OsStr::from_bytes(path))),
-            None => false,
-        }
+        self.excludes.is_match(path)
     }
 
     fn flush(&self, batch: &mut Vec<ScanRecord>, tx: &SyncSender<Vec<ScanRecord>>) {
@@ -675,7 +699,7 @@ mod tests {
                 cv: Condvar::new(),
                 stop: AtomicBool::new(false),
             },
-            excludes: None,
+            excludes: Excludes::default(),
             cross_filesystems: false,
             owners: Owners::default(),
             progress: &Progress::default(),

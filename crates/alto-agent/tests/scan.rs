@@ -363,3 +363,128 @@ fn other_file_systems_are_skipped_unless_asked() {
     assert_eq!(cross.other_filesystems, 0);
     assert!(cross.directories > stay.directories);
 }
+
+/// Globs with and without `/`, and paths with `/` inside the part `*` would have to cover.
+const GLOBS: &[&str] = &[
+    "*.tmp",
+    "*",
+    "a*b",
+    "node_modules",
+    "**/node_modules",
+    "/srv/*.iso",
+    "/srv/*",
+    "/srv/**",
+    "/srv/**/*.iso",
+    "/srv/**/b/*.iso",
+    "/srv/?/x.iso",
+    "/srv/[ab]/x.iso",
+    "/srv/{a,b}/*",
+    "**/*.iso",
+];
+const PATHS: &[&str] = &[
+    "/srv/x.tmp",
+    "/srv/a/b.tmp",
+    "/srv/a.iso",
+    "/srv/a/x.iso",
+    "/srv/a/b/x.iso",
+    "/srv/b/x.iso",
+    "/srv/ab",
+    "/srv/a/b",
+    "/srv/app/node_modules",
+    "/srv/node_modules/x",
+    "/srv",
+];
+
+#[test]
+fn scan_excludes_and_rule_globs_agree() {
+    use alto_agent::Excludes;
+    use alto_rules::pattern::Pattern;
+    for glob in GLOBS {
+        let rule = Pattern::glob(glob).unwrap();
+        let exclude = Excludes::new(&[(*glob).to_owned()]).unwrap();
+        for path in PATHS {
+            assert_eq!(
+                exclude.is_match(path.as_bytes()),
+                rule.is_match(path),
+                "glob {glob:?} on {path:?}: the scan exclude and the rule disagree"
+            );
+        }
+    }
+    // The dialect itself: `*` never crosses `/`, `**` does, a glob without `/` is a name.
+    let m = |glob: &str, path: &str| {
+        Excludes::new(&[glob.to_owned()]).unwrap().is_match(path.as_bytes())
+    };
+    assert!(m("/srv/*.iso", "/srv/a.iso"));
+    assert!(!m("/srv/*.iso", "/srv/a/x.iso"));
+    assert!(m("/srv/**/*.iso", "/srv/a/b/x.iso"));
+    assert!(m("*.tmp", "/srv/a/b.tmp"));
+    assert!(!m("a*b", "/srv/a/b"));
+    assert!(m("node_modules", "/srv/app/node_modules"));
+    // A relative glob with `/` is refused on both sides.
+    assert!(Pattern::glob("a/*.tmp").is_err());
+    assert!(Excludes::new(&["a/*.tmp".to_owned()]).is_err());
+}
+
+/// Names that are not UTF-8 are matched in the escaped form the server stores and rules see.
+#[test]
+fn scan_excludes_match_escaped_names_like_rules() {
+    use alto_agent::Excludes;
+    use alto_rules::pattern::Pattern;
+    let raw = b"/srv/caf\xe9/r\xe9sum\xe9.tmp";
+    let (text, escaped) = alto_batch::encode_path(raw);
+    assert!(escaped);
+    for glob in ["*.tmp", "/srv/*/*.tmp", "/srv/caf\\\\xe9/**", "/srv/*.tmp"] {
+        let rule = Pattern::glob(glob).unwrap();
+        let exclude = Excludes::new(&[glob.to_owned()]).unwrap();
+        assert_eq!(exclude.is_match(raw), rule.is_match(&text), "glob {glob:?}");
+    }
+}
+
+/// A real scan skips exactly the files a rule with the same glob would match (or that sit below
+/// a directory it matches).
+#[test]
+fn scan_excludes_skip_what_rules_match() {
+    use alto_rules::pattern::Pattern;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap().join("srv");
+    let files =
+        ["x.tmp", "a.iso", "a/x.iso", "a/b/x.iso", "a/b.tmp", "ab/y", "c/node_modules/z.js"];
+    for f in files {
+        let p = root.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"x").unwrap();
+    }
+    let r = root.display().to_string();
+    let globs = [
+        "*.tmp".to_owned(),
+        format!("{r}/*.iso"),
+        format!("{r}/**/*.iso"),
+        format!("{r}/*/x.iso"),
+        "a*b".to_owned(),
+        "node_modules".to_owned(),
+        format!("{r}/a*"),
+    ];
+    for (i, glob) in globs.iter().enumerate() {
+        let (_, rows) = scan_with(&[&root], &[glob], &tmp.path().join(format!("out{i}.csv")));
+        let mut got: Vec<String> =
+            rows.into_iter().map(|r| String::from_utf8(r.path).unwrap()).collect();
+        got.sort();
+        let rule = Pattern::glob(glob).unwrap();
+        let mut want: Vec<String> = files
+            .iter()
+            .map(|f| format!("{r}/{f}"))
+            .filter(|p| {
+                // Excluded if the file or any directory below the root matches.
+                let below = &p[r.len()..];
+                !below
+                    .match_indices('/')
+                    .skip(1)
+                    .map(|(i, _)| &p[..r.len() + i])
+                    .chain([p.as_str()])
+                    .any(|q| rule.is_match(q))
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "glob {glob:?}");
+    }
+}

@@ -1,3 +1,7 @@
+//! Unit tests of the batch formats: round trips through every format, the path encoding, and
+//! the readers' refusal of malformed rows (with their row numbers) and of input that
+//! decompresses past the limit.
+
 use std::io::Cursor;
 
 use proptest::prelude::*;

@@ -161,15 +161,22 @@ fn issue_server_cert(
 }
 
 /// The development CA and server certificate in `dir` (created on first use, 0700), valid for
-/// `names` (host names or IP addresses the agents use) and the loopback names.
-pub fn dev_material(dir: &Path, names: &[String]) -> Result<ServerTls, TlsError> {
+/// `names` (host names or IP addresses the agents use) and the loopback names. `now` dates new
+/// certificates and decides whether the server's is due; callers pass the real time (peers
+/// judge validity by their own wall clocks), tests any time.
+pub fn dev_material(
+    dir: &Path,
+    names: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<ServerTls, TlsError> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
-    let now = OffsetDateTime::now_utc();
+    let now = OffsetDateTime::from_unix_timestamp(now.timestamp())
+        .map_err(|e| TlsError::Invalid { path: dir.to_owned(), reason: format!("time: {e}") })?;
     let (ca_path, ca_key_path) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
     let (cert_path, key_path, names_path) =
         (dir.join("server.pem"), dir.join("server-key.pem"), dir.join("server.names"));
@@ -235,23 +242,44 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
 
+    use alto_model::clock::{Clock, SystemClock};
+
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        SystemClock.now()
+    }
+
     #[test]
     fn dev_ca_is_created_once_and_reissues_the_server_cert_on_new_names() {
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls");
-        let a = dev_material(&tls, &["alto.example".into()]).unwrap();
+        let a = dev_material(&tls, &["alto.example".into()], now()).unwrap();
         for k in ["ca-key.pem", "server-key.pem"] {
             let mode = std::fs::metadata(tls.join(k)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{k}");
         }
-        let b = dev_material(&tls, &["alto.example".into()]).unwrap();
+        let b = dev_material(&tls, &["alto.example".into()], now()).unwrap();
         assert_eq!(a.ca_pem, b.ca_pem);
         assert_eq!(a.cert_pem, b.cert_pem, "same names: reused");
-        let c = dev_material(&tls, &["other.example".into()]).unwrap();
+        let c = dev_material(&tls, &["other.example".into()], now()).unwrap();
         assert_eq!(a.ca_pem, c.ca_pem, "the CA stays");
         assert_ne!(a.cert_pem, c.cert_pem, "new names: re-issued");
         assert!(format!("{c:?}").contains("redacted"));
         assert!(!format!("{c:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn dev_server_cert_is_reissued_within_30_days_of_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        let t0 = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let a = dev_material(&tls, &["alto.example".into()], t0).unwrap();
+        let later = t0 + chrono::Duration::days(2 * 365 - 31);
+        let b = dev_material(&tls, &["alto.example".into()], later).unwrap();
+        assert_eq!(a.cert_pem, b.cert_pem, "not yet due");
+        let due = t0 + chrono::Duration::days(2 * 365 - 29);
+        let c = dev_material(&tls, &["alto.example".into()], due).unwrap();
+        assert_eq!(a.ca_pem, c.ca_pem, "the CA stays");
+        assert_ne!(a.cert_pem, c.cert_pem, "due: re-issued");
     }
 
     #[test]

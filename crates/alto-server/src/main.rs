@@ -1,4 +1,8 @@
-//! `alto-server`: the Alto management server.
+//! `alto-server`: the Alto management server. Parses the command line, layers the
+//! configuration and runs [`alto_server::Application`] until SIGTERM or Ctrl-C.
+//!
+//! **Must never:** hold server logic (everything is in the library, where `TestApp` runs it),
+//! or print a secret other than the bootstrap administrator's generated first password.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -86,7 +86,10 @@ fn link_tls(cfg: &Config) -> Result<alto_link::tls::ServerTls, StartupError> {
     if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         names.push(h.trim().to_owned());
     }
-    Ok(alto_link::tls::dev_material(&cfg.tls_dir(), &names)?)
+    // Certificates are dated by the real clock, not the application's: agents check their
+    // validity against their own wall clocks, whatever time a test's `FakeClock` shows.
+    let now = alto_model::SystemClock.now();
+    Ok(alto_link::tls::dev_material(&cfg.tls_dir(), &names, now)?)
 }
 
 fn prepare_data_dir(path: &Path) -> Result<(), StartupError> {
