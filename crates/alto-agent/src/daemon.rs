@@ -266,6 +266,13 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
     let credential = crate::state::SharedCredential::new(id.credential.clone());
     let host = crate::state::HostClient::shared(base.clone(), credential.clone());
     let spool = Spool::open(&cfg.state_dir)?;
+    // The executor, reporting through whichever transport runs the jobs.
+    let (host_id, tenant_id) = (id.host_id, id.tenant_id);
+    let executor = |reporter: std::sync::Arc<dyn crate::job::Reporter>| {
+        let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
+        opts.parallel = cfg.tier_parallel_files;
+        TierExecutor::new(reporter, opts, host_id, tenant_id, cancel.clone())
+    };
     let tier = match link_params(&cfg, &mut id, &host.get(), &credential).await {
         Some(params) => {
             tracing::info!(url = %params.url, "tiering jobs come over the agent link");
@@ -276,29 +283,13 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
                 tx,
                 cancel.clone(),
             );
-            let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
-            opts.parallel = cfg.tier_parallel_files;
-            let exec = TierExecutor::new(
-                std::sync::Arc::new(link.clone()),
-                opts,
-                id.host_id,
-                id.tenant_id,
-                cancel.clone(),
-            );
+            let exec = executor(std::sync::Arc::new(link.clone()));
             tokio::spawn(crate::link::worker(exec, link, rx, cancel.clone()))
         }
         None => {
             tracing::info!("no agent link: polling the REST API for tiering jobs");
             let api = ServerApi::shared(host.clone());
-            let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
-            opts.parallel = cfg.tier_parallel_files;
-            let exec = TierExecutor::new(
-                std::sync::Arc::new(api.clone()),
-                opts,
-                id.host_id,
-                id.tenant_id,
-                cancel.clone(),
-            );
+            let exec = executor(std::sync::Arc::new(api.clone()));
             tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()))
         }
     };
