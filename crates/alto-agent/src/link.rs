@@ -229,33 +229,34 @@ async fn run(
     connected: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff =
+        crate::retry::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut first = true;
     while !cancel.is_cancelled() {
         let res = session(&inner, &params, &events, &connected, first, &cancel).await;
         *inner.out.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let _ = connected.send(false);
         inner.fail_pending("the agent link broke");
+        if matches!(res, Ok(true)) {
+            first = false;
+            backoff.reset();
+        }
+        let delay = backoff.failed();
         match res {
-            Ok(welcomed) => {
-                if welcomed {
-                    first = false;
-                    backoff = Duration::from_millis(500);
-                }
+            Ok(_) => {
                 if !cancel.is_cancelled() {
                     tracing::info!("agent link stream ended; reconnecting");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, url = %params.url,
+            Err(e) => tracing::warn!(error = %e, retry_in = ?delay, url = %params.url,
                 "agent link unavailable"),
         }
         // Jitter so that a restarted server is not hit by every agent at once.
-        let jitter = Duration::from_millis(rand_millis(backoff.as_millis() as u64 / 4 + 1));
+        let jitter = Duration::from_millis(rand_millis(delay.as_millis() as u64 / 4 + 1));
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = tokio::time::sleep(delay + jitter) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

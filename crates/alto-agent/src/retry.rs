@@ -4,7 +4,7 @@
 //! * An operation retried in place (a spooled part's upload) uses [`backon::Retryable`] with
 //!   a builder from here ([`attempts`]).
 //! * A loop that keeps going and only waits longer after each failure (spool draining,
-//!   credential rotation) holds a [`Backoff`]: [`Backoff::failed`] gives the next delay,
+//!   credential rotation, the link's reconnects, the polling tier worker) holds a [`Backoff`]: [`Backoff::failed`] gives the next delay,
 //!   [`Backoff::reset`] starts again from the minimum after a success.
 
 use std::time::Duration;

@@ -66,11 +66,11 @@ pub async fn worker(
     poll: Duration,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = crate::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
     loop {
         let wait = match run_pass(&exec, &source).await {
             Ok(s) => {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
                 if !s.jobs.is_empty() {
                     tracing::info!(
                         jobs = s.jobs.len(),
@@ -84,10 +84,9 @@ pub async fn worker(
                 poll
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "tiering pass stopped");
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(300));
-                w.min(poll.max(Duration::from_secs(1)))
+                let w = backoff.failed().min(poll.max(Duration::from_secs(1)));
+                tracing::warn!(error = %e, retry_in = ?w, "tiering pass stopped");
+                w
             }
         };
         tokio::select! {
