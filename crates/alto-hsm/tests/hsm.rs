@@ -23,6 +23,16 @@ fn root() -> bool {
     alto_test_services::require_root("fanotify groups, loop and bind mounts")
 }
 
+/// A fresh ext4 mount holding one stub (`stub`), with a group marking the file system.
+fn marked_stub(mounts: &mut Mounts) -> (PathBuf, HsmGroup) {
+    let mnt = mounts.ext4();
+    let stub = mnt.join("stub");
+    make_stub(&stub, &content(STUB_SIZE));
+    let group = HsmGroup::new().expect("group");
+    group.mark_filesystem(&mnt).expect("mark ext4");
+    (stub, group)
+}
+
 fn run(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
         panic!(
@@ -208,12 +218,7 @@ fn deny_eio_fails_the_read_with_eio() {
         return;
     }
     let mut mounts = Mounts::new();
-    let mnt = mounts.ext4();
-    let stub = mnt.join("stub");
-    make_stub(&stub, &content(STUB_SIZE));
-
-    let group = HsmGroup::new().expect("group");
-    group.mark_filesystem(&mnt).expect("mark ext4");
+    let (stub, group) = marked_stub(&mut mounts);
     let mut reader = group.reader();
 
     let rx = spawn_read(&stub, 20_000, 100);
@@ -228,12 +233,7 @@ fn dropped_unanswered_event_denies_with_eio() {
         return;
     }
     let mut mounts = Mounts::new();
-    let mnt = mounts.ext4();
-    let stub = mnt.join("stub");
-    make_stub(&stub, &content(STUB_SIZE));
-
-    let group = HsmGroup::new().expect("group");
-    group.mark_filesystem(&mnt).expect("mark ext4");
+    let (stub, group) = marked_stub(&mut mounts);
     let mut reader = group.reader();
 
     let rx = spawn_read(&stub, 0, 100);
@@ -353,12 +353,7 @@ fn truncate_of_a_stub_raises_an_event_at_the_new_size() {
         return;
     }
     let mut mounts = Mounts::new();
-    let mnt = mounts.ext4();
-    let stub = mnt.join("stub");
-    make_stub(&stub, &content(STUB_SIZE));
-
-    let group = HsmGroup::new().expect("group");
-    group.mark_filesystem(&mnt).expect("mark ext4");
+    let (stub, group) = marked_stub(&mut mounts);
     let mut reader = group.reader();
 
     for (size, expected) in [
