@@ -187,25 +187,14 @@ pub(super) async fn heartbeat(
         now,
     )
     .await?;
-    if prev != "online" {
-        let e = audit::entry(
-            state.now(),
-            Some(host.customer_id),
-            &host.actor(),
-            "host.online",
-            Some(("host", host.host_id.to_string())),
-            "success",
-            serde_json::json!({ "previous": prev, "agent_version": req.agent_version }),
-        );
-        audit::record(&mut tx, &e).await?;
-        crate::events::publish(
-            &mut tx,
-            &serde_json::json!({
-            "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
-            "status": "online", "previous": prev }),
-        )
-        .await?;
-    }
+    crate::services::host_monitor::announce_online(
+        &mut tx,
+        &host,
+        &prev,
+        now,
+        serde_json::json!({ "agent_version": req.agent_version }),
+    )
+    .await?;
     tx.commit().await?;
     metrics::counter!("alto_agent_heartbeats_total").increment(1);
     Ok(Json(HeartbeatResponse {

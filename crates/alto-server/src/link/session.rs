@@ -220,25 +220,14 @@ impl LinkService {
         let prev =
             alto_db::hosts::seen(&mut tx, host.customer_id.0, host.host_id, ip.as_deref(), now)
                 .await?;
-        if prev != "online" {
-            let e = crate::audit::entry(
-                now,
-                Some(host.customer_id),
-                &host.actor(),
-                "host.online",
-                Some(("host", host.host_id.to_string())),
-                "success",
-                serde_json::json!({ "previous": prev, "via": "link" }),
-            );
-            crate::audit::record(&mut tx, &e).await?;
-            crate::events::publish(
-                &mut tx,
-                &serde_json::json!({
-                "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
-                "status": "online", "previous": prev }),
-            )
-            .await?;
-        }
+        crate::services::host_monitor::announce_online(
+            &mut tx,
+            host,
+            &prev,
+            now,
+            serde_json::json!({ "via": "link" }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -45,6 +45,41 @@ pub async fn sweep(state: &AppState) -> Result<usize, alto_db::DbError> {
     Ok(gone.len())
 }
 
+/// Records, in the transaction that saw it, that a host whose status was `previous` is
+/// online again: the `host.online` audit entry (with `details`) and the `host_status` event.
+/// Nothing when it was online already. Both ways an agent shows it is alive (a REST
+/// heartbeat, the link) use it.
+pub async fn announce_online(
+    tx: &mut alto_db::Tx,
+    host: &crate::principal::Host,
+    previous: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    details: serde_json::Value,
+) -> Result<(), alto_db::DbError> {
+    if previous == "online" {
+        return Ok(());
+    }
+    let mut details = details;
+    details["previous"] = previous.into();
+    let e = audit::entry(
+        now,
+        Some(host.customer_id),
+        &host.actor(),
+        "host.online",
+        Some(("host", host.host_id.to_string())),
+        "success",
+        details,
+    );
+    audit::record(tx, &e).await?;
+    crate::events::publish(
+        tx,
+        &serde_json::json!({
+        "type": "host_status", "customer_id": host.customer_id, "host_id": host.host_id,
+        "status": "online", "previous": previous }),
+    )
+    .await
+}
+
 /// The host monitor worker: one sweep every `interval`.
 pub fn worker(interval: Duration) -> Worker<AppState> {
     Worker::new("host-monitor", Mode::Periodic, interval, |state: AppState, _| async move {
