@@ -25,13 +25,6 @@ struct ClaimResp {
     jobs: Vec<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct RecalledReq<'a> {
-    path: &'a str,
-    path_escaped: bool,
-    sha256: &'a str,
-}
-
 /// The server's tiering endpoints over HTTP, with the host credential.
 #[derive(Debug, Clone)]
 pub struct ServerApi {
@@ -126,15 +119,9 @@ impl ServerApi {
         Ok(r.states)
     }
 
-    /// `POST /agent/recalled`: the stub at `path` (scan-batch spelling) is whole again.
-    pub async fn recalled(
-        &self,
-        path: &str,
-        path_escaped: bool,
-        sha256: &str,
-    ) -> Result<(), ReportError> {
-        let _: serde_json::Value =
-            self.post("/agent/recalled", &RecalledReq { path, path_escaped, sha256 }).await?;
+    /// `POST /agent/recalled`: one recall's result (the stub came back, or why not).
+    pub async fn recalled(&self, report: &alto_api_types::Recalled) -> Result<(), ReportError> {
+        let _: serde_json::Value = self.post("/agent/recalled", report).await?;
         Ok(())
     }
 }

@@ -334,6 +334,7 @@ async fn heartbeat_loop(
             os: os_name(),
             hostname: Some(hostname()),
             volumes: last_volumes.clone(),
+            on_access: None,
         };
         match host.get().heartbeat(&req).await {
             Ok(r) => every = Duration::from_secs(r.heartbeat_interval_seconds.clamp(1, 3600)),

@@ -325,8 +325,19 @@ fn recall(a: &RecallArgs) -> anyhow::Result<()> {
                 recalled += 1;
                 bytes += r.size;
                 println!("recalled     {} ({} bytes)", p.display(), r.size);
-                let (path, escaped) = alto_agent::recall::inventory_path(p);
-                if let Err(e) = rt.block_on(api.recalled(&path, escaped, &r.sha256)) {
+                let (path, path_escaped) = alto_agent::recall::inventory_path(p);
+                let report = alto_api_types::Recalled {
+                    path,
+                    path_escaped,
+                    sha256: r.sha256.clone(),
+                    trigger: alto_api_types::RecallTrigger::Explicit,
+                    outcome: alto_api_types::RecallOutcome::Recalled,
+                    error: None,
+                    process: None,
+                    bytes: r.size,
+                    duration_ms: None,
+                };
+                if let Err(e) = rt.block_on(api.recalled(&report)) {
                     unreported += 1;
                     eprintln!(
                         "warning: {}: recalled, but the server was not told: {e}",

@@ -380,6 +380,7 @@ async fn rotation_proposals_are_checked() {
         os: None,
         hostname: None,
         volumes: vec![],
+        on_access: None,
     };
     hb.heartbeat(&req).await.unwrap();
 }

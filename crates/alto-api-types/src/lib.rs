@@ -301,6 +301,41 @@ pub struct HeartbeatRequest {
     pub hostname: Option<String>,
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// Whether stubs on this host come back on access (absent: an agent that does not say).
+    #[serde(default)]
+    pub on_access: Option<OnAccessStatus>,
+}
+
+/// Transparent (on-access) recall on one host, as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OnAccessStatus {
+    /// `active` (every managed file system is marked), `partial` (some are not, see
+    /// `filesystems`), `unsupported` (kernel or file systems lack pre-content events) or
+    /// `disabled` (turned off in the agent's configuration).
+    pub state: String,
+    /// Why it is not `active`, in one line.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Whether pending accesses survive an agent restart (the event group is held outside
+    /// the agent process).
+    #[serde(default)]
+    pub survives_restart: bool,
+    /// Per managed file system.
+    #[serde(default)]
+    pub filesystems: Vec<OnAccessFs>,
+}
+
+/// On-access recall on one managed file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OnAccessFs {
+    /// The managed path (a scan root) on this file system.
+    pub path: String,
+    #[serde(default)]
+    pub fs_type: Option<String>,
+    /// `marked`, or why not: `unsupported_filesystem`, `unsupported_kernel`, `error`.
+    pub state: String,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -318,13 +318,102 @@ pub struct SetHostGroups {
 
 // --- Execution (agents) and the stub registry ------------------------------------------------
 
+/// An agent's report of one recall (`POST /agent/recalled`): a stub came back, or could not.
+/// Older agents send only `path`, `path_escaped` and `sha256` (an explicit, successful recall).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Recalled {
     pub path: String,
     #[serde(default)]
     pub path_escaped: bool,
+    /// SHA-256 of the content the stub stands for (the stub attribute's).
     pub sha256: String,
+    /// What started the recall.
+    #[serde(default)]
+    pub trigger: RecallTrigger,
+    /// Whether the content came back.
+    #[serde(default)]
+    pub outcome: RecallOutcome,
+    /// For a failed or denied recall: why, in one line (never remote response bodies).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Who caused an on-access recall (absent for explicit and job recalls).
+    #[serde(default)]
+    pub process: Option<RecallProcess>,
+    /// Bytes brought back (the file's size on success, 0 otherwise).
+    #[serde(default)]
+    pub bytes: u64,
+    /// Time from the access (or the start of the recall) to the answer, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// What started a recall. Also its priority: on-access before manual before scheduled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecallTrigger {
+    /// A program opened and read (wrote, mapped, truncated) a stub.
+    OnAccess,
+    /// `alto-agent recall PATH` on the host.
+    #[default]
+    Explicit,
+    /// A recall job (API, `altoctl recall`, a scheduled restoration rule).
+    Job,
+}
+
+impl RecallTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecallTrigger::OnAccess => "on_access",
+            RecallTrigger::Explicit => "explicit",
+            RecallTrigger::Job => "job",
+        }
+    }
+}
+
+/// Whether a recall brought the content back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecallOutcome {
+    /// The content is back, verified; the file is whole and no longer a stub.
+    #[default]
+    Recalled,
+    /// The content could not be brought back (tier-2 down, object missing, hash wrong); the
+    /// reader got an error, never zeros, and the file is still a stub.
+    Failed,
+    /// A policy refused the recall (a denied program, a rate limit); the reader got an error.
+    Denied,
+    /// The stub had been truncated or replaced (`open(O_TRUNC)` raises no event): the file is
+    /// an ordinary file now and the registry entry is released (the object is kept for the
+    /// retention window, then collected).
+    Replaced,
+}
+
+impl RecallOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecallOutcome::Recalled => "recalled",
+            RecallOutcome::Failed => "failed",
+            RecallOutcome::Denied => "denied",
+            RecallOutcome::Replaced => "replaced",
+        }
+    }
+}
+
+/// The process behind an on-access recall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecallProcess {
+    pub pid: i32,
+    /// Executable path (`/proc/<pid>/exe`), when it could be read.
+    #[serde(default)]
+    pub exe: Option<String>,
+    /// Real user id of the process.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// The user name for `uid` from the host's name service.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// One stub-registry entry.

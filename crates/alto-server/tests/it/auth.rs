@@ -217,6 +217,7 @@ async fn a_suspended_tenant_is_locked_out_until_reactivated() {
         os: None,
         hostname: None,
         volumes: vec![],
+        on_access: None,
     };
     agent.heartbeat(&hb).await.unwrap();
     let upd = |s: &str| alto_api_types::UpdateTenant { name: None, status: Some(s.into()) };

@@ -66,6 +66,7 @@ async fn events_are_tenant_scoped_and_need_authentication() {
             os: None,
             hostname: None,
             volumes: vec![],
+            on_access: None,
         })
         .await
         .unwrap();

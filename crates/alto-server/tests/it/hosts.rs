@@ -25,6 +25,7 @@ fn hb(v: &str) -> HeartbeatRequest {
             total_bytes: 1000,
             free_bytes: 250,
         }],
+        on_access: None,
     }
 }
 

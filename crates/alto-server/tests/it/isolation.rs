@@ -219,6 +219,7 @@ async fn host_credentials_reach_only_their_own_host() {
             os: None,
             hostname: None,
             volumes: vec![],
+            on_access: None,
         })
         .await
         .unwrap();

@@ -530,6 +530,7 @@ async fn watermark_and_schedule_triggers() {
                 total_bytes: 1_000_000_000,
                 free_bytes: 50_000_000,
             }],
+            on_access: None,
         })
         .await
         .unwrap();
