@@ -84,6 +84,7 @@ mod stub;
 
 pub use attr::{AttrError, StubAttr, StubState, STUB_ATTR_VERSION, STUB_XATTR};
 pub use stub::{
-    convert_to_stub, identity, is_sparse_stub_layout, read_attr, recall, recall_file, reconcile,
-    FileIdentity, Reconciled, StubError, StubOutcome, STUB_HEAD,
+    convert_to_stub, convert_to_stub_with, identity, is_sparse_stub_layout, read_attr, recall,
+    recall_file, reconcile, release_replaced, stub_status, FileIdentity, Reconciled, StubError,
+    StubOutcome, StubStatus, STUB_HEAD,
 };

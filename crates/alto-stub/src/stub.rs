@@ -319,6 +319,20 @@ pub fn convert_to_stub(
     expected: &FileIdentity,
     attr: &StubAttr,
 ) -> Result<StubOutcome, StubError> {
+    convert_to_stub_with(path, expected, attr, &mut |_| Ok(()))
+}
+
+/// [`convert_to_stub`] with a step of the caller's run under the lease, after the attribute
+/// says `stubbing` and before the hole is punched: the agent removes the file's on-access
+/// ignore mark there (no other descriptor can exist, and the event handler never ignores a
+/// file that has an attribute, so nothing can put the mark back before the punch). An error
+/// from `before_punch` undoes the attribute and changes nothing else.
+pub fn convert_to_stub_with(
+    path: &Path,
+    expected: &FileIdentity,
+    attr: &StubAttr,
+    before_punch: &mut dyn FnMut(&File) -> io::Result<()>,
+) -> Result<StubOutcome, StubError> {
     attr.validate()?;
     if attr.size != expected.size {
         return Err(StubError::AttrMismatch("size differs from the expected identity"));
@@ -360,6 +374,12 @@ pub fn convert_to_stub(
             remove_attr(&file)?;
             return Err(StubError::InUse);
         }
+    }
+    if let Err(e) = before_punch(&file) {
+        if !resuming {
+            remove_attr(&file)?;
+        }
+        return Err(StubError::Io { op: "before punch", source: e });
     }
     let punched = match punch_tail(&file, m.size) {
         Ok(p) => p,
@@ -423,7 +443,10 @@ pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> 
     if attr.state == StubState::Stubbing {
         return Err(StubError::BadState { state: attr.state, op: "recall" });
     }
-    if m.size != attr.size || m.mtime_ns != attr.mtime_ns {
+    // An interrupted recall (`recalling`) wrote part of the tail, which moved mtime; its
+    // size still says whether someone else changed the file.
+    let mtime_ok = m.mtime_ns == attr.mtime_ns || attr.state == StubState::Recalling;
+    if m.size != attr.size || !mtime_ok {
         return Err(StubError::StaleStub {
             attr_size: attr.size,
             attr_mtime_ns: attr.mtime_ns,
@@ -452,7 +475,7 @@ pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> 
     }
     file.write_all_at(&head, 0).map_err(std_err("pwrite"))?;
     rustix::fs::fdatasync(file).map_err(io_err("fdatasync"))?;
-    set_times(file, m.atime, m.mtime)?;
+    set_times(file, m.atime, timespec_of(attr.mtime_ns))?;
     remove_attr(file)?;
     fsync(file)
 }
@@ -499,7 +522,7 @@ fn stream_tail(
 
 fn rollback_to_stub(file: &File, attr: &StubAttr, m: &Meta) -> Result<(), StubError> {
     punch_tail(file, attr.size).map_err(io_err("fallocate(PUNCH_HOLE)"))?;
-    set_times(file, m.atime, m.mtime)?;
+    set_times(file, m.atime, timespec_of(attr.mtime_ns))?;
     set_attr(file, &attr.with_state(StubState::Stubbed), XattrFlags::REPLACE)?;
     fsync(file)
 }
@@ -603,6 +626,57 @@ pub fn reconcile(path: &Path) -> Result<Reconciled, StubError> {
     fsync(&file)?;
     lease.release().map_err(std_err("release lease"))?;
     Ok(outcome)
+}
+
+/// What an open file is, as the on-access handler needs to know before it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StubStatus {
+    /// No stub attribute: an ordinary, whole file.
+    NotAStub,
+    /// A stub (`stubbed`, or `recalling` after an interrupted recall) whose size and mtime
+    /// still match its attribute: its content must be recalled before any access.
+    Stub(StubAttr),
+    /// A `stubbed` attribute on a file whose size or mtime no longer match: it was truncated
+    /// or replaced (`open(O_TRUNC)` raises no event) and now holds other content. Release it
+    /// with [`release_replaced`].
+    Replaced(StubAttr),
+    /// `stubbing`: a conversion was interrupted (the agent crashed); [`reconcile`] decides.
+    Converting(StubAttr),
+}
+
+/// Reads the stub attribute and size/mtime of an open file (e.g. a fanotify event's
+/// descriptor) and says what it is. Changes nothing.
+pub fn stub_status(file: &File) -> Result<StubStatus, StubError> {
+    let Some(attr) = get_attr(file)? else {
+        return Ok(StubStatus::NotAStub);
+    };
+    let m = fstat(file)?;
+    Ok(match attr.state {
+        StubState::Stubbing => StubStatus::Converting(attr),
+        StubState::Recalling if m.size == attr.size => StubStatus::Stub(attr),
+        StubState::Stubbed if m.size == attr.size && m.mtime_ns == attr.mtime_ns => {
+            StubStatus::Stub(attr)
+        }
+        _ => StubStatus::Replaced(attr),
+    })
+}
+
+/// Removes the stub attribute of a file that [`stub_status`] found [`StubStatus::Replaced`],
+/// after checking again that it still is: its content is no longer the object's, so the
+/// attribute would only make a later recall overwrite new data. Returns the attribute (the
+/// object it names is the caller's to release). Nothing else changes.
+pub fn release_replaced(file: &File) -> Result<StubAttr, StubError> {
+    match stub_status(file)? {
+        StubStatus::Replaced(attr) => {
+            remove_attr(file)?;
+            fsync(file)?;
+            Ok(attr)
+        }
+        StubStatus::NotAStub => Err(StubError::NotAStub),
+        StubStatus::Stub(a) | StubStatus::Converting(a) => {
+            Err(StubError::BadState { state: a.state, op: "release as replaced" })
+        }
+    }
 }
 
 /// Whether the blocks allocated to the regular file at `path` are consistent with a stub:

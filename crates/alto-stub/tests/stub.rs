@@ -6,13 +6,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt as _, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use alto_stub::{
-    convert_to_stub, identity, is_sparse_stub_layout, read_attr, recall, reconcile, AttrError,
-    FileIdentity, Reconciled, StubAttr, StubError, StubState, STUB_XATTR,
+    convert_to_stub, convert_to_stub_with, identity, is_sparse_stub_layout, read_attr, recall,
+    recall_file, reconcile, release_replaced, stub_status, AttrError, FileIdentity, Reconciled,
+    StubAttr, StubError, StubState, StubStatus, STUB_XATTR,
 };
 use rustix::fs::{AtFlags, FallocateFlags, Mode, OFlags, StatxFlags, Timespec, Timestamps, CWD};
 use sha2::{Digest, Sha256};
@@ -679,4 +680,74 @@ fn tier_stub_recall_end_to_end() {
     assert_eq!(read_noatime(&p), content);
     assert_eq!(read_attr(&p).unwrap(), None);
     assert_eq!(snap(&p).mtime, (MTIME.tv_sec, MTIME.tv_nsec as u32));
+}
+
+/// What the on-access handler relies on: the status of an open descriptor, releasing a stub
+/// that was replaced behind its back, resuming an interrupted recall on the same descriptor,
+/// and a conversion whose caller step fails changing nothing.
+#[test]
+fn status_release_resume_and_the_caller_step() {
+    if !root() {
+        return;
+    }
+    let dir = tmp();
+    let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p).unwrap();
+
+    let plain = make_file(dir.path(), "plain", b"plain");
+    assert_eq!(stub_status(&open(&plain)).unwrap(), StubStatus::NotAStub);
+
+    let sub = dir.path().join("a");
+    fs::create_dir(&sub).unwrap();
+    let (p, content, attr) = stubbed_file(&sub);
+    let before = snap(&p);
+    assert_eq!(stub_status(&open(&p)).unwrap(), StubStatus::Stub(attr.clone()));
+    assert!(matches!(release_replaced(&open(&p)), Err(StubError::BadState { .. })));
+
+    // Interrupted recall: `recalling`, part of the tail written (mtime moved). Resuming on a
+    // descriptor finishes it and puts the original mtime back.
+    set_raw_attr(&p, &attr.with_state(StubState::Recalling));
+    open(&p).write_all_at(&content[8192..100_000], 8192).unwrap();
+    assert_ne!(snap(&p).mtime, before.mtime);
+    let f = open(&p);
+    assert_eq!(stub_status(&f).unwrap(), StubStatus::Stub(attr.with_state(StubState::Recalling)));
+    recall_file(&f, &content[..]).unwrap();
+    drop(f);
+    assert_eq!(read_noatime(&p), content);
+    assert_eq!(raw_attr(&p), None);
+    assert_eq!(snap(&p).mtime, before.mtime);
+
+    // Replaced with `>` (O_TRUNC raises no event): released, the new bytes untouched.
+    let sub = dir.path().join("b");
+    fs::create_dir(&sub).unwrap();
+    let (p, _, attr) = stubbed_file(&sub);
+    fs::write(&p, b"new").unwrap();
+    assert_eq!(stub_status(&open(&p)).unwrap(), StubStatus::Replaced(attr.clone()));
+    assert_eq!(release_replaced(&open(&p)).unwrap(), attr);
+    assert_eq!(raw_attr(&p), None);
+    assert_eq!(fs::read(&p).unwrap(), b"new");
+    assert!(matches!(release_replaced(&open(&p)), Err(StubError::NotAStub)));
+
+    // The caller's step runs under the lease with `stubbing` set; its failure undoes it.
+    let content = random(MIB);
+    let p = make_file(dir.path(), "c", &content);
+    let attr = attr_for(&content);
+    let id = identity(&p).unwrap();
+    let mut seen = None;
+    let err = convert_to_stub_with(&p, &id, &attr, &mut |f| {
+        seen = Some(stub_status(f).unwrap());
+        Err(io::Error::other("no"))
+    })
+    .unwrap_err();
+    assert!(matches!(err, StubError::Io { op: "before punch", .. }), "{err:?}");
+    assert_eq!(seen, Some(StubStatus::Converting(attr.with_state(StubState::Stubbing))));
+    assert_eq!(raw_attr(&p), None);
+    assert_eq!(read_noatime(&p), content);
+    let mut ran = false;
+    convert_to_stub_with(&p, &id, &attr, &mut |_| {
+        ran = true;
+        Ok(())
+    })
+    .unwrap();
+    assert!(ran);
+    assert!(is_sparse_stub_layout(&p).unwrap());
 }
