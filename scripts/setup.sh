@@ -10,7 +10,7 @@
 #     setpriv): the test that verifies deploy/systemd/alto-agent.service and runs the agent
 #     inside its sandbox; util-linux's mount also loop- and bind-mounts in alto-hsm's tests.
 #   - e2fsprogs (mkfs.ext4): alto-hsm's tests build an ext4 image (tmpfs has no fanotify
-#     pre-content events).
+#     pre-content events); xfsprogs (mkfs.xfs): the on-access tests run on xfs too.
 # The Rust toolchain itself (cargo, rustc) must already be installed.
 set -euo pipefail
 
@@ -34,6 +34,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 { command -v unshare && command -v setpriv; } >/dev/null 2>&1 || missing+=(util-linux)
 command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || missing+=(xfsprogs)
 
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"

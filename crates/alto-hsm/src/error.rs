@@ -51,4 +51,25 @@ pub enum HsmError {
         #[source]
         source: io::Error,
     },
+    /// The descriptor handed over is not a fanotify group.
+    #[error("descriptor is not a fanotify group: {0}")]
+    NotAGroup(String),
+    /// Taking the group from its holder process failed (`pidfd_open`/`pidfd_getfd`: the
+    /// holder is gone, or this process may not ptrace it).
+    #[error("taking the fanotify group from process {pid} failed: {source}")]
+    Adopt {
+        pid: i32,
+        #[source]
+        source: io::Error,
+    },
+    /// A file handle could not be made or opened.
+    #[error("file handle ({op}): {source}")]
+    Handle {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The private mount namespace could not be set up.
+    #[error("private mount namespace: {0}")]
+    Namespace(String),
 }

@@ -94,6 +94,13 @@ impl Event {
         self.mask
     }
 
+    /// The event's descriptor number in this process: what the kernel matches the answer by,
+    /// and what a journal records so a restarted owner can answer the event
+    /// ([`crate::HsmGroup::answer_orphan`]) if this process dies first.
+    pub fn raw_fd(&self) -> i32 {
+        self.file().as_raw_fd()
+    }
+
     /// The thread id of the accessing thread (the group reports tids, `FAN_REPORT_TID`).
     pub fn tid(&self) -> i32 {
         self.pid

@@ -2,14 +2,14 @@
 //! loop's buffer, turning records into owned, must-answer [`Event`]s).
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{HsmError, UnsupportedReason};
-use crate::event::Event;
+use crate::event::{DenyErrno, Event};
 use crate::parse::parse;
 use crate::sys::{self, FAN_PRE_ACCESS};
 
@@ -38,6 +38,38 @@ impl HsmGroup {
         let event_f_flags = (libc::O_RDWR | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32;
         let fd = sys::init(flags, event_f_flags).map_err(HsmError::Init)?;
         Ok(HsmGroup { fd: Arc::new(fd) })
+    }
+
+    /// Adopts a group descriptor handed over by another process (a holder, the systemd FD
+    /// store, `SCM_RIGHTS`). Refuses any descriptor that is not a fanotify group.
+    pub fn adopt(fd: OwnedFd) -> Result<Self, HsmError> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| HsmError::NotAGroup(e.to_string()))?;
+        if link.as_os_str() != "anon_inode:[fanotify]" {
+            return Err(HsmError::NotAGroup(link.display().to_string()));
+        }
+        Ok(HsmGroup { fd: Arc::new(fd) })
+    }
+
+    /// Takes the group held as descriptor `fd` by process `pid` (`pidfd_getfd`; needs
+    /// `CAP_SYS_PTRACE` over it). Events that process read but did not answer stay pending
+    /// and can be answered with [`HsmGroup::answer_orphan`].
+    pub fn from_process(pid: i32, fd: i32) -> Result<Self, HsmError> {
+        let fd = sys::take_fd_of(pid, fd).map_err(|source| HsmError::Adopt { pid, source })?;
+        Self::adopt(fd)
+    }
+
+    /// Answers an event that an earlier owner of this group read but never answered (it
+    /// crashed), by the descriptor number that owner had for it: allow (`None`) or deny.
+    /// `Ok(false)` when no pending event has that number. Call this for every orphan
+    /// **before** reading new events: numbers of new events could collide with them.
+    pub fn answer_orphan(&self, fd: i32, deny: Option<DenyErrno>) -> Result<bool, HsmError> {
+        let response = deny.map_or(libc::FAN_ALLOW, DenyErrno::response);
+        match sys::respond(self.fd.as_fd(), fd, response) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(source) => Err(HsmError::Respond { response, fallback_ok: false, source }),
+        }
     }
 
     /// A reader with its own buffer. Several readers of one group are allowed.
@@ -136,6 +168,51 @@ impl AsFd for HsmGroup {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// A file handle (`name_to_handle_at`): names an inode on its file system independently of
+/// paths and descriptors, so a journal can name the file of a pending event and a restarted
+/// process can open it again (`open_by_handle_at`, through a mount that carries an ignore
+/// mark so the open raises no events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileHandle {
+    pub handle_type: i32,
+    pub bytes: Vec<u8>,
+}
+
+impl FileHandle {
+    /// The handle of an open file (e.g. an event's descriptor).
+    pub fn of(fd: impl AsFd) -> Result<Self, HsmError> {
+        let (handle_type, bytes, _) = sys::handle_of(fd.as_fd())
+            .map_err(|source| HsmError::Handle { op: "name_to_handle_at", source })?;
+        Ok(FileHandle { handle_type, bytes })
+    }
+
+    /// Opens the file read-write (not following symlinks) relative to `mount_fd`, any
+    /// descriptor on the same file system (needs `CAP_DAC_READ_SEARCH`).
+    pub fn open(&self, mount_fd: impl AsFd) -> Result<std::fs::File, HsmError> {
+        let flags = libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_LARGEFILE;
+        sys::open_handle(mount_fd.as_fd(), self.handle_type, &self.bytes, flags)
+            .map(std::fs::File::from)
+            .map_err(|source| HsmError::Handle { op: "open_by_handle_at", source })
+    }
+}
+
+/// Moves this process into its own mount namespace (`unshare(CLONE_NEWNS)`, mounts made slave
+/// so the host's later mounts still appear). Its mounts are then its own copies: an ignore
+/// mark on them ([`HsmGroup::ignore_mount`]) silences the process's own I/O on the managed
+/// file systems while every other process still raises events. Must be called while the
+/// process has one thread (a namespace change applies to the calling thread only).
+pub fn enter_private_mount_namespace() -> Result<(), HsmError> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| HsmError::Namespace(format!("/proc/self/task: {e}")))?
+        .count();
+    if threads != 1 {
+        return Err(HsmError::Namespace(format!(
+            "the process has {threads} threads; call this before starting any"
+        )));
+    }
+    sys::private_mount_namespace().map_err(|e| HsmError::Namespace(e.to_string()))
 }
 
 /// Reads events of one group into a 64 KiB, 8-byte aligned buffer.

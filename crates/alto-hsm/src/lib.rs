@@ -42,6 +42,8 @@ mod sys;
 
 pub use error::{HsmError, UnsupportedReason};
 pub use event::{DenyErrno, Event};
-pub use group::{EventReader, HsmGroup, EVENT_BUFFER_BYTES};
+pub use group::{
+    enter_private_mount_namespace, EventReader, FileHandle, HsmGroup, EVENT_BUFFER_BYTES,
+};
 pub use parse::Range;
 pub use sys::FAN_PRE_ACCESS;

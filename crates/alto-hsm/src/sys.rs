@@ -127,3 +127,109 @@ pub(crate) fn own_event_fd(fd: RawFd) -> OwnedFd {
     // returned the record, and each record is turned into an owner exactly once.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// `pidfd_open(pid, 0)` then `pidfd_getfd(pidfd, fd, 0)`: a duplicate of another process's
+/// descriptor (needs `PTRACE_MODE_ATTACH` over it: root, or `CAP_SYS_PTRACE`).
+pub(crate) fn take_fd_of(pid: i32, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    // SAFETY: plain syscall with integer arguments; `pidfd` is live for the call.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above, a new descriptor of this process.
+    Ok(unsafe { OwnedFd::from_raw_fd(got as RawFd) })
+}
+
+/// Bytes of the largest file handle (`MAX_HANDLE_SZ`).
+pub(crate) const MAX_HANDLE_BYTES: usize = 128;
+
+/// `struct file_handle` with room for the largest handle.
+#[repr(C)]
+struct RawHandle {
+    handle_bytes: u32,
+    handle_type: i32,
+    f_handle: [u8; MAX_HANDLE_BYTES],
+}
+
+/// `name_to_handle_at(fd, "", AT_EMPTY_PATH)`: `(handle_type, handle bytes, mount id)`.
+pub(crate) fn handle_of(fd: BorrowedFd<'_>) -> io::Result<(i32, Vec<u8>, i32)> {
+    let mut h =
+        RawHandle { handle_bytes: MAX_HANDLE_BYTES as u32, handle_type: 0, f_handle: [0; 128] };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `h` is a `file_handle` with `handle_bytes` of room after its header, `mount_id`
+    // is a writable int, the path is an empty NUL-terminated string, `fd` is live.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut h as *mut RawHandle,
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (h.handle_bytes as usize).min(MAX_HANDLE_BYTES);
+    Ok((h.handle_type, h.f_handle[..n].to_vec(), mount_id))
+}
+
+/// `open_by_handle_at(mount_fd, handle, flags)` (needs `CAP_DAC_READ_SEARCH`).
+pub(crate) fn open_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle_type: i32,
+    bytes: &[u8],
+    flags: i32,
+) -> io::Result<OwnedFd> {
+    if bytes.len() > MAX_HANDLE_BYTES {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut h = RawHandle { handle_bytes: bytes.len() as u32, handle_type, f_handle: [0; 128] };
+    h.f_handle[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: `h` is a valid `file_handle`, `mount_fd` is live for the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            &mut h as *mut RawHandle,
+            flags,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `unshare(CLONE_NEWNS)` then `mount(NULL, "/", NULL, MS_REC|MS_SLAVE)`: this process gets
+/// its own copies of every mount (mounts made on the host still propagate in, nothing made
+/// here propagates out).
+pub(crate) fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: plain syscall with an integer argument.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: NUL-terminated strings, null source/type/data are allowed for a propagation change.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -14,7 +14,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use alto_hsm::{DenyErrno, Event, EventReader, HsmError, HsmGroup, Range, UnsupportedReason};
+use alto_hsm::{
+    DenyErrno, Event, EventReader, FileHandle, HsmError, HsmGroup, Range, UnsupportedReason,
+};
+use alto_test_services::mounts::Mounts;
 
 const WAIT: Duration = Duration::from_secs(10);
 const STUB_SIZE: usize = 64 * 1024;
@@ -48,60 +51,6 @@ fn run(cmd: &str, args: &[&str]) {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
-}
-
-/// A temporary directory holding mounts, unmounted in reverse order on drop.
-struct Mounts {
-    dir: tempfile::TempDir,
-    mounted: Vec<PathBuf>,
-}
-
-impl Mounts {
-    fn new() -> Self {
-        Mounts { dir: tempfile::tempdir().expect("tempdir"), mounted: Vec::new() }
-    }
-
-    fn mountpoint(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::create_dir(&p).expect("mkdir mountpoint");
-        p
-    }
-
-    /// A fresh 32 MiB ext4 file system, loop-mounted.
-    fn ext4(&mut self) -> PathBuf {
-        let img = self.dir.path().join("fs.img");
-        File::create(&img).expect("image").set_len(32 << 20).expect("image size");
-        run("mkfs.ext4", &["-q", "-F", s(&img)]);
-        let mnt = self.mountpoint("mnt");
-        run("mount", &["-o", "loop", s(&img), s(&mnt)]);
-        self.mounted.push(mnt.clone());
-        mnt
-    }
-
-    fn tmpfs(&mut self) -> PathBuf {
-        let mnt = self.mountpoint("tmpfs");
-        run("mount", &["-t", "tmpfs", "-o", "size=1m", "tmpfs", s(&mnt)]);
-        self.mounted.push(mnt.clone());
-        mnt
-    }
-
-    fn bind(&mut self, src: &Path, name: &str) -> PathBuf {
-        let mnt = self.mountpoint(name);
-        run("mount", &["--bind", s(src), s(&mnt)]);
-        self.mounted.push(mnt.clone());
-        mnt
-    }
-}
-
-impl Drop for Mounts {
-    fn drop(&mut self) {
-        for m in self.mounted.drain(..).rev() {
-            let ok = Command::new("umount").arg(&m).status().is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("umount").arg("-l").arg(&m).status();
-            }
-        }
-    }
 }
 
 /// Never zero, so a zero byte in a read is always a stub hole.
@@ -413,4 +362,57 @@ fn inode_mark_raises_events_until_removed() {
     let rx = spawn_read(&stub, 0, 10);
     assert_eq!(result_without_event(&mut reader, &rx).expect("read"), data[..10].to_vec());
     assert!(!group.remove_inode_mark(&marked).expect("second remove"));
+}
+
+/// What a restarted agent relies on: a second owner of the group (taken from a process with
+/// `pidfd_getfd`, here this one) answers an event the first owner read and never answered, by
+/// its descriptor number; a number with no pending event is `false`; the event's file handle
+/// opens the file again through an ignored mount without raising an event.
+#[test]
+fn orphaned_event_is_answered_by_number_and_its_handle_reopens_the_file() {
+    use std::os::fd::{AsFd as _, AsRawFd as _};
+    if !root() {
+        return;
+    }
+    let mut mounts = Mounts::new();
+    let (stub, group) = marked_stub(&mut mounts);
+    let mnt = stub.parent().unwrap().to_owned();
+    let private = mounts.bind(&mnt, "private");
+    group.ignore_mount(&private).expect("ignore the private mount");
+    let mut reader = group.reader();
+
+    let rx = spawn_read(&stub, 8192, 100);
+    let ev = one_event(&mut reader);
+    let number = ev.raw_fd();
+    let handle = FileHandle::of(&ev).expect("handle");
+    // The first owner "dies": its descriptor goes, the event stays pending.
+    std::mem::forget(ev);
+    // The crash would close it with the process.
+    drop(unsafe_close(number));
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "the reader stays blocked");
+
+    let second = HsmGroup::from_process(std::process::id() as i32, group.as_fd().as_raw_fd())
+        .expect("take the group from its holder");
+    let mount_fd = File::open(&private).expect("open the private mount");
+    let reopened = handle.open(&mount_fd).expect("open by handle");
+    let data = content(STUB_SIZE);
+    reopened.write_all_at(&data[4096..], 4096).expect("fill through the handle");
+    assert!(second.answer_orphan(number, None).expect("answer"));
+    assert_eq!(result(&rx).expect("read"), data[8192..8292].to_vec());
+    assert!(!second.answer_orphan(number, None).expect("second answer"), "nothing left");
+    assert!(matches!(
+        HsmGroup::adopt(File::open(&mnt).unwrap().into()),
+        Err(HsmError::NotAGroup(_))
+    ));
+    drop(reader);
+}
+
+/// Closes a descriptor number this test leaked on purpose (an owner that died).
+fn unsafe_close(fd: i32) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    // The number came from `Event::raw_fd` of an event that was then forgotten: nobody else
+    // owns it, and it is closed exactly once here.
+    #[allow(unsafe_code)]
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
 }

@@ -13,6 +13,8 @@
 //! **Must never:** bind anything but 127.0.0.1, or leave a server running after its handle
 //! is dropped.
 
+pub mod mounts;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
