@@ -9,7 +9,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,23 +33,6 @@ fn marked_stub(mounts: &mut Mounts) -> (PathBuf, HsmGroup) {
     let group = HsmGroup::new().expect("group");
     group.mark_filesystem(&mnt).expect("mark ext4");
     (stub, group)
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!(
-            "{cmd} could not run ({e}); install it with scripts/setup.sh (e2fsprogs, util-linux)"
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
 }
 
 /// Never zero, so a zero byte in a read is always a stub hole.
