@@ -48,6 +48,9 @@ pub struct AgentConfig {
     /// `agents.credential_overlap`.
     #[serde(with = "humantime_serde")]
     pub credential_rotation_interval: Duration,
+    /// Transparent recall: stubs come back when a program reads them (Linux 6.14+, ext4,
+    /// xfs, btrfs). See docs/recall.md.
+    pub on_access: OnAccessConfig,
 }
 
 /// How the agent reaches the server's agent link.
@@ -68,6 +71,79 @@ impl Default for LinkSettings {
     fn default() -> Self {
         Self { enabled: true, url: None, ca_file: None, max_jobs: 1 }
     }
+}
+
+/// `[on_access]`: transparent recall of stubs when programs read, write or map them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnAccessConfig {
+    /// Mark the managed file systems and recall on access (`false`: explicit recall only).
+    pub enabled: bool,
+    /// Longest a reader waits for its stub before it gets `error` (tier-2 down, slow).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The error a reader gets when the content cannot be brought back: `EIO`, `EAGAIN`,
+    /// `EBUSY`, `ENOSPC`, `EDQUOT`, `EPERM` or `ETXTBSY` (the kernel accepts no others).
+    pub error: String,
+    /// Stubs recalled at once.
+    pub fill_threads: usize,
+    /// Keep the kernel's event group in a separate holder process, so readers that wait
+    /// while the agent restarts, crashes or is upgraded stay blocked (and are answered by the
+    /// next agent) instead of reading zeros.
+    pub holder: bool,
+    /// Programs whose accesses never recall (backup, antivirus, indexers): the first rule
+    /// whose `executable` glob matches the program's path decides.
+    pub deny: Vec<DenyRule>,
+    /// Stubs one user may recall on access per `user_rate_window` (0: no limit); beyond it
+    /// the reader gets `EAGAIN`.
+    pub user_rate_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub user_rate_window: Duration,
+}
+
+/// One `[[on_access.deny]]` rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DenyRule {
+    /// A glob over the executable's absolute path (`/usr/bin/clamscan`, `/opt/backup/**`).
+    pub executable: String,
+    /// The error the program gets (default `EPERM`).
+    #[serde(default = "default_deny_errno")]
+    pub errno: String,
+}
+
+fn default_deny_errno() -> String {
+    "EPERM".into()
+}
+
+impl Default for OnAccessConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout: Duration::from_secs(60),
+            error: "EIO".into(),
+            fill_threads: 4,
+            holder: true,
+            deny: Vec::new(),
+            user_rate_limit: 0,
+            user_rate_window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The errno named `name` if a denied access may fail with it.
+pub fn deny_errno(name: &str) -> Option<alto_hsm::DenyErrno> {
+    use alto_hsm::DenyErrno as D;
+    Some(match name.to_ascii_uppercase().as_str() {
+        "EPERM" => D::Perm,
+        "EIO" => D::Io,
+        "EAGAIN" => D::Again,
+        "EBUSY" => D::Busy,
+        "ETXTBSY" => D::TxtBsy,
+        "ENOSPC" => D::NoSpc,
+        "EDQUOT" => D::DQuot,
+        _ => return None,
+    })
 }
 
 /// Where the agent finds tier-2 storage targets.
@@ -103,6 +179,7 @@ impl Default for AgentConfig {
             tier_parallel_files: 4,
             link: LinkSettings::default(),
             credential_rotation_interval: Duration::from_secs(30 * 24 * 3600),
+            on_access: OnAccessConfig::default(),
         }
     }
 }
@@ -132,7 +209,14 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 17] = [
+        const KEYS: [&str; 24] = [
+            "on_access__enabled",
+            "on_access__timeout",
+            "on_access__error",
+            "on_access__fill_threads",
+            "on_access__holder",
+            "on_access__user_rate_limit",
+            "on_access__user_rate_window",
             "credential_rotation_interval",
             "link__enabled",
             "link__url",
@@ -180,6 +264,35 @@ impl AgentConfig {
         }
         if cfg.scan_interval < Duration::from_secs(60) {
             return Err(ConfigError::Invalid("scan_interval must be at least 1m".into()));
+        }
+        let oa = &cfg.on_access;
+        if deny_errno(&oa.error).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "on_access.error {:?} is not one of EIO, EAGAIN, EBUSY, ENOSPC, EDQUOT, EPERM, ETXTBSY",
+                oa.error
+            )));
+        }
+        if oa.fill_threads == 0 || oa.fill_threads > 64 {
+            return Err(ConfigError::Invalid("on_access.fill_threads must be 1 to 64".into()));
+        }
+        if oa.timeout < Duration::from_secs(1) || oa.timeout > Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid("on_access.timeout must be 1s to 1h".into()));
+        }
+        if oa.user_rate_window < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid(
+                "on_access.user_rate_window must be at least 1s".into(),
+            ));
+        }
+        for r in &oa.deny {
+            if deny_errno(&r.errno).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "on_access.deny: errno {:?} of {:?} is not one the kernel accepts",
+                    r.errno, r.executable
+                )));
+            }
+            alto_rules::pattern::Pattern::glob(&r.executable).map_err(|e| {
+                ConfigError::Invalid(format!("on_access.deny: executable {:?}: {e}", r.executable))
+            })?;
         }
         // Refused at start rather than at the first scheduled scan.
         crate::scanner::Excludes::new(&cfg.excludes)

@@ -242,6 +242,16 @@ fn journaled_jobs(state_dir: &Path) -> Vec<uuid::Uuid> {
 /// Heartbeats run in a task of their own: a scan (hours on a large tree) or a slow upload
 /// never delays them, so the server does not take a busy host for an offline one.
 pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), AgentError> {
+    run_with(cfg, cancel, None).await
+}
+
+/// [`run`], with on-access recall as [`crate::onaccess::prepare`] set it up (which must run
+/// before the runtime starts any thread). `None`: no on-access recall.
+pub async fn run_with(
+    cfg: AgentConfig,
+    cancel: CancellationToken,
+    on_access: Option<crate::onaccess::Prepared>,
+) -> Result<(), AgentError> {
     let server = match &cfg.server_url {
         Some(s) => s.clone(),
         None => Identity::load(&cfg.state_dir)?.server_url,
@@ -293,7 +303,30 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
             tokio::spawn(crate::tier::worker(exec, api, cfg.tier_poll_interval, cancel.clone()))
         }
     };
-    let heartbeats = tokio::spawn(heartbeat_loop(cfg.clone(), host.clone(), cancel.clone()));
+    // On-access recall: the event handler (plain threads) and the outbox of its reports.
+    let on_access_status = on_access.as_ref().map(|p| p.status.clone());
+    let mut service = None;
+    if let Some(p) = on_access {
+        if let (Some(group), "active" | "partial") = (p.group.clone(), p.status.state.as_str()) {
+            let settings = crate::onaccess::handler::Settings {
+                cfg: cfg.on_access.clone(),
+                state_dir: cfg.state_dir.clone(),
+                base: cfg.tier2.directory_base.clone(),
+                customer: alto_model::CustomerId(tenant_id),
+            };
+            match crate::onaccess::handler::Service::start(group, &p.mount_fds, settings) {
+                Ok(s) => service = Some(s),
+                Err(e) => tracing::error!(error = %e, "on-access recall did not start"),
+            }
+        }
+    }
+    let outbox = tokio::spawn(crate::onaccess::outbox::run(
+        crate::onaccess::outbox::Outbox::new(&cfg.state_dir),
+        ServerApi::shared(host.clone()),
+        cancel.clone(),
+    ));
+    let heartbeats =
+        tokio::spawn(heartbeat_loop(cfg.clone(), host.clone(), on_access_status, cancel.clone()));
     let rotation = tokio::spawn(crate::rotation::run(
         cfg.state_dir.clone(),
         cfg.credential_rotation_interval,
@@ -307,6 +340,11 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
     let _ = tier.await;
     let _ = heartbeats.await;
     let _ = rotation.await;
+    if let Some(s) = service {
+        let holder = cfg.on_access.holder;
+        let _ = tokio::task::spawn_blocking(move || s.stop(holder)).await;
+    }
+    let _ = outbox.await;
     result
 }
 
@@ -314,6 +352,7 @@ pub async fn run(cfg: AgentConfig, cancel: CancellationToken) -> Result<(), Agen
 async fn heartbeat_loop(
     cfg: AgentConfig,
     host: crate::state::HostClient,
+    on_access: Option<alto_api_types::OnAccessStatus>,
     cancel: CancellationToken,
 ) {
     let mut every = cfg.heartbeat_interval;
@@ -334,7 +373,7 @@ async fn heartbeat_loop(
             os: os_name(),
             hostname: Some(hostname()),
             volumes: last_volumes.clone(),
-            on_access: None,
+            on_access: on_access.clone(),
         };
         match host.get().heartbeat(&req).await {
             Ok(r) => every = Duration::from_secs(r.heartbeat_interval_seconds.clamp(1, 3600)),

@@ -36,6 +36,7 @@ pub mod gc;
 pub mod job;
 pub mod journal;
 pub mod link;
+pub mod onaccess;
 pub mod owners;
 pub mod recall;
 pub mod retry;

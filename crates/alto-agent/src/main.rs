@@ -74,6 +74,18 @@ enum Command {
     /// output as /etc/systemd/system/alto-agent.service.d/paths.conf, then
     /// `systemctl daemon-reload` and restart the agent (see docs/deployment.md).
     UnitPaths(UnitPathsArgs),
+    /// Hold the on-access event group (started by `run`, or by its own systemd unit): while
+    /// this process lives, readers waiting on stubs stay blocked through agent restarts
+    /// instead of reading zeros. Does nothing else.
+    #[command(hide = true)]
+    HsmHolder(HolderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HolderArgs {
+    /// State directory (where the holder records itself).
+    #[arg(long, default_value = "/var/lib/alto-agent")]
+    state_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +235,9 @@ fn load_config(
 
 fn tier_once(a: &TierArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    // Stubbing must remove a file's on-access ignore mark, which needs the host's group.
+    alto_agent::onaccess::join_quietly(&cfg)
+        .context("this host recalls on access, but this process cannot join its event group")?;
     let id = identity(&cfg.state_dir, cfg.server_url.as_deref())?;
     let summary = runtime()?.block_on(async {
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -313,6 +328,8 @@ fn reconcile_tier2(a: &ReconcileArgs) -> anyhow::Result<()> {
 
 fn recall(a: &RecallArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &[], a.state_dir.as_ref())?;
+    alto_agent::onaccess::join_quietly(&cfg)
+        .context("this host recalls on access, but this process cannot join its event group")?;
     let id = identity(&cfg.state_dir, cfg.server_url.as_deref())?;
     let base = cfg.tier2.directory_base.clone();
     let customer = alto_model::CustomerId(id.tenant_id);
@@ -362,6 +379,8 @@ fn recall(a: &RecallArgs) -> anyhow::Result<()> {
 
 fn run_daemon(a: &RunArgs) -> anyhow::Result<()> {
     let cfg = load_config(a.config.as_deref(), &a.roots, a.state_dir.as_ref())?;
+    // Before any thread: the mount namespace that silences the agent's own I/O is per thread.
+    let on_access = alto_agent::onaccess::prepare(&cfg);
     let rt = runtime()?;
     rt.block_on(async move {
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -374,7 +393,7 @@ fn run_daemon(a: &RunArgs) -> anyhow::Result<()> {
             }
             c2.cancel();
         });
-        alto_agent::daemon::run(cfg, cancel).await
+        alto_agent::daemon::run_with(cfg, cancel, Some(on_access)).await
     })?;
     Ok(())
 }
@@ -452,6 +471,9 @@ fn main() -> ExitCode {
         Command::Recall(args) => recall(&args),
         Command::ReconcileTier2(args) => reconcile_tier2(&args),
         Command::UnitPaths(args) => unit_paths(&args),
+        Command::HsmHolder(args) => {
+            alto_agent::onaccess::holder::run(&args.state_dir).map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

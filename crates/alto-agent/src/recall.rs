@@ -45,6 +45,11 @@ pub fn recall_path(
     customer: CustomerId,
     path: &Path,
 ) -> Result<Recalled, RecallError> {
+    alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
+    // One recall of a file at a time (the on-access handler takes the same lock).
+    let id = alto_stub::identity(path)?;
+    let _lock = crate::onaccess::recall_lock(state_dir, id.dev, id.inode)
+        .map_err(|source| StubError::Io { op: "recall lock", source })?;
     let attr = alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
     let key: ObjectKey =
         attr.object_key.parse().map_err(|_| RecallError::BadKey(attr.object_key.clone()))?;

@@ -303,7 +303,10 @@ pub(super) fn convert(ctx: &FileCtx, r: &Ready) -> FileResult {
         mtime_ns: r.identity.mtime_ns,
         sha256: r.key.sha256.0,
     };
-    match alto_stub::convert_to_stub(&r.path, &r.identity, &attr) {
+    // The file's on-access ignore mark goes under the lease, before the punch: an ignored
+    // stub would read as zeros without an event.
+    let mut unignore = |f: &std::fs::File| crate::onaccess::unignore(f);
+    match alto_stub::convert_to_stub_with(&r.path, &r.identity, &attr, &mut unignore) {
         Ok(_) => r.result(FileOutcome::Stubbed),
         Err(StubError::InUse) => FileResult::skipped(r.seq, OPEN_ELSEWHERE),
         Err(StubError::Changed { .. }) => FileResult::skipped(r.seq, CHANGED),

@@ -1,0 +1,114 @@
+//! The holder: a tiny process (`alto-agent hsm-holder`) that owns the fanotify group, so the
+//! group, its marks and every pending access outlive the agent. While it lives, a reader
+//! waiting on a stub stays blocked through an agent crash, stop or upgrade and is answered
+//! by the next agent; if the group were closed the kernel would let every waiting reader
+//! through to the stub's zeros. The agent takes the group from the holder with
+//! `pidfd_getfd` (root or `CAP_SYS_PTRACE`).
+//!
+//! **Must never:** do anything but hold the descriptor (the less it does, the less can kill
+//! it), or be replaced while it lives.
+
+use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use alto_hsm::{HsmError, HsmGroup};
+use serde::{Deserialize, Serialize};
+
+/// `<state>/on-access/holder.json`: which process holds the group, as which descriptor.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HolderInfo {
+    pub pid: i32,
+    pub fd: i32,
+    /// Whether `pid` is a holder (`false`: the agent holds the group itself, `holder = false`).
+    pub holder: bool,
+}
+
+pub fn info_path(state_dir: &Path) -> PathBuf {
+    super::dir(state_dir).join("holder.json")
+}
+
+fn write_info(state_dir: &Path, info: &HolderInfo) -> std::io::Result<()> {
+    let dir = super::dir(state_dir);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(format!("holder.json.{}", info.pid));
+    std::fs::write(&tmp, serde_json::to_vec(info).map_err(std::io::Error::other)?)?;
+    std::fs::rename(tmp, info_path(state_dir))
+}
+
+/// The recorded holder, if its process still runs and still is what the record says.
+pub fn existing(state_dir: &Path) -> Option<HolderInfo> {
+    let info: HolderInfo =
+        serde_json::from_slice(&std::fs::read(info_path(state_dir)).ok()?).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", info.pid)).ok()?;
+    let is_agent = cmdline.split(|b| *b == 0).any(|a| a.ends_with(b"alto-agent"));
+    let is_holder = cmdline.split(|b| *b == 0).any(|a| a == b"hsm-holder");
+    let link = std::fs::read_link(format!("/proc/{}/fd/{}", info.pid, info.fd)).ok()?;
+    (is_agent && is_holder == info.holder && link.as_os_str() == "anon_inode:[fanotify]")
+        .then_some(info)
+}
+
+/// `alto-agent hsm-holder`: makes the group, records itself, and waits to be killed.
+pub fn run(state_dir: &Path) -> Result<(), HsmError> {
+    if let Some(h) = existing(state_dir) {
+        tracing::info!(pid = h.pid, "a holder already runs; nothing to do");
+        return Ok(());
+    }
+    let group = HsmGroup::new()?;
+    let info =
+        HolderInfo { pid: std::process::id() as i32, fd: group.as_fd().as_raw_fd(), holder: true };
+    if let Err(e) = write_info(state_dir, &info) {
+        tracing::error!(error = %e, "cannot record the holder");
+        return Err(HsmError::Init(e));
+    }
+    tracing::info!(pid = info.pid, "holding the on-access event group");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The group: from the running holder; else from a holder spawned now (`spawn`); else, with
+/// `spawn == false` and `own == true`, a group of this process's own (recorded so that
+/// `alto-agent recall` and `tier-once` can join it). Returns the group and whether it
+/// survives this process.
+pub fn obtain(state_dir: &Path, spawn: bool, own: bool) -> Result<(HsmGroup, bool), HsmError> {
+    if let Some(h) = existing(state_dir) {
+        return Ok((HsmGroup::from_process(h.pid, h.fd)?, h.holder));
+    }
+    if spawn {
+        let exe = std::env::current_exe().map_err(HsmError::Init)?;
+        let child = std::process::Command::new(exe)
+            .arg("hsm-holder")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a Ctrl-C at the agent's terminal does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(HsmError::Init)?;
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(h) = existing(state_dir).filter(|h| h.pid == pid) {
+                return Ok((HsmGroup::from_process(h.pid, h.fd)?, true));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return Err(HsmError::Init(std::io::Error::other("the holder did not start in 10 s")));
+    }
+    if own {
+        let group = HsmGroup::new()?;
+        let info = HolderInfo {
+            pid: std::process::id() as i32,
+            fd: group.as_fd().as_raw_fd(),
+            holder: false,
+        };
+        write_info(state_dir, &info).map_err(HsmError::Init)?;
+        return Ok((group, false));
+    }
+    Err(HsmError::Init(std::io::Error::other("no on-access group on this host")))
+}
+
+use std::os::unix::process::CommandExt as _;
