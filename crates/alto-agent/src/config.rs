@@ -91,6 +91,11 @@ pub struct OnAccessConfig {
     /// while the agent restarts, crashes or is upgraded stay blocked (and are answered by the
     /// next agent) instead of reading zeros.
     pub holder: bool,
+    /// How long the holder waits for an agent (restart, upgrade) before it answers accesses
+    /// itself: ordinary files go through, stubs get `EAGAIN` (never zeros) until an agent
+    /// runs again. Until then accesses to files not yet seen wait.
+    #[serde(with = "humantime_serde")]
+    pub unattended_after: Duration,
     /// Programs whose accesses never recall (backup, antivirus, indexers): the first rule
     /// whose `executable` glob matches the program's path decides.
     pub deny: Vec<DenyRule>,
@@ -124,6 +129,7 @@ impl Default for OnAccessConfig {
             error: "EIO".into(),
             fill_threads: 4,
             holder: true,
+            unattended_after: Duration::from_secs(30),
             deny: Vec::new(),
             user_rate_limit: 0,
             user_rate_window: Duration::from_secs(3600),
@@ -209,7 +215,8 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 24] = [
+        const KEYS: [&str; 25] = [
+            "on_access__unattended_after",
             "on_access__enabled",
             "on_access__timeout",
             "on_access__error",

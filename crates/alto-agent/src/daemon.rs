@@ -306,7 +306,10 @@ pub async fn run_with(
     // On-access recall: the event handler (plain threads) and the outbox of its reports.
     let on_access_status = on_access.as_ref().map(|p| p.status.clone());
     let mut service = None;
-    if let Some(p) = on_access {
+    let mut agent_lock = None;
+    if let Some(mut p) = on_access {
+        // Held until the handler stopped: while it is, the holder stays out.
+        agent_lock = p.agent_lock.take();
         if let (Some(group), "active" | "partial") = (p.group.clone(), p.status.state.as_str()) {
             let settings = crate::onaccess::handler::Settings {
                 cfg: cfg.on_access.clone(),
@@ -344,6 +347,7 @@ pub async fn run_with(
         let holder = cfg.on_access.holder;
         let _ = tokio::task::spawn_blocking(move || s.stop(holder)).await;
     }
+    drop(agent_lock);
     let _ = outbox.await;
     result
 }

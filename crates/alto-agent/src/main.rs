@@ -86,6 +86,10 @@ struct HolderArgs {
     /// State directory (where the holder records itself).
     #[arg(long, default_value = "/var/lib/alto-agent")]
     state_dir: PathBuf,
+    /// How long to wait for an agent before answering accesses itself (ordinary files
+    /// through, stubs EAGAIN).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    unattended_after: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -472,7 +476,7 @@ fn main() -> ExitCode {
         Command::ReconcileTier2(args) => reconcile_tier2(&args),
         Command::UnitPaths(args) => unit_paths(&args),
         Command::HsmHolder(args) => {
-            alto_agent::onaccess::holder::run(&args.state_dir).map_err(anyhow::Error::from)
+            alto_agent::onaccess::holder::run(&args.state_dir, args.unattended_after).map_err(anyhow::Error::from)
         }
     };
     match result {

@@ -119,6 +119,9 @@ impl Service {
             inflight: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
         });
+        // A holder answering accesses while no agent ran finishes its round (100 ms) once it
+        // sees the agent lock; only then are leftover numbers answered.
+        std::thread::sleep(Duration::from_millis(300));
         replay(&shared, mount_fds);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -463,6 +466,16 @@ fn report(
     });
 }
 
+/// Every number a dead owner may have left unanswered is answered `EAGAIN` (after the
+/// journaled ones were handled); the journal is emptied. Returns how many were pending.
+pub fn answer_leftovers(group: &HsmGroup, state_dir: &std::path::Path) -> usize {
+    let journal = super::dir(state_dir).join("pending");
+    for e in std::fs::read_dir(&journal).into_iter().flatten().flatten() {
+        let _ = std::fs::remove_file(e.path());
+    }
+    (0..65_536).filter(|fd| group.answer_orphan(*fd, Some(DenyErrno::Again)).unwrap_or(false)).count()
+}
+
 /// Answers what a previous agent left: journaled accesses are handled and answered by their
 /// old numbers; then every other number is answered `EAGAIN`.
 fn replay(sh: &Shared, mount_fds: &HashMap<u64, File>) {
@@ -490,12 +503,7 @@ fn replay(sh: &Shared, mount_fds: &HashMap<u64, File>) {
             }
         }
     }
-    let mut swept = 0;
-    for fd in 0..65_536 {
-        if sh.group.answer_orphan(fd, Some(DenyErrno::Again)).unwrap_or(false) {
-            swept += 1;
-        }
-    }
+    let swept = answer_leftovers(&sh.group, &sh.state_dir);
     if replayed + swept > 0 {
         tracing::warn!(
             replayed,

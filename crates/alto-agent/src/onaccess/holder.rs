@@ -5,8 +5,16 @@
 //! through to the stub's zeros. The agent takes the group from the holder with
 //! `pidfd_getfd` (root or `CAP_SYS_PTRACE`).
 //!
-//! **Must never:** do anything but hold the descriptor (the less it does, the less can kill
-//! it), or be replaced while it lives.
+//! A group nobody reads would block every first access to every file of the managed file
+//! systems, not only stubs: that would freeze the file server while the agent is stopped.
+//! So the holder watches for an agent (which holds an exclusive `flock` on
+//! `<state>/on-access/agent.lock` for its whole life) and, once none has been there for
+//! `on_access.unattended_after`, answers accesses itself: ordinary files are let through (and
+//! ignored from then on), stubs and anything in doubt get `EAGAIN` (never zeros). It reads no
+//! tier-2 and no network. When an agent comes back the holder stops reading.
+//!
+//! **Must never:** let a stub through, touch tier-2 or the network, or exit on its own (a
+//! closed group lets every waiting reader through to zeros and drops the marks).
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::path::{Path, PathBuf};
@@ -48,8 +56,52 @@ pub fn existing(state_dir: &Path) -> Option<HolderInfo> {
         .then_some(info)
 }
 
-/// `alto-agent hsm-holder`: makes the group, records itself, and waits to be killed.
-pub fn run(state_dir: &Path) -> Result<(), HsmError> {
+/// Takes the agent lock (held for the life of the returned file): tells the holder an agent
+/// answers accesses now.
+pub fn agent_lock(state_dir: &Path) -> std::io::Result<std::fs::File> {
+    let dir = super::dir(state_dir);
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("agent.lock"))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(f)
+}
+
+/// Whether an agent holds the agent lock now.
+fn agent_present(lock: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock)
+    else {
+        return false;
+    };
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = rustix::fs::flock(&f, rustix::fs::FlockOperation::Unlock);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// The holder's answer when no agent runs: ordinary files through, everything else `EAGAIN`.
+fn answer_unattended(group: &HsmGroup, ev: alto_hsm::Event) {
+    let r = match alto_stub::stub_status(ev.file()) {
+        Ok(alto_stub::StubStatus::NotAStub) => {
+            let _ = group.ignore_inode_evictable(&ev);
+            ev.allow()
+        }
+        _ => ev.deny(alto_hsm::DenyErrno::Again),
+    };
+    if let Err(e) = r {
+        tracing::error!(error = %e, "answering an access failed");
+    }
+}
+
+/// `alto-agent hsm-holder`: makes the group, records itself, holds it; answers accesses
+/// itself while no agent has run for `unattended_after`.
+pub fn run(state_dir: &Path, unattended_after: Duration) -> Result<(), HsmError> {
     if let Some(h) = existing(state_dir) {
         tracing::info!(pid = h.pid, "a holder already runs; nothing to do");
         return Ok(());
@@ -62,8 +114,37 @@ pub fn run(state_dir: &Path) -> Result<(), HsmError> {
         return Err(HsmError::Init(e));
     }
     tracing::info!(pid = info.pid, "holding the on-access event group");
+    let lock = super::dir(state_dir).join("agent.lock");
+    let mut reader = group.reader();
+    let mut absent_since: Option<Instant> = None;
+    let mut unattended = false;
     loop {
-        std::thread::park();
+        if agent_present(&lock) {
+            if unattended {
+                tracing::info!("an agent is back; it answers accesses again");
+            }
+            absent_since = None;
+            unattended = false;
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let since = *absent_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < unattended_after {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        if !unattended {
+            unattended = true;
+            let left = super::handler::answer_leftovers(&group, state_dir);
+            tracing::warn!(left, "no agent for {unattended_after:?}: ordinary files go through, stubs get EAGAIN until one starts");
+        }
+        match reader.read_timeout(Duration::from_millis(100)) {
+            Ok(events) => events.into_iter().for_each(|ev| answer_unattended(&group, ev)),
+            Err(e) => {
+                tracing::error!(error = %e, "reading events failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 
@@ -71,7 +152,12 @@ pub fn run(state_dir: &Path) -> Result<(), HsmError> {
 /// `spawn == false` and `own == true`, a group of this process's own (recorded so that
 /// `alto-agent recall` and `tier-once` can join it). Returns the group and whether it
 /// survives this process.
-pub fn obtain(state_dir: &Path, spawn: bool, own: bool) -> Result<(HsmGroup, bool), HsmError> {
+pub fn obtain(
+    state_dir: &Path,
+    spawn: bool,
+    own: bool,
+    unattended_after: Duration,
+) -> Result<(HsmGroup, bool), HsmError> {
     if let Some(h) = existing(state_dir) {
         return Ok((HsmGroup::from_process(h.pid, h.fd)?, h.holder));
     }
@@ -81,6 +167,8 @@ pub fn obtain(state_dir: &Path, spawn: bool, own: bool) -> Result<(HsmGroup, boo
             .arg("hsm-holder")
             .arg("--state-dir")
             .arg(state_dir)
+            .arg("--unattended-after")
+            .arg(humantime::format_duration(unattended_after).to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

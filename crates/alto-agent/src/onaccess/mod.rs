@@ -53,6 +53,8 @@ pub struct Prepared {
     /// A directory on each marked file system (by device), opened in the agent's silent
     /// namespace: where journaled accesses are reopened by file handle after a restart.
     pub mount_fds: HashMap<u64, File>,
+    /// The agent lock (see [`holder`]), held while this process answers accesses.
+    pub agent_lock: Option<File>,
 }
 
 impl Prepared {
@@ -66,6 +68,7 @@ impl Prepared {
                 filesystems: Vec::new(),
             },
             mount_fds: HashMap::new(),
+            agent_lock: None,
         }
     }
 }
@@ -137,7 +140,14 @@ pub fn prepare(cfg: &AgentConfig) -> Prepared {
     if !oa.enabled {
         return Prepared::off("disabled", "on_access.enabled = false");
     }
-    let (group, survives) = match holder::obtain(&cfg.state_dir, oa.holder, !oa.holder) {
+    // Taken first: from now on the holder leaves the accesses to this process.
+    let agent_lock = match holder::agent_lock(&cfg.state_dir) {
+        Ok(l) => l,
+        Err(e) => return Prepared::off("error", format!("agent lock: {e}")),
+    };
+    let obtained =
+        holder::obtain(&cfg.state_dir, oa.holder, !oa.holder, oa.unattended_after);
+    let (group, survives) = match obtained {
         Ok(g) => g,
         Err(e) => {
             tracing::warn!(error = %e, "on-access recall unavailable");
@@ -208,6 +218,7 @@ pub fn prepare(cfg: &AgentConfig) -> Prepared {
             filesystems,
         },
         mount_fds,
+        agent_lock: Some(agent_lock),
     }
 }
 
@@ -220,7 +231,7 @@ pub fn join_quietly(cfg: &AgentConfig) -> Result<bool, HsmError> {
     if holder::existing(&cfg.state_dir).is_none() {
         return Ok(false);
     }
-    let (group, _) = holder::obtain(&cfg.state_dir, false, false)?;
+    let (group, _) = holder::obtain(&cfg.state_dir, false, false, cfg.on_access.unattended_after)?;
     silence(&group)?;
     let _ = GROUP.set(Arc::new(group));
     Ok(true)
