@@ -476,7 +476,8 @@ fn main() -> ExitCode {
         Command::ReconcileTier2(args) => reconcile_tier2(&args),
         Command::UnitPaths(args) => unit_paths(&args),
         Command::HsmHolder(args) => {
-            alto_agent::onaccess::holder::run(&args.state_dir, args.unattended_after).map_err(anyhow::Error::from)
+            alto_agent::onaccess::holder::run(&args.state_dir, args.unattended_after)
+                .map_err(anyhow::Error::from)
         }
     };
     match result {

@@ -65,6 +65,9 @@ impl Enrolled {
         let mut c = Command::new(env!("CARGO_BIN_EXE_alto-agent"));
         c.arg("run").arg("--config").arg(&file).env("ALTO_LOG", "info").stdout(Stdio::null());
         c.env_remove(alto_agent::fault::ENV);
+        // These state directories live on the machine's root file system, which these tests
+        // must not mark; on-access recall has its own tests on loop devices (on_access.rs).
+        c.env("ALTO_AGENT_ON_ACCESS__ENABLED", "false");
         if let Some(f) = fault {
             c.env(alto_agent::fault::ENV, f);
         }

@@ -209,6 +209,9 @@ impl Host {
         let mut c = Command::new(env!("CARGO_BIN_EXE_alto-agent"));
         c.args(args).arg("--config").arg(&self.config_file);
         c.env("ALTO_LOG", "info");
+        // The trees live on the machine's root file system, which these tests must not mark;
+        // on-access recall has its own tests on loop devices (on_access.rs).
+        c.env("ALTO_AGENT_ON_ACCESS__ENABLED", "false");
         c
     }
 

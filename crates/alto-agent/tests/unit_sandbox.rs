@@ -128,7 +128,8 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     std::fs::write(
         &config,
         format!(
-            "state_dir = {:?}\nroots = [{:?}]\n[tier2]\ndirectory_base = {:?}\n",
+            "state_dir = {:?}\nroots = [{:?}]\n[tier2]\ndirectory_base = {:?}\n\
+             [on_access]\nenabled = false # the data lives on the root file system\n",
             d.state, d.data, d.tier2
         ),
     )
@@ -144,12 +145,19 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     let drop_in = String::from_utf8(o.stdout).unwrap();
     let unit = std::fs::read_to_string(UNIT).unwrap();
     let config_s = config.display().to_string();
-    alto_test_support::systemd::verify(
+    let holder =
+        std::fs::read_to_string(UNIT.replace("alto-agent.service", "alto-agent-hsm.service"))
+            .unwrap();
+    let replace =
+        [("/usr/local/bin/alto-agent", d.agent.as_str()), ("/etc/alto/agent.toml", &config_s)];
+    alto_test_support::systemd::verify_beside(
         "alto-agent.service",
         &unit,
         &[&drop_in],
-        &[("/usr/local/bin/alto-agent", &d.agent), ("/etc/alto/agent.toml", &config_s)],
+        &replace,
+        &[("alto-agent-hsm.service", &holder)],
     );
+    alto_test_support::systemd::verify("alto-agent-hsm.service", &holder, &[], &replace);
     let unit_only = sandbox_script(&service_settings(&[&unit]));
     let script = sandbox_script(&service_settings(&[&unit, &drop_in]));
     eprintln!("sandbox:\n{script}");
@@ -167,8 +175,9 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     );
     let o = output(sandboxed(&script, "sh", &["-c", &probe]));
     assert!(o.status.success(), "sandbox probe");
-    // CAP_DAC_OVERRIDE(1) FOWNER(3) FSETID(4) SYS_ADMIN(21) LEASE(28), nothing else.
-    let bnd: u64 = (1 << 1) | (1 << 3) | (1 << 4) | (1 << 21) | (1 << 28);
+    // CAP_DAC_OVERRIDE(1) DAC_READ_SEARCH(2) FOWNER(3) FSETID(4) SYS_PTRACE(19)
+    // SYS_ADMIN(21) LEASE(28), nothing else.
+    let bnd: u64 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 19) | (1 << 21) | (1 << 28);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("{bnd:016x}")),
         "bounding set: {}",

@@ -203,11 +203,24 @@ pub fn sandboxed(script: &str, cmd: &str, args: &[&str]) -> Command {
 /// after replacing each `(from, to)` (binary and configuration paths). Panics with what
 /// systemd said if it complains about the unit.
 pub fn verify(name: &str, unit: &str, drop_ins: &[&str], replace: &[(&str, &str)]) {
+    verify_beside(name, unit, drop_ins, replace, &[]);
+}
+
+/// [`verify`], with the units `unit` names (`Wants=`, `After=`) saved beside it as
+/// `(name, text)`, after the same replacements.
+pub fn verify_beside(
+    name: &str,
+    unit: &str,
+    drop_ins: &[&str],
+    replace: &[(&str, &str)],
+    beside: &[(&str, &str)],
+) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut text = unit.to_owned();
-    for (from, to) in replace {
-        text = text.replace(from, to);
+    let fix = |t: &str| replace.iter().fold(t.to_owned(), |acc, (from, to)| acc.replace(from, to));
+    for (n, t) in beside {
+        std::fs::write(dir.path().join(n), fix(t)).expect("unit");
     }
+    let text = fix(unit);
     std::fs::write(dir.path().join(name), text).expect("unit");
     let d = dir.path().join(format!("{name}.d"));
     std::fs::create_dir(&d).expect("drop-in dir");

@@ -85,7 +85,11 @@ struct Job {
 /// The running handler. [`Service::stop`] (or drop) ends it.
 pub struct Service {
     shared: Arc<Shared>,
+    /// The reader and deadline threads (joined on stop).
     threads: Vec<JoinHandle<()>>,
+    /// Fill threads: not joined on stop (one may hang on a tier-2 that does not answer;
+    /// the process exits around it).
+    fillers: Vec<JoinHandle<()>>,
 }
 
 /// Everything [`Service::start`] needs besides the group.
@@ -126,9 +130,10 @@ impl Service {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
+        let mut fillers = Vec::new();
         for i in 0..shared.cfg.fill_threads {
             let (sh, rx) = (Arc::clone(&shared), Arc::clone(&rx));
-            threads.push(
+            fillers.push(
                 std::thread::Builder::new()
                     .name(format!("recall-fill-{i}"))
                     .spawn(move || fill_loop(&sh, &rx))?,
@@ -146,7 +151,7 @@ impl Service {
                 .name("recall-events".into())
                 .spawn(move || read_loop(&sh, &tx))?,
         );
-        Ok(Service { shared, threads })
+        Ok(Service { shared, threads, fillers })
     }
 
     /// Stops reading; lets running fills finish (up to the timeout). Accesses still waiting
@@ -190,6 +195,13 @@ impl Service {
             if t.join().is_err() {
                 tracing::error!("an on-access thread panicked");
             }
+        }
+        let busy = self.fillers.drain(..).filter(|t| !t.is_finished()).count();
+        if busy > 0 {
+            tracing::warn!(
+                busy,
+                "recalls still running at stop are abandoned (redone by the next agent)"
+            );
         }
     }
 }
@@ -473,7 +485,9 @@ pub fn answer_leftovers(group: &HsmGroup, state_dir: &std::path::Path) -> usize 
     for e in std::fs::read_dir(&journal).into_iter().flatten().flatten() {
         let _ = std::fs::remove_file(e.path());
     }
-    (0..65_536).filter(|fd| group.answer_orphan(*fd, Some(DenyErrno::Again)).unwrap_or(false)).count()
+    (0..65_536)
+        .filter(|fd| group.answer_orphan(*fd, Some(DenyErrno::Again)).unwrap_or(false))
+        .count()
 }
 
 /// Answers what a previous agent left: journaled accesses are handled and answered by their

@@ -145,8 +145,7 @@ pub fn prepare(cfg: &AgentConfig) -> Prepared {
         Ok(l) => l,
         Err(e) => return Prepared::off("error", format!("agent lock: {e}")),
     };
-    let obtained =
-        holder::obtain(&cfg.state_dir, oa.holder, !oa.holder, oa.unattended_after);
+    let obtained = holder::obtain(&cfg.state_dir, oa.holder, !oa.holder, oa.unattended_after);
     let (group, survives) = match obtained {
         Ok(g) => g,
         Err(e) => {
