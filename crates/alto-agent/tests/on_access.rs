@@ -484,3 +484,34 @@ impl NonBlock for std::fs::OpenOptions {
         self.custom_flags(libc::O_NONBLOCK)
     }
 }
+
+/// With the agent stopped for longer than `on_access.unattended_after`, the holder answers
+/// accesses itself: ordinary files (even ones never seen before) go through, stubs get
+/// EAGAIN, never zeros; the file server does not freeze. A new agent takes over again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_agent_never_freezes_ordinary_files() {
+    if !root() {
+        return;
+    }
+    let mut fx = Fx::new("ext4", "").await;
+    let stub = content(1, 1 << 20);
+    fx.tier(&[("stub.bin", stub.clone(), 0o644)]).await;
+    fx.start(&[("ALTO_AGENT_ON_ACCESS__UNATTENDED_AFTER", "1s")]);
+    fx.kill("-TERM");
+    let d = fx.data.display().to_string();
+    // Writing a new file raises events too: answered by the holder within about a second.
+    let started = Instant::now();
+    let o = sh(&format!("timeout 20 sh -c 'echo fresh > \"{d}/new.txt\" && cat \"{d}/new.txt\"'"));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "fresh\n", "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let o = sh(&format!("timeout 20 cat '{d}/stub.bin'"));
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty(), "a stub handed out {} bytes without an agent", o.stdout.len());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Resource temporarily unavailable"),
+        "{o:?}"
+    );
+    fx.start(&[]);
+    let o = sh(&format!("timeout 20 cat '{d}/stub.bin' | sha256sum"));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&stub)), "{o:?}");
+}
