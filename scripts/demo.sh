@@ -33,8 +33,13 @@ LOG="$DATA/server.log"
 "$BIN/alto-server" --data-dir "$DATA" --listen "$LISTEN" >"$DATA/server.out" 2>"$LOG" &
 SERVER=$!
 AGENT=""
+SAMPLE="$DATA/sample"
 stop() {
   [ -n "$AGENT" ] && { kill -TERM "$AGENT" 2>/dev/null || true; wait "$AGENT" 2>/dev/null || true; }
+  # The on-access holder keeps the sample's file system marked; the demo ends it and unmounts.
+  HOLDER="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$DATA/agent/on-access/holder.json" 2>/dev/null || true)"
+  [ -n "$HOLDER" ] && kill -KILL "$HOLDER" 2>/dev/null || true
+  if mountpoint -q "$SAMPLE" 2>/dev/null; then sleep 0.2; umount "$SAMPLE" 2>/dev/null || umount -l "$SAMPLE" || true; fi
   kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true
 }
 trap stop EXIT INT TERM
@@ -71,10 +76,20 @@ if [ -z "$TENANT_ID" ]; then
     --target default >/dev/null
 fi
 
-# A sample directory for the agent to scan (generated once, deterministic).
-SAMPLE="$DATA/sample"
+# A sample directory for the agent to scan (generated once, deterministic). As root it lives
+# on its own ext4 file system (a loop-mounted image), which the agent marks for transparent
+# recall; the machine's own file systems are left alone.
+if [ "$(id -u)" -eq 0 ]; then
+  if [ ! -f "$DATA/sample.img" ]; then
+    rm -rf "$SAMPLE" "$DATA/sample.done"
+    truncate -s 2G "$DATA/sample.img"
+    mkfs.ext4 -q -F "$DATA/sample.img"
+  fi
+  mkdir -p "$SAMPLE"
+  mountpoint -q "$SAMPLE" || mount -o loop "$DATA/sample.img" "$SAMPLE"
+fi
 if [ ! -f "$DATA/sample.done" ]; then
-  rm -rf "$SAMPLE"
+  find "$SAMPLE" -mindepth 1 -maxdepth 1 ! -name lost+found -exec rm -rf {} + 2>/dev/null || true
   "$BIN/alto-gen-tree" --root "$SAMPLE" --files 5000 --seed 7 >/dev/null
   touch "$DATA/sample.done"
 fi
@@ -109,6 +124,21 @@ if [ "$(id -u)" -eq 0 ]; then
   ctl stubs summary --tenant "$TENANT_ID"
   ctl stubs list --tenant "$TENANT_ID" --limit 5
   echo "   on disk: $(du -sh "$SAMPLE" | cut -f1) in the sample (stubs keep 4 KiB each), $(du -sh "$DATA/tier2" | cut -f1) in tier-2" >&2
+  STUB="$(ctl --output json stubs list --tenant "$TENANT_ID" --state stubbed --limit 1 2>/dev/null | python3 -c 'import json,sys; i=json.load(sys.stdin)["items"]; print(i[0]["file_path"] if i else "")' 2>/dev/null || true)"
+  if [ -n "$STUB" ] && [ -f "$STUB" ]; then
+    echo "== transparent recall: an ordinary program reads a stub" >&2
+    echo "   before: $(stat -c '%s bytes, %b blocks of 512 on disk' "$STUB")   $STUB" >&2
+    echo "   \$ sha256sum $STUB" >&2
+    if OUT="$(timeout 60 sha256sum "$STUB" 2>&1)"; then
+      echo "   $OUT" >&2
+      echo "   after:  $(stat -c '%s bytes, %b blocks of 512 on disk' "$STUB") (the content is back, verified against the stub's SHA-256)" >&2
+      sleep 2
+      ctl stubs list --tenant "$TENANT_ID" --state rehydrated --limit 3
+    else
+      echo "   $OUT" >&2
+      echo "   (no transparent recall here: needs Linux 6.14+ and ext4/xfs/btrfs; see docs/recall.md and $DATA/agent.log)" >&2
+    fi
+  fi
 else
   echo "== tiering needs root (stub attributes, leases): the jobs stay queued" >&2
 fi
@@ -123,6 +153,7 @@ cat <<TXT
     Agent:          alto-agent run --root $SAMPLE  (log in $DATA/agent.log)
     Agent link:     https://127.0.0.1:8443  (gRPC over TLS; development CA in $DATA/tls/ca.pem)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
+    Read a stub:    cat <a path from \`altoctl stubs list --state stubbed\`>   (recalled on access)
     Recall a stub:  $BIN/alto-agent recall --state-dir $DATA/agent <a path from \`altoctl stubs list\`>
                     (with ALTO_AGENT_TIER2__DIRECTORY_BASE=$DATA/tier2)
     Try:            altoctl rules explain --tenant $TENANT_ID --host <host id> --path <a path above>
