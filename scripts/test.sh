@@ -38,6 +38,7 @@ echo "== benchmarks, small mode (ratios only; nothing is asserted on time)" >&2
 "$BIN/examples/ingest_bench" --small
 "$BIN/examples/plan_bench" --small
 "$BIN/alto-tier-bench" --small
+"$BIN/examples/recall_bench" --small
 # The dev profile's binaries from the build above: CI builds no release profile.
 ./scripts/bench.sh --small --clean --bin-dir "$BIN"
 echo "== tests (cargo nextest: every binary's tests side by side)" >&2
