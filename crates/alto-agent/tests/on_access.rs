@@ -103,6 +103,13 @@ impl Fx {
             std::fs::write(&p, bytes).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
+        let names: Vec<(&str, usize)> = files.iter().map(|(n, b, _)| (*n, b.len())).collect();
+        self.tier_existing(&names).await;
+    }
+
+    /// Scans, plans and tiers what is on disk (`tier-once`, or the running agent when the
+    /// job goes to it over the link); waits until each of `names` is a stub.
+    async fn tier_existing(&self, names: &[(&str, usize)]) {
         let cfg = self.cfg.clone();
         let scan = tokio::task::spawn_blocking(move || {
             daemon::scan_into_spool(&cfg, &Spool::open(&cfg.state_dir).unwrap())
@@ -122,15 +129,22 @@ impl Fx {
         )
         .await;
         assert_eq!(st, 201, "{p}");
-        let mut c = self.cmd(&["tier-once"]);
-        let o = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        assert!(o.status.success(), "tier-once: {}", String::from_utf8_lossy(&o.stderr));
-        for (name, bytes, _) in files {
-            let a = alto_stub::read_attr(&self.data.join(name)).unwrap();
-            assert!(a.is_some(), "{name} was not stubbed");
-            if bytes.len() > 8192 {
+        // A running agent gets the job over the link; otherwise `tier-once` runs it (never
+        // both: they would share the state directory's job journal).
+        if self.agent.is_none() {
+            let mut c = self.cmd(&["tier-once"]);
+            let o = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+            assert!(o.status.success(), "tier-once: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        for (name, len) in names {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while alto_stub::read_attr(&self.data.join(name)).unwrap().is_none() {
+                assert!(Instant::now() < deadline, "{name} was not stubbed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if *len > 8192 {
                 let m = std::fs::metadata(self.data.join(name)).unwrap();
-                assert!(m.blocks() * 512 < bytes.len() as u64, "{name}: not punched");
+                assert!(m.blocks() * 512 < *len as u64, "{name}: not punched");
             }
         }
     }
@@ -514,4 +528,25 @@ async fn a_stopped_agent_never_freezes_ordinary_files() {
     fx.start(&[]);
     let o = sh(&format!("timeout 20 cat '{d}/stub.bin' | sha256sum"));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&stub)), "{o:?}");
+}
+
+/// A file read while the agent runs carries an ignore mark; tiering it must remove the mark
+/// (under the lease, before the punch), or the stub would read as zeros without an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_read_before_it_was_tiered_is_recalled_after() {
+    if !root() {
+        return;
+    }
+    let mut fx = Fx::new("ext4", "").await;
+    fx.start(&[]);
+    let bytes = content(9, 1 << 20);
+    let p = fx.data.join("warm.bin");
+    std::fs::write(&p, &bytes).unwrap();
+    let o = sh(&format!("cat '{}' | sha256sum", p.display()));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&bytes)));
+    fx.tier_existing(&[("warm.bin", bytes.len())]).await;
+    // No cache drop here: the ignore mark, had it stayed, would still be on the inode.
+    let o = sh(&format!("cat '{}' | sha256sum", p.display()));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&bytes)), "read zeros?");
+    assert_whole(&p, &bytes);
 }

@@ -1,8 +1,9 @@
 //! The event loop: one reader thread, a pool of fill threads, a deadline thread.
 //!
-//! The reader journals every access (`<state>/on-access/pending/<fd>.json`: descriptor
-//! number, file handle, thread) before anything else, lets ordinary files through at once
-//! (with an evictable ignore mark, so their next accesses raise nothing), and queues stubs:
+//! The reader lets ordinary files through at once (with an evictable ignore mark, so their
+//! next accesses raise nothing), journals every other access
+//! (`<state>/on-access/pending/<fd>.json`: descriptor number, file handle, thread), and queues
+//! stubs:
 //! the first access to a file starts its fill, later ones wait on the same fill. A fill
 //! answers every waiter of its file; the deadline thread answers (with the configured error)
 //! any waiter older than `on_access.timeout`, so no reader waits longer, and the fill goes on
@@ -270,14 +271,15 @@ fn dispatch(sh: &Shared, tx: &mpsc::Sender<Job>, ev: Event) {
             return answer(sh, ev, Answer::Deny(sh.error));
         }
     };
-    journal(sh, &ev, meta.dev());
-    // Most accesses are to ordinary files: let them through here, and ignore them from now on.
+    // Most accesses are to ordinary files: let them through here, and ignore them from now on
+    // (not journaled: a crash in these microseconds leaves the access to the `EAGAIN` sweep).
     if matches!(alto_stub::stub_status(ev.file()), Ok(StubStatus::NotAStub)) {
         if let Err(e) = sh.group.ignore_inode_evictable(&ev) {
             tracing::debug!(error = %e, "ignore mark not added");
         }
         return answer(sh, ev, Answer::Allow);
     }
+    journal(sh, &ev, meta.dev());
     let key = (meta.dev(), meta.ino());
     let mut inflight = sh.inflight.lock().expect("lock");
     let since = Instant::now();
