@@ -343,10 +343,19 @@ async fn failures_and_refusals_are_errors_never_zeros() {
         ("u2.bin", content(5, 100_000), 0o644),
         ("u3.bin", content(6, 100_000), 0o644),
         ("slow.bin", content(7, 100_000), 0o644),
+        ("explicit.bin", content(8, 1 << 20), 0o644),
     ];
     fx.tier(&files).await;
     let d = fx.data.display().to_string();
     fx.start(&[]);
+
+    // `alto-agent recall` beside the running agent joins its group quietly (its own writes
+    // raise no events) and takes the same per-file lock.
+    let explicit = fx.data.join("explicit.bin");
+    let o = fx.cmd(&["recall"]).arg(&explicit).output().unwrap();
+    assert!(o.status.success(), "recall: {}", String::from_utf8_lossy(&o.stderr));
+    assert_whole(&explicit, &files[7].1);
+    fx.expect_registry("explicit.bin", "rehydrated").await;
 
     // The object is gone: the reader gets EIO and no bytes at all; the file stays a stub.
     let obj = fx.object_path("missing.bin");
