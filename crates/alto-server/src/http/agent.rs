@@ -169,8 +169,12 @@ pub(super) async fn heartbeat(
             )));
         }
     }
+    if let Some(o) = &req.on_access {
+        crate::recall::check_on_access(o).map_err(ApiError::validation)?;
+    }
     let now = state.now();
     let volumes = serde_json::to_value(&req.volumes).unwrap_or_default();
+    let on_access = req.on_access.as_ref().and_then(|o| serde_json::to_value(o).ok());
     let ip = host.ip.to_opt_string();
     let mut tx = state.db.begin(host.ctx()).await?;
     let prev = hosts::heartbeat(
@@ -183,6 +187,7 @@ pub(super) async fn heartbeat(
             hostname: req.hostname.as_deref(),
             volumes,
             source_ip: ip.as_deref(),
+            on_access,
         },
         now,
     )
