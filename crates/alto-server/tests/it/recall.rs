@@ -504,7 +504,7 @@ async fn recently_recalled_files_are_not_tiered_again_within_the_retention() {
     assert_eq!((st, v["error"]["code"].as_str()), (400, Some("validation_failed")), "{v}");
     // A rule's own retention overrides the tenant's: 10 days.
     let (_, rules) = api(&t.admin, Method::GET, &format!("{tp}/rules"), None).await;
-    let rule = &rules["items"][0];
+    let rule = &rules[0];
     let mut spec = rule["spec"].clone();
     spec["action"]["retain_after_recall_days"] = json!(10);
     let (st, v) = api(
