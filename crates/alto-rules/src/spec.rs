@@ -172,7 +172,12 @@ impl Action {
         }
     }
     pub fn exclude() -> Action {
-        Action { kind: ActionKind::Exclude, target: None, compression: None, retain_after_recall_days: None }
+        Action {
+            kind: ActionKind::Exclude,
+            target: None,
+            compression: None,
+            retain_after_recall_days: None,
+        }
     }
 }
 

@@ -509,8 +509,7 @@ impl Config {
         if r.storm_threshold == 0 || r.storm_threshold > 100_000_000 {
             return bad("recalls.storm_threshold must be 1 to 100000000");
         }
-        if r.storm_window < Duration::from_secs(1) || r.storm_window > Duration::from_secs(86_400)
-        {
+        if r.storm_window < Duration::from_secs(1) || r.storm_window > Duration::from_secs(86_400) {
             return bad("recalls.storm_window must be 1s to 1day");
         }
         if r.replaced_retention > Duration::from_secs(3650 * 86_400) {

@@ -72,7 +72,8 @@ fn check(req: &Recalled) -> Result<(), ExecError> {
 /// Checks an agent's on-access status (REST heartbeat or link): known states, bounded sizes.
 pub fn check_on_access(s: &OnAccessStatus) -> Result<(), String> {
     const STATES: [&str; 4] = ["active", "partial", "unsupported", "disabled"];
-    const FS_STATES: [&str; 4] = ["marked", "unsupported_filesystem", "unsupported_kernel", "error"];
+    const FS_STATES: [&str; 4] =
+        ["marked", "unsupported_filesystem", "unsupported_kernel", "error"];
     if !STATES.contains(&s.state.as_str()) {
         return Err(format!("on_access.state must be one of {}", STATES.join(", ")));
     }
@@ -83,7 +84,9 @@ pub fn check_on_access(s: &OnAccessStatus) -> Result<(), String> {
         return Err("on_access.filesystems: at most 256".into());
     }
     for f in &s.filesystems {
-        let bad_text = |t: &Option<String>, max: usize| t.as_ref().is_some_and(|t| t.len() > max || t.contains('\0'));
+        let bad_text = |t: &Option<String>, max: usize| {
+            t.as_ref().is_some_and(|t| t.len() > max || t.contains('\0'))
+        };
         if f.path.is_empty() || f.path.len() > 4096 || f.path.contains('\0') {
             return Err("on_access.filesystems[].path must be 1 to 4096 bytes without NUL".into());
         }
@@ -94,7 +97,9 @@ pub fn check_on_access(s: &OnAccessStatus) -> Result<(), String> {
             ));
         }
         if bad_text(&f.fs_type, 64) || bad_text(&f.error, 1024) {
-            return Err("on_access.filesystems[]: fs_type ≤ 64 and error ≤ 1024 bytes, no NUL".into());
+            return Err(
+                "on_access.filesystems[]: fs_type ≤ 64 and error ≤ 1024 bytes, no NUL".into()
+            );
         }
     }
     Ok(())
@@ -131,10 +136,9 @@ async fn apply(
             }
             // Another entry may be live for the path (other content, tiered since): leave it
             // and the inventory alone, record only this entry's end.
-            let other_live =
-                xdb::live_stub(tx, cust, host.host_id, &req.path, req.path_escaped)
-                    .await?
-                    .is_some_and(|l| l.id != s.id);
+            let other_live = xdb::live_stub(tx, cust, host.host_id, &req.path, req.path_escaped)
+                .await?
+                .is_some_and(|l| l.id != s.id);
             xdb::set_stub_state(tx, s.id, "rehydrated", None, now).await?;
             if let (Some(f), false) = (s.file_id, other_live) {
                 xdb::mark_resident(tx, cust, f, true, now).await?;
@@ -153,10 +157,9 @@ async fn apply(
             let keep = chrono::Duration::from_std(state.config.recalls.replaced_retention)
                 .unwrap_or(chrono::Duration::days(30));
             let until = now + keep;
-            let other_live =
-                xdb::live_stub(tx, cust, host.host_id, &req.path, req.path_escaped)
-                    .await?
-                    .is_some_and(|l| l.id != s.id);
+            let other_live = xdb::live_stub(tx, cust, host.host_id, &req.path, req.path_escaped)
+                .await?
+                .is_some_and(|l| l.id != s.id);
             xdb::replace_stub(tx, s.id, until, now).await?;
             if let (Some(f), false) = (s.file_id, other_live) {
                 xdb::mark_resident(tx, cust, f, false, now).await?;
@@ -185,15 +188,7 @@ async fn apply(
             }
             xdb::set_stub_state(tx, s.id, "stubbed", None, now).await?;
             if let Some(f) = s.file_id {
-                xdb::mark_inventory(
-                    tx,
-                    f,
-                    true,
-                    Some(&s.object_key),
-                    Some(&s.sha256),
-                    now,
-                )
-                .await?;
+                xdb::mark_inventory(tx, f, true, Some(&s.object_key), Some(&s.sha256), now).await?;
             }
             Ok(Applied {
                 recorded: true,
@@ -226,7 +221,9 @@ pub async fn recalled(
         xdb::recall_entry(&mut tx, cust, host.host_id, &req.path, req.path_escaped, &req.sha256)
             .await?;
     let (applied, stub_id, previous) = match &entry {
-        Some(s) => (apply(state, &mut tx, host, req, s, now).await?, Some(s.id), Some(s.state.clone())),
+        Some(s) => {
+            (apply(state, &mut tx, host, req, s, now).await?, Some(s.id), Some(s.state.clone()))
+        }
         None => (
             Applied { recorded: false, duplicate: false, state: None, retain_until: None },
             None,

@@ -506,6 +506,7 @@ mod tests {
             per_file_overhead_ms: 5,
             plan_after_ingest: true,
             ruleset_revision: 7,
+            recall_retention_days: 30,
         }
     }
 
@@ -534,6 +535,10 @@ mod tests {
         assert_eq!(s.safety_window_seconds, 3600);
         assert_eq!(s.link_bytes_per_second, 125_000_000);
         assert_eq!(s.ruleset_revision, 7);
+        assert_eq!(s.recall_retention_days, 30, "untouched unless given");
+        let a = set_args(&["--recall-retention-days", "7"]).expect("parses");
+        apply(&mut s, &a);
+        assert_eq!(s.recall_retention_days, 7);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use alto_api_types::{
     CheckRefs, CheckedRefs, ClaimJobs, ClaimedJobs, CompleteJob, ErrorCode, FileResults,
-    HostStubSummary, JobCompleted, JobProgress, Page, ProgressReport, RecallRecorded, Recalled, ResultsAccepted,
-    Stub, StubSummary,
+    HostStubSummary, JobCompleted, JobProgress, Page, ProgressReport, RecallRecorded, Recalled,
+    ResultsAccepted, Stub, StubSummary,
 };
 use alto_db::execution as xdb;
 use alto_model::{CustomerId, Permission};
@@ -179,10 +179,9 @@ pub(super) async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
     }
-    if q.state
-        .as_deref()
-        .is_some_and(|s| !["pending", "stubbed", "rehydrated", "orphaned", "failed", "replaced"].contains(&s))
-    {
+    if q.state.as_deref().is_some_and(|s| {
+        !["pending", "stubbed", "rehydrated", "orphaned", "failed", "replaced"].contains(&s)
+    }) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "unknown state"));
     }
     if q.path_prefix.as_ref().is_some_and(|p| p.len() > 4096 || p.contains('\0')) {

@@ -243,11 +243,9 @@ async fn a_replaced_stub_keeps_its_object_for_the_retention_window_then_releases
     assert_eq!((&sum["per_host"][0]["replaced"], &sum["stubs"]), (&json!(1), &json!(1)));
     // A resend changes nothing (the retention does not restart).
     app.clock.advance(chrono::Duration::days(1));
-    let (_, again) = report(
-        &agent,
-        json!({ "path": "/srv/f0.bin", "sha256": SHA, "outcome": "replaced" }),
-    )
-    .await;
+    let (_, again) =
+        report(&agent, json!({ "path": "/srv/f0.bin", "sha256": SHA, "outcome": "replaced" }))
+            .await;
     assert_eq!(again["duplicate"], true);
     assert_eq!(again["retain_until"], v["retain_until"]);
     // Reconciliation keeps the object through the window (never deleted early) …
@@ -328,7 +326,8 @@ async fn failed_and_denied_recalls_raise_attributed_alerts_and_every_recall_is_c
     assert_eq!(by_outcome("denied")["details"]["process"]["exe"], "/usr/bin/cat");
 
     // Metrics, with units and without per-path or per-process labels.
-    let text = reqwest::get(format!("{}/metrics", app.base_url)).await.unwrap().text().await.unwrap();
+    let text =
+        reqwest::get(format!("{}/metrics", app.base_url)).await.unwrap().text().await.unwrap();
     for want in [
         "alto_recalls_total{trigger=\"on_access\",outcome=\"failed\"}",
         "alto_recalls_total{trigger=\"on_access\",outcome=\"denied\"}",
@@ -439,7 +438,8 @@ async fn the_hosts_on_access_status_is_stored_and_shown() {
         }
         b
     };
-    let (st, v) = api(&agent, Method::POST, "/agent/heartbeat", Some(hb(Some(status.clone())))).await;
+    let (st, v) =
+        api(&agent, Method::POST, "/agent/heartbeat", Some(hb(Some(status.clone())))).await;
     assert_eq!(st, 200, "{v}");
     let h = t.admin.get_host(t.id, host).await.unwrap();
     let o = h.on_access.expect("stored");
