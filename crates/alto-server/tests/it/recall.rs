@@ -45,6 +45,10 @@ async fn drain(ws: &mut Ws) -> Vec<Value> {
 /// entry `pending`), those in `stub` stubbed. Returns the host, its agent and the job id.
 async fn tiered(app: &TestApp, t: &TestTenant, n: usize, stub: &[usize]) -> (Uuid, Client, String) {
     let (host, agent) = app.enrolled_host(t, "fs1").await;
+    // No planning run after ingest: it could take the files before the manual run below.
+    let mut s = t.admin.get_planner_settings(t.id).await.unwrap();
+    s.plan_after_ingest = false;
+    t.admin.put_planner_settings(t.id, &s).await.unwrap();
     let now = app.clock_now().timestamp_micros();
     let recs: Vec<_> = (0..n)
         .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))
