@@ -69,24 +69,23 @@ fn check(req: &Recalled) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Checks an agent's on-access status (REST heartbeat or link): known states, bounded sizes.
-pub fn check_on_access(s: &OnAccessStatus) -> Result<(), String> {
+/// An agent's on-access status (REST heartbeat or link), made storable: unknown states, more
+/// than 256 file systems or a bad path are refused (the message names the field); free text
+/// (`reason`, `error`, `fs_type`) is cut to its bound and NUL replaced rather than refused, so
+/// a long kernel message never costs the host its heartbeat.
+pub fn clean_on_access(s: &OnAccessStatus) -> Result<OnAccessStatus, String> {
     const STATES: [&str; 4] = ["active", "partial", "unsupported", "disabled"];
     const FS_STATES: [&str; 4] =
         ["marked", "unsupported_filesystem", "unsupported_kernel", "error"];
     if !STATES.contains(&s.state.as_str()) {
         return Err(format!("on_access.state must be one of {}", STATES.join(", ")));
     }
-    if s.reason.as_ref().is_some_and(|r| r.len() > 1024 || r.contains('\0')) {
-        return Err("on_access.reason must be at most 1024 bytes without NUL".into());
-    }
     if s.filesystems.len() > 256 {
         return Err("on_access.filesystems: at most 256".into());
     }
-    for f in &s.filesystems {
-        let bad_text = |t: &Option<String>, max: usize| {
-            t.as_ref().is_some_and(|t| t.len() > max || t.contains('\0'))
-        };
+    let mut out = s.clone();
+    out.reason = s.reason.as_deref().map(|r| agent_text(r, 1024));
+    for f in &mut out.filesystems {
         if f.path.is_empty() || f.path.len() > 4096 || f.path.contains('\0') {
             return Err("on_access.filesystems[].path must be 1 to 4096 bytes without NUL".into());
         }
@@ -96,13 +95,10 @@ pub fn check_on_access(s: &OnAccessStatus) -> Result<(), String> {
                 FS_STATES.join(", ")
             ));
         }
-        if bad_text(&f.fs_type, 64) || bad_text(&f.error, 1024) {
-            return Err(
-                "on_access.filesystems[]: fs_type ≤ 64 and error ≤ 1024 bytes, no NUL".into()
-            );
-        }
+        f.fs_type = f.fs_type.as_deref().map(|t| agent_text(t, 64));
+        f.error = f.error.as_deref().map(|e| agent_text(e, 1024));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// What a report did to the registry.
@@ -424,12 +420,14 @@ mod tests {
                 error: None,
             }],
         };
-        assert!(check_on_access(&s).is_ok());
+        s.filesystems[0].error = Some("x".repeat(5000));
+        let cleaned = clean_on_access(&s).unwrap();
+        assert!(cleaned.filesystems[0].error.as_ref().unwrap().len() <= 1024 + 3, "cut, kept");
         s.filesystems[0].state = "bogus".into();
-        assert!(check_on_access(&s).unwrap_err().contains("filesystems[].state"));
+        assert!(clean_on_access(&s).unwrap_err().contains("filesystems[].state"));
         s.filesystems.clear();
         s.state = "on".into();
-        assert!(check_on_access(&s).unwrap_err().contains("on_access.state"));
+        assert!(clean_on_access(&s).unwrap_err().contains("on_access.state"));
     }
 
     #[test]

@@ -169,12 +169,15 @@ pub(super) async fn heartbeat(
             )));
         }
     }
-    if let Some(o) = &req.on_access {
-        crate::recall::check_on_access(o).map_err(ApiError::validation)?;
-    }
+    let on_access = match &req.on_access {
+        Some(o) => {
+            let o = crate::recall::clean_on_access(o).map_err(ApiError::validation)?;
+            serde_json::to_value(o).ok()
+        }
+        None => None,
+    };
     let now = state.now();
     let volumes = serde_json::to_value(&req.volumes).unwrap_or_default();
-    let on_access = req.on_access.as_ref().and_then(|o| serde_json::to_value(o).ok());
     let ip = host.ip.to_opt_string();
     let mut tx = state.db.begin(host.ctx()).await?;
     let prev = hosts::heartbeat(

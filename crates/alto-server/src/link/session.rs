@@ -194,10 +194,10 @@ impl LinkService {
                 Some(agent_message::Body::OnAccess(o)) => {
                     // A status that does not parse is logged and ignored: heartbeats carry no
                     // reply to refuse it with, and the stored one stays.
-                    match convert::on_access_from_pb(&o).map_err(|e| e.to_string()).and_then(|s| {
-                        crate::recall::check_on_access(&s)?;
-                        Ok(s)
-                    }) {
+                    match convert::on_access_from_pb(&o)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| crate::recall::clean_on_access(&s))
+                    {
                         Ok(status) => {
                             if let Err(e) = self.store_on_access(&host, &status).await {
                                 tracing::warn!(host = %host.host_id, error = %e, "on-access status not stored");

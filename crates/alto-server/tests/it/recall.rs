@@ -458,6 +458,14 @@ async fn the_hosts_on_access_status_is_stored_and_shown() {
     assert_eq!((st, v["error"]["code"].as_str()), (400, Some("validation_failed")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("filesystems[].state"));
     assert_eq!(t.admin.get_host(t.id, host).await.unwrap().on_access.unwrap().state, "partial");
+    // A long kernel message is cut, not refused: the heartbeat still counts.
+    let mut long = status.clone();
+    long["filesystems"][0]["state"] = json!("error");
+    long["filesystems"][0]["error"] = json!("e".repeat(10_000));
+    let (st, v) = api(&agent, Method::POST, "/agent/heartbeat", Some(hb(Some(long)))).await;
+    assert_eq!(st, 200, "{v}");
+    let o = t.admin.get_host(t.id, host).await.unwrap().on_access.unwrap();
+    assert!(o.filesystems[0].error.as_ref().unwrap().len() < 1100);
     // An agent that does not say (an older one): nothing is claimed for it.
     let (st, _) = api(&agent, Method::POST, "/agent/heartbeat", Some(hb(None))).await;
     assert_eq!(st, 200);
