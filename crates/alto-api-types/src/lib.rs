@@ -184,6 +184,13 @@ pub struct Host {
     #[serde(default)]
     pub bandwidth_limit_bytes_per_second: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// Whether stubs on this host come back on access, as its agent last reported it
+    /// (absent: the agent never said, e.g. an older agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_access: Option<OnAccessStatus>,
+    /// When the agent reported `on_access`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_access_reported_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -159,9 +159,19 @@ pub struct PlannerSettings {
     pub per_file_overhead_ms: i32,
     /// Plan a host after each of its scans is ingested (default true).
     pub plan_after_ingest: bool,
+    /// Retention after recall: a file whose content came back from tier-2 less than this many
+    /// days ago is not planned for tiering again (0–3650, default 30; a rule may override it
+    /// with `action.retain_after_recall_days`). The planner's explanation says
+    /// `recently_recalled`.
+    #[serde(default = "default_recall_retention_days")]
+    pub recall_retention_days: i32,
     /// Read-only: bumped by every rule change.
     #[serde(default)]
     pub ruleset_revision: i64,
+}
+
+fn default_recall_retention_days() -> i32 {
+    30
 }
 
 /// Start a planning run now.
@@ -416,6 +426,32 @@ pub struct RecallProcess {
     pub user: Option<String>,
 }
 
+/// The server's answer to a recall report: what the stub registry recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecallRecorded {
+    /// Whether the registry changed. `false` for a resend of a report already recorded
+    /// (`duplicate`), for a path the registry holds no entry of with this SHA-256 (nothing
+    /// to record; the report is still audited and counted), and for failed or denied
+    /// recalls of an entry that was already `stubbed`.
+    pub recorded: bool,
+    /// The report repeats one already recorded (nothing was audited or counted again).
+    #[serde(default)]
+    pub duplicate: bool,
+    /// The registry entry the report is about, if the registry knows the file.
+    #[serde(default)]
+    pub stub_id: Option<Uuid>,
+    /// The entry's state before the report.
+    #[serde(default)]
+    pub previous_state: Option<String>,
+    /// The entry's state now (`rehydrated`, `replaced`, `stubbed`, …); absent for an unknown
+    /// path.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// `replaced`: the object is kept in tier-2 until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<DateTime<Utc>>,
+}
+
 /// One stub-registry entry.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Stub {
@@ -430,12 +466,17 @@ pub struct Stub {
     pub tiered_location: String,
     pub target: Option<String>,
     pub stored_size: Option<i64>,
-    /// `pending`, `stubbed`, `rehydrated`, `orphaned` or `failed`.
+    /// `pending`, `stubbed`, `rehydrated`, `orphaned`, `failed` or `replaced` (the stub was
+    /// truncated or overwritten; its object is kept until `retain_until`).
     pub state: String,
     pub job_id: Option<Uuid>,
     pub tiered_at: Option<DateTime<Utc>>,
     pub rehydrated_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// `replaced` entries: tier-2 reconciliation keeps the object until then, and collects it
+    /// after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -451,6 +492,9 @@ pub struct HostStubSummary {
     pub pending: i64,
     pub failed: i64,
     pub rehydrated: i64,
+    /// Stubs truncated or overwritten (their objects are kept for the retention window).
+    #[serde(default)]
+    pub replaced: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -820,7 +820,7 @@ pub(crate) enum StubsCmd {
         #[arg(long, value_name = "PREFIX")]
         path_prefix: Option<String>,
         /// Only entries in this state.
-        #[arg(long, value_parser = ["pending", "stubbed", "rehydrated", "orphaned", "failed"])]
+        #[arg(long, value_parser = ["pending", "stubbed", "rehydrated", "orphaned", "failed", "replaced"])]
         state: Option<String>,
         #[command(flatten)]
         tenant: TenantArg,
@@ -1070,7 +1070,7 @@ pub(crate) enum PlannerSettingsCmd {
     "safety_window_seconds", "high_watermark_pct", "low_watermark_pct", "watermark_order",
     "max_files_per_run", "max_bytes_per_run", "host_max_files_per_hour",
     "host_max_bytes_per_hour", "link_bytes_per_second", "per_file_overhead_ms",
-    "plan_after_ingest",
+    "plan_after_ingest", "recall_retention_days",
 ])))]
 pub(crate) struct SetPlannerArgs {
     /// Files modified less than this many seconds ago are never candidates.
@@ -1107,6 +1107,10 @@ pub(crate) struct SetPlannerArgs {
     /// Plan a host after each of its scans is ingested.
     #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
     pub(crate) plan_after_ingest: Option<bool>,
+    /// A file recalled from tier-2 less than this many days ago is not tiered again (0–3650;
+    /// a rule's `action.retain_after_recall_days` overrides it).
+    #[arg(long, value_name = "DAYS")]
+    pub(crate) recall_retention_days: Option<i32>,
     #[command(flatten)]
     pub(crate) tenant: TenantArg,
 }

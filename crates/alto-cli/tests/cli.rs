@@ -600,3 +600,49 @@ mod tiering;
 
 #[path = "cli/storage.rs"]
 mod storage;
+
+/// `hosts get` shows the on-access recall status the host's agent last reported, per file
+/// system, and `planner-settings` the retention after recall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_get_shows_the_on_access_status_and_settings_the_recall_retention() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (host, agent) = app.enrolled_host(&t, "fs1").await;
+    let status: alto_api_types::OnAccessStatus = serde_json::from_value(serde_json::json!({
+        "state": "partial", "reason": "/scratch is tmpfs", "survives_restart": true,
+        "filesystems": [
+            { "path": "/srv", "fs_type": "ext4", "state": "marked" },
+            { "path": "/scratch", "fs_type": "tmpfs", "state": "unsupported_filesystem" }] }))
+    .expect("status");
+    agent
+        .heartbeat(&alto_api_types::HeartbeatRequest {
+            agent_version: "0.2.0".into(),
+            os: None,
+            hostname: None,
+            volumes: vec![],
+            on_access: Some(status),
+        })
+        .await
+        .expect("heartbeat");
+    let cli = Altoctl::new();
+    cli.login(&app, "acme-admin", ADMIN_PASSWORD).await.ok();
+    let id = host.to_string();
+    let shown = cli.run(&["hosts", "get", &id]).await.ok();
+    assert!(shown.stdout.contains("on-access recall"), "{shown:#?}");
+    assert!(
+        shown.stdout.contains("partial (/scratch is tmpfs), survives agent restarts"),
+        "{shown:#?}"
+    );
+    assert!(shown.stdout.contains("/srv [ext4]: marked"), "{shown:#?}");
+    assert!(shown.stdout.contains("/scratch [tmpfs]: unsupported_filesystem"), "{shown:#?}");
+    let json = cli.run(&["hosts", "get", &id, "-o", "json"]).await.ok().json();
+    assert_eq!(json["on_access"]["filesystems"][1]["fs_type"], "tmpfs");
+
+    let set = cli.run(&["planner-settings", "set", "--recall-retention-days", "7"]).await.ok();
+    assert!(set.stdout.contains("7 days"), "{set:#?}");
+    let bad = cli.run(&["planner-settings", "set", "--recall-retention-days", "5000"]).await;
+    assert_ne!(bad.code, 0, "{bad:#?}");
+    assert!(bad.stderr.contains("recall_retention_days must be 0 to 3650"), "{bad:#?}");
+    let got = cli.run(&["planner-settings", "get", "-o", "json"]).await.ok().json();
+    assert_eq!(got["recall_retention_days"], 7, "a refused change changes nothing");
+}

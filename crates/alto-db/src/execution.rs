@@ -187,11 +187,13 @@ pub struct StubRow {
     pub rehydrated_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `replaced` entries: their object is kept (reconciliation answers `live`) until then.
+    pub retain_until: Option<DateTime<Utc>>,
 }
 
 const STUB_COLS: &str = "id, customer_id, host_id, file_id, file_path, path_escaped, file_size,
     sha256, object_key, tiered_location, target_name, stored_size, state, job_id, tiered_at,
-    rehydrated_at, created_at, updated_at";
+    rehydrated_at, created_at, updated_at, retain_until";
 
 /// The live (pending or stubbed) registry entry of a file.
 ///
@@ -216,6 +218,161 @@ pub async fn live_stub(
     .bind(customer_id)
     .fetch_optional(&mut **tx)
     .await?)
+}
+
+/// The registry entry a recall report is about: the file's entry for this content (SHA-256)
+/// in whatever state — a live one (`pending`, `stubbed`) first, else the newest. An agent
+/// killed between stubbing and reporting leaves `pending`; a job that ended first leaves
+/// `failed`; either may be a stub on disk all the same.
+///
+/// Uses the `(customer_id, host_id, file_path)` index; a file has few entries.
+pub async fn recall_entry(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    path: &str,
+    escaped: bool,
+    sha256: &str,
+) -> Result<Option<StubRow>, DbError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {STUB_COLS} FROM stub_registry
+          WHERE customer_id = $1 AND host_id = $2 AND file_path = $3 AND path_escaped = $4
+            AND sha256 = $5
+          ORDER BY state IN ('pending', 'stubbed') DESC, created_at DESC, id DESC
+          LIMIT 1 FOR UPDATE"
+    ))
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(path)
+    .bind(escaped)
+    .bind(sha256)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Marks an entry `replaced` (the stub was truncated or overwritten): the file is ordinary
+/// again, and the object stays referenced until `retain_until`.
+pub async fn replace_stub(
+    tx: &mut Tx,
+    id: Uuid,
+    retain_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE stub_registry SET state = 'replaced', retain_until = $2, updated_at = $3,
+                error = 'the stub was truncated or replaced'
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(retain_until)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the inventory row an ordinary file again after a recall (`recalled`: its content
+/// came back from tier-2 now, which the planner's retention after recall reads) or a
+/// replacement (`recalled` false).
+pub async fn mark_resident(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    file_id: Uuid,
+    recalled: bool,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE file_inventory SET is_stubbed = false, stub_created_at = NULL,
+                tiered_location = NULL, updated_at = $3,
+                recalled_at = CASE WHEN $4 THEN $3 ELSE recalled_at END
+          WHERE customer_id = $1 AND id = $2",
+    )
+    .bind(customer_id)
+    .bind(file_id)
+    .bind(now)
+    .bind(recalled)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One recall counted for a storm subject of a host: adds it to the current window's counter
+/// and returns (recalls in the current window, recalls in the previous window, when an alert
+/// was last raised for the subject in either). Primary-key accesses only.
+#[allow(clippy::too_many_arguments)]
+pub async fn count_recall(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    kind: &str,
+    subject: &str,
+    window_start: DateTime<Utc>,
+    previous_start: DateTime<Utc>,
+) -> Result<(i64, i64, Option<DateTime<Utc>>), DbError> {
+    let (cur, cur_flag): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "INSERT INTO recall_rate (customer_id, host_id, subject_kind, subject, window_start, recalls)
+         VALUES ($1, $2, $3, $4, $5, 1)
+         ON CONFLICT (customer_id, host_id, subject_kind, subject, window_start)
+         DO UPDATE SET recalls = recall_rate.recalls + 1
+         RETURNING recalls, flagged_at",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(kind)
+    .bind(subject)
+    .bind(window_start)
+    .fetch_one(&mut **tx)
+    .await?;
+    let prev: Option<(i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT recalls, flagged_at FROM recall_rate
+          WHERE customer_id = $1 AND host_id = $2 AND subject_kind = $3 AND subject = $4
+            AND window_start = $5",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(kind)
+    .bind(subject)
+    .bind(previous_start)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (prev_n, prev_flag) = prev.unwrap_or((0, None));
+    Ok((cur, prev_n, cur_flag.max(prev_flag)))
+}
+
+/// Records that a storm alert was raised for the subject in the window.
+pub async fn flag_storm(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    kind: &str,
+    subject: &str,
+    window_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE recall_rate SET flagged_at = $6
+          WHERE customer_id = $1 AND host_id = $2 AND subject_kind = $3 AND subject = $4
+            AND window_start = $5",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(kind)
+    .bind(subject)
+    .bind(window_start)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Drops storm-detector windows that started before `before` (every tenant: needs the
+/// platform context). Returns how many.
+pub async fn expire_recall_rate(tx: &mut Tx, before: DateTime<Utc>) -> Result<u64, DbError> {
+    Ok(sqlx::query("DELETE FROM recall_rate WHERE window_start < $1")
+        .bind(before)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 #[derive(Debug, Clone)]
@@ -451,7 +608,10 @@ pub async fn stub_summary(tx: &mut Tx, customer_id: Uuid) -> Result<Vec<StubSumm
     .await?)
 }
 
-/// For each (path, escaped, sha256) of a host: whether a live registry entry holds it.
+/// For each (path, escaped, sha256) of a host: whether a registry entry still holds it — a
+/// live one (`pending`, `stubbed`), or a `replaced` one within its retention (`retain_until`
+/// after `now`). Everything else is garbage to reconciliation.
+#[allow(clippy::too_many_arguments)]
 pub async fn live_refs(
     tx: &mut Tx,
     customer_id: Uuid,
@@ -459,11 +619,14 @@ pub async fn live_refs(
     paths: &[String],
     escaped: &[bool],
     shas: &[String],
+    now: DateTime<Utc>,
 ) -> Result<Vec<bool>, DbError> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM stub_registry s
                          WHERE s.customer_id = $5 AND s.host_id = $1 AND s.file_path = u.path AND s.path_escaped = u.esc
-                           AND s.sha256 = u.sha AND s.state IN ('pending', 'stubbed'))
+                           AND s.sha256 = u.sha
+                           AND (s.state IN ('pending', 'stubbed')
+                                OR (s.state = 'replaced' AND s.retain_until > $6)))
            FROM unnest($2::text[], $3::bool[], $4::text[]) WITH ORDINALITY AS u(path, esc, sha, n)
           ORDER BY u.n",
     )
@@ -472,6 +635,7 @@ pub async fn live_refs(
     .bind(escaped)
     .bind(shas)
     .bind(customer_id)
+    .bind(now)
     .fetch_all(&mut **tx)
     .await?)
 }

@@ -25,11 +25,15 @@ pub struct HostRow {
     pub updated_at: DateTime<Utc>,
     pub groups: Vec<String>,
     pub bandwidth_limit_bytes_per_second: Option<i64>,
+    /// The agent's last on-access recall report (`OnAccessStatus` as JSON), if any.
+    pub on_access: Option<serde_json::Value>,
+    pub on_access_reported_at: Option<DateTime<Utc>>,
 }
 
 const COLS: &str = "id, customer_id, name, description, status, agent_version, os,
     reported_hostname, last_seen_at, last_seen_ip, volumes, last_scan_at, file_count,
-    total_bytes, created_at, updated_at, groups, bandwidth_limit_bytes_per_second";
+    total_bytes, created_at, updated_at, groups, bandwidth_limit_bytes_per_second, on_access,
+    on_access_reported_at";
 
 pub async fn create(
     tx: &mut Tx,
@@ -379,6 +383,9 @@ pub struct Heartbeat<'a> {
     pub hostname: Option<&'a str>,
     pub volumes: serde_json::Value,
     pub source_ip: Option<&'a str>,
+    /// The on-access recall status (`OnAccessStatus` as JSON). A REST heartbeat is the whole
+    /// picture: absent means the agent does not say (an older agent), stored as such.
+    pub on_access: Option<serde_json::Value>,
 }
 
 /// Records a heartbeat; returns the host's status before it (to detect status changes).
@@ -400,7 +407,8 @@ pub async fn heartbeat(
     sqlx::query(
         "UPDATE hosts SET status = 'online', agent_version = $3, os = coalesce($4, os),
                 reported_hostname = coalesce($5, reported_hostname), volumes = $6,
-                last_seen_at = $7, last_seen_ip = $8, updated_at = $7
+                last_seen_at = $7, last_seen_ip = $8, updated_at = $7,
+                on_access = $9, on_access_reported_at = CASE WHEN $9 IS NULL THEN NULL ELSE $7 END
           WHERE customer_id = $1 AND id = $2",
     )
     .bind(customer_id)
@@ -411,6 +419,7 @@ pub async fn heartbeat(
     .bind(&hb.volumes)
     .bind(now)
     .bind(hb.source_ip)
+    .bind(&hb.on_access)
     .execute(&mut **tx)
     .await?;
     Ok(prev)
@@ -446,6 +455,41 @@ pub async fn seen(
     .execute(&mut **tx)
     .await?;
     Ok(prev)
+}
+
+/// Stores the on-access recall status an agent reported over the agent link (whose
+/// heartbeats carry it only when it changed; an absent status leaves the stored one).
+pub async fn set_on_access(
+    tx: &mut Tx,
+    customer_id: Uuid,
+    host_id: Uuid,
+    on_access: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let n = sqlx::query(
+        "UPDATE hosts SET on_access = $3, on_access_reported_at = $4
+          WHERE customer_id = $1 AND id = $2",
+    )
+    .bind(customer_id)
+    .bind(host_id)
+    .bind(on_access)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(DbError::NotFound("host"));
+    }
+    Ok(())
+}
+
+/// The host's name (for alerts and audit details).
+pub async fn name(tx: &mut Tx, customer_id: Uuid, id: Uuid) -> Result<Option<String>, DbError> {
+    Ok(sqlx::query_scalar("SELECT name FROM hosts WHERE customer_id = $1 AND id = $2")
+        .bind(customer_id)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?)
 }
 
 /// Marks online hosts not seen since `cutoff` as offline; returns them.

@@ -206,6 +206,9 @@ pub struct Selection<'a> {
     pub now: DateTime<Utc>,
     /// Files modified at or after this are too recent.
     pub safety_cutoff: DateTime<Utc>,
+    /// The tenant's retention after recall (days); each rule's own
+    /// `action.retain_after_recall_days` overrides it.
+    pub recall_retention_days: u32,
     /// Only files at or below this directory.
     pub under: Option<String>,
     /// Leave out files already in a live job.
@@ -231,6 +234,8 @@ pub struct CandRow {
     pub deleted: bool,
     pub inode: Option<i64>,
     pub file_hash: Option<String>,
+    /// When the file's content last came back from tier-2.
+    pub recalled_at: Option<DateTime<Utc>>,
     /// Index into `Selection::rules` of the first matching rule (-1: none).
     pub rule_idx: i32,
 }
@@ -238,10 +243,11 @@ pub struct CandRow {
 const FACT_COLS: &str = "f.id, f.file_path, f.path_escaped, f.file_size, f.last_modified,
     f.last_accessed, coalesce(f.file_extension, '') AS file_extension, f.owner, f.mode,
     (f.is_stubbed OR f.scan_is_stub) AS stubbed, f.deleted_at IS NOT NULL AS deleted, f.inode,
-    f.file_hash";
+    f.file_hash, f.recalled_at";
 
 /// Files of one host whose first matching rule is eligible and that pass the candidate
-/// gates (live, not stubbed, older than the safety window, not in a live job).
+/// gates (live, not stubbed, older than the safety window, not recalled within the deciding
+/// rule's retention after recall, not in a live job).
 pub async fn select_candidates(tx: &mut Tx, s: &Selection<'_>) -> Result<Vec<CandRow>, DbError> {
     let Some((sql, a)) = candidate_sql(s) else {
         return Ok(Vec::new());
@@ -290,6 +296,13 @@ pub fn candidate_sql(s: &Selection<'_>) -> Option<(String, Args)> {
         Some(d) => format!(" AND {}", under_sql(d, &mut a)),
         None => String::new(),
     };
+    // Retention after recall depends on the deciding rule: one cutoff per rule, looked up by
+    // the row's rule index (the column is on the row already read: no join, no index).
+    let recall_cutoffs: Vec<DateTime<Utc>> = s.rules[..=last]
+        .iter()
+        .map(|r| cutoff(s.now, r.retain_after_recall_days(s.recall_retention_days)))
+        .collect();
+    let recall = a.push(recall_cutoffs);
     let in_jobs = if s.skip_in_jobs {
         " AND NOT EXISTS (SELECT 1 FROM job_files j WHERE j.file_id = s.id AND j.state = 'pending')"
     } else {
@@ -303,7 +316,8 @@ pub fn candidate_sql(s: &Selection<'_>) -> Option<(String, Args)> {
               AND NOT f.is_stubbed AND NOT f.scan_is_stub AND f.last_modified < {safety}
               {under} AND ({prefilter})
            OFFSET 0) s
-          WHERE s.rule_idx = ANY({elig}::int[]){in_jobs}"
+          WHERE s.rule_idx = ANY({elig}::int[])
+            AND (s.recalled_at IS NULL OR s.recalled_at <= ({recall}::timestamptz[])[s.rule_idx + 1]){in_jobs}"
     );
     Some((sql, a))
 }

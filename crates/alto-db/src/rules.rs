@@ -219,6 +219,13 @@ pub struct Settings {
     pub per_file_overhead_ms: i32,
     pub plan_after_ingest: bool,
     pub ruleset_revision: i64,
+    /// Days after a recall during which a file is not tiered again (rules may override).
+    #[serde(default = "default_recall_retention_days")]
+    pub recall_retention_days: i32,
+}
+
+fn default_recall_retention_days() -> i32 {
+    30
 }
 
 impl Default for Settings {
@@ -236,6 +243,7 @@ impl Default for Settings {
             per_file_overhead_ms: 5,
             plan_after_ingest: true,
             ruleset_revision: 0,
+            recall_retention_days: 30,
         }
     }
 }
@@ -243,7 +251,7 @@ impl Default for Settings {
 const SETTINGS_COLS: &str = "safety_window_seconds, high_watermark_pct, low_watermark_pct,
     watermark_order, max_files_per_run, max_bytes_per_run, host_max_files_per_hour,
     host_max_bytes_per_hour, link_bytes_per_second, per_file_overhead_ms, plan_after_ingest,
-    ruleset_revision";
+    ruleset_revision, recall_retention_days";
 
 pub async fn settings(tx: &mut Tx, customer_id: Uuid) -> Result<Settings, DbError> {
     let row: Option<Settings> = sqlx::query_as(&format!(
@@ -265,8 +273,8 @@ pub async fn save_settings(
         "INSERT INTO planner_settings (customer_id, safety_window_seconds, high_watermark_pct,
             low_watermark_pct, watermark_order, max_files_per_run, max_bytes_per_run,
             host_max_files_per_hour, host_max_bytes_per_hour, link_bytes_per_second,
-            per_file_overhead_ms, plan_after_ingest, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            per_file_overhead_ms, plan_after_ingest, updated_at, recall_retention_days)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (customer_id) DO UPDATE SET
             safety_window_seconds = EXCLUDED.safety_window_seconds,
             high_watermark_pct = EXCLUDED.high_watermark_pct,
@@ -279,6 +287,7 @@ pub async fn save_settings(
             link_bytes_per_second = EXCLUDED.link_bytes_per_second,
             per_file_overhead_ms = EXCLUDED.per_file_overhead_ms,
             plan_after_ingest = EXCLUDED.plan_after_ingest,
+            recall_retention_days = EXCLUDED.recall_retention_days,
             updated_at = EXCLUDED.updated_at
          RETURNING {SETTINGS_COLS}"
     ))
@@ -295,6 +304,7 @@ pub async fn save_settings(
     .bind(s.per_file_overhead_ms)
     .bind(s.plan_after_ingest)
     .bind(now)
+    .bind(s.recall_retention_days)
     .fetch_one(&mut **tx)
     .await?)
 }

@@ -8,7 +8,7 @@
 
 use alto_api_types::{
     CompleteJob, ContractError, ExecJob, FileOutcome, FileResult, FileResults, JobEnd, JobProgress,
-    ProgressReport,
+    OnAccessStatus, ProgressReport, RecallRecorded, Recalled,
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -28,6 +28,47 @@ pub enum ConvertError {
     JobEnd,
     #[error(transparent)]
     Contract(#[from] ContractError),
+    /// A JSON document (recall report, recall answer, on-access status) that does not parse
+    /// as its REST type.
+    #[error("{what}: {message}")]
+    Json { what: &'static str, message: String },
+}
+
+fn bad_json(what: &'static str) -> impl Fn(serde_json::Error) -> ConvertError {
+    move |e| ConvertError::Json { what, message: e.to_string() }
+}
+
+/// A recall report, as `POST /agent/recalled` takes it.
+pub fn recall_to_pb(r: &Recalled) -> pb::Recall {
+    pb::Recall { recalled_json: serde_json::to_vec(r).expect("a report always serialises") }
+}
+
+/// A recall report as received (the REST body's rules: unknown fields are refused).
+pub fn recall_from_pb(r: &pb::Recall) -> Result<Recalled, ConvertError> {
+    serde_json::from_slice(&r.recalled_json).map_err(bad_json("recall report"))
+}
+
+/// The answer to a recall report.
+pub fn recorded_to_ok(r: &RecallRecorded) -> pb::Ok {
+    pb::Ok {
+        result_json: serde_json::to_vec(r).expect("an answer always serialises"),
+        ..Default::default()
+    }
+}
+
+/// The answer to a recall report as received.
+pub fn recorded_from_ok(ok: &pb::Ok) -> Result<RecallRecorded, ConvertError> {
+    serde_json::from_slice(&ok.result_json).map_err(bad_json("recall answer"))
+}
+
+/// The host's on-access recall status.
+pub fn on_access_to_pb(s: &OnAccessStatus) -> pb::OnAccess {
+    pb::OnAccess { status_json: serde_json::to_vec(s).expect("a status always serialises") }
+}
+
+/// The host's on-access recall status as received.
+pub fn on_access_from_pb(o: &pb::OnAccess) -> Result<OnAccessStatus, ConvertError> {
+    serde_json::from_slice(&o.status_json).map_err(bad_json("on-access status"))
 }
 
 /// Reads a job id as the messages carry it (text).
@@ -138,6 +179,7 @@ pub fn progress_from_pb(p: &pb::Progress) -> Result<(Uuid, ProgressReport), Conv
 impl From<&JobProgress> for pb::Ok {
     fn from(p: &JobProgress) -> Self {
         pb::Ok {
+            result_json: Vec::new(),
             cancel: p.cancel,
             lease_expires_at_ms: p.lease_expires_at.map_or(0, |t| t.timestamp_millis()),
             accepted: 0,
@@ -175,6 +217,36 @@ pub fn offer_from_pb(o: &pb::JobOffer) -> Result<(ExecJob, u64), ConvertError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recall_reports_and_statuses_round_trip_as_rest_json() {
+        let r: Recalled = serde_json::from_value(serde_json::json!({
+            "path": "/srv/a", "sha256": "a".repeat(64), "trigger": "on_access",
+            "outcome": "denied", "process": { "pid": 7, "exe": "/usr/bin/x" } }))
+        .unwrap();
+        let back = recall_from_pb(&recall_to_pb(&r)).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&r).unwrap());
+        assert!(matches!(
+            recall_from_pb(&pb::Recall { recalled_json: b"{\"path\": 1}".to_vec() }),
+            Err(ConvertError::Json { .. })
+        ));
+        let rec = RecallRecorded {
+            recorded: true,
+            duplicate: false,
+            stub_id: None,
+            previous_state: Some("pending".into()),
+            state: Some("rehydrated".into()),
+            retain_until: None,
+        };
+        assert_eq!(recorded_from_ok(&recorded_to_ok(&rec)).unwrap(), rec);
+        let st = OnAccessStatus {
+            state: "partial".into(),
+            reason: Some("tmpfs".into()),
+            survives_restart: true,
+            filesystems: vec![],
+        };
+        assert_eq!(on_access_from_pb(&on_access_to_pb(&st)).unwrap(), st);
+    }
     use alto_api_types::{ExecTarget, JobWork, TierWork};
     use alto_model::TargetKind;
 

@@ -14,6 +14,8 @@ pub const MAX_DAYS: u32 = 36_500;
 pub const MAX_SIZE: i64 = 1 << 60;
 /// Largest priority.
 pub const MAX_PRIORITY: i32 = 1_000_000;
+/// Longest retention after recall (rule override and tenant setting), in days.
+pub const MAX_RETAIN_AFTER_RECALL_DAYS: u32 = 3650;
 /// Bytes of real data a stub keeps at the start of the file.
 pub const STUB_KEEP_BYTES: i64 = 4096;
 
@@ -62,6 +64,11 @@ impl CompiledRule {
     }
     pub fn conditions(&self) -> &Conditions {
         &self.spec.conditions
+    }
+    /// Days after a recall during which this rule does not tier the file again: the rule's
+    /// own `action.retain_after_recall_days`, else the tenant's `default_days`.
+    pub fn retain_after_recall_days(&self, default_days: u32) -> u32 {
+        self.spec.action.retain_after_recall_days.unwrap_or(default_days)
     }
 }
 
@@ -289,7 +296,19 @@ pub fn compile(
             if a.target.is_some() || a.compression.is_some() {
                 err("action", "an exclude action takes no target or compression".into());
             }
+            if a.retain_after_recall_days.is_some() {
+                err(
+                    "action.retain_after_recall_days",
+                    "an exclude action never tiers, so it takes no retention after recall".into(),
+                );
+            }
         }
+    }
+    if a.retain_after_recall_days.is_some_and(|d| d > MAX_RETAIN_AFTER_RECALL_DAYS) {
+        err(
+            "action.retain_after_recall_days",
+            format!("at most {MAX_RETAIN_AFTER_RECALL_DAYS} days"),
+        );
     }
     if a.kind == ActionKind::Tier && c.stub_state == Some(StubState::Stubbed) {
         err(
@@ -390,9 +409,22 @@ mod tests {
         assert!(e.contains("already tiered"), "{e}");
         assert!(e.contains("required and forbidden"), "{e}");
         let mut x = base();
-        x.action =
-            Action { kind: ActionKind::Exclude, target: Some("default".into()), compression: None };
+        x.action = Action {
+            kind: ActionKind::Exclude,
+            target: Some("default".into()),
+            compression: None,
+            retain_after_recall_days: None,
+        };
         assert!(describe(&errors(&x)).contains("exclude action takes no target"));
+        let mut r = base();
+        r.action.retain_after_recall_days = Some(MAX_RETAIN_AFTER_RECALL_DAYS + 1);
+        assert!(errors(&r).iter().any(|e| e.field == "action.retain_after_recall_days"));
+        r.action.retain_after_recall_days = Some(7);
+        assert!(compile(Uuid::nil(), 1, &r, &|t| t == "default").is_ok());
+        let mut x = base();
+        x.action = Action::exclude();
+        x.action.retain_after_recall_days = Some(7);
+        assert!(errors(&x).iter().any(|e| e.field == "action.retain_after_recall_days"));
     }
 
     #[test]

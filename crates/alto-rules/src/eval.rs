@@ -5,7 +5,9 @@
 //! Order, per the specification: rules by priority (lower first); within a rule, scope, then
 //! path, age, size, extension, then owner, permissions, tags and stub state; the first rule
 //! whose conditions all hold decides. An exclude rule keeps the file. A tier rule makes it a
-//! candidate unless it is already stubbed or was modified within the safety window.
+//! candidate unless it is already stubbed, was recalled within the retention after recall
+//! (the rule's `action.retain_after_recall_days`, else the tenant's), or was modified within
+//! the safety window.
 
 use std::collections::HashMap;
 
@@ -37,6 +39,8 @@ pub struct FileFacts<'a> {
     /// Stubbed according to the registry or the last scan.
     pub stubbed: bool,
     pub deleted: bool,
+    /// When its content last came back from tier-2 (a recall), if ever.
+    pub recalled_at: Option<DateTime<Utc>>,
 }
 
 /// Time and safety settings of an evaluation.
@@ -45,12 +49,25 @@ pub struct EvalSettings {
     pub now: DateTime<Utc>,
     /// Files modified less than this long ago are never candidates.
     pub safety_window: Duration,
+    /// The tenant's retention after recall, in days: a file recalled less than this long ago
+    /// is not tiered again (a rule's `action.retain_after_recall_days` overrides it).
+    pub recall_retention_days: u32,
 }
 
 impl EvalSettings {
     /// Files modified at or after this instant are too recent.
     pub fn safety_cutoff(&self) -> DateTime<Utc> {
         self.now - self.safety_window
+    }
+
+    /// Files recalled after this instant are still retained by rule `r`.
+    pub fn recall_cutoff(&self, r: &CompiledRule) -> DateTime<Utc> {
+        cutoff(self.now, r.retain_after_recall_days(self.recall_retention_days))
+    }
+
+    /// Whether rule `r` leaves the file alone because it was recalled within the retention.
+    pub fn recently_recalled(&self, r: &CompiledRule, f: &FileFacts<'_>) -> bool {
+        f.recalled_at.is_some_and(|t| t > self.recall_cutoff(r))
     }
 }
 
@@ -117,6 +134,8 @@ pub enum Decision {
     Excluded { rule: usize },
     /// Rule `rule` would tier it, but it is already a stub.
     AlreadyStubbed { rule: usize },
+    /// Rule `rule` would tier it, but it was recalled within the retention after recall.
+    RecentlyRecalled { rule: usize },
     /// Rule `rule` would tier it, but it changed within the safety window (or its time is
     /// unknown).
     TooRecent { rule: usize },
@@ -374,6 +393,9 @@ pub fn decide(
         if f.stubbed {
             return Decision::AlreadyStubbed { rule: i };
         }
+        if s.recently_recalled(r, f) {
+            return Decision::RecentlyRecalled { rule: i };
+        }
         if f.modified.is_none_or(|m| m >= s.safety_cutoff()) {
             return Decision::TooRecent { rule: i };
         }
@@ -406,7 +428,8 @@ pub struct RuleTrace {
 /// Why a file will or will not move.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
-    /// `tier`, `excluded`, `already_stubbed`, `too_recent`, `deleted` or `no_match`.
+    /// `tier`, `excluded`, `already_stubbed`, `recently_recalled`, `too_recent`, `deleted` or
+    /// `no_match`.
     pub decision: String,
     /// The deciding rule, if any.
     pub rule_id: Option<Uuid>,
@@ -431,6 +454,7 @@ pub fn explain(
         Decision::Candidate { rule }
         | Decision::Excluded { rule }
         | Decision::AlreadyStubbed { rule }
+        | Decision::RecentlyRecalled { rule }
         | Decision::TooRecent { rule } => Some(rule),
         Decision::Deleted | Decision::NoMatch => None,
     };
@@ -521,6 +545,17 @@ pub fn explain(
         Decision::AlreadyStubbed { .. } => {
             ("already_stubbed", format!("rule `{rn}` matches, but the file is already a stub"))
         }
+        Decision::RecentlyRecalled { .. } => (
+            "recently_recalled",
+            format!(
+                "rule `{rn}` matches, but the file was recalled from tier-2 at {} and is retained for {} days after a recall",
+                f.recalled_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+                rule.map(|r| r.retain_after_recall_days(settings.recall_retention_days))
+                    .unwrap_or(settings.recall_retention_days)
+            ),
+        ),
         Decision::TooRecent { .. } => (
             "too_recent",
             format!(
@@ -541,5 +576,65 @@ pub fn explain(
         },
         reason,
         rules: traces,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Action, Conditions, OrderBy, RuleSpec, Scope};
+
+    fn rule(retain: Option<u32>) -> CompiledRule {
+        let mut action = Action::tier("t2");
+        action.retain_after_recall_days = retain;
+        let spec = RuleSpec {
+            name: "all".into(),
+            description: None,
+            enabled: true,
+            priority: 1,
+            scope: Scope::default(),
+            conditions: Conditions::default(),
+            action,
+            schedule: None,
+            order_by: OrderBy::default(),
+        };
+        crate::compile(Uuid::nil(), 1, &spec, &|_| true).unwrap()
+    }
+
+    #[test]
+    fn recently_recalled_files_are_retained_by_the_tenant_default_or_the_rule() {
+        let now = DateTime::from_timestamp(2_000_000_000, 0).unwrap();
+        let s = EvalSettings { now, safety_window: Duration::hours(1), recall_retention_days: 30 };
+        let host = HostFacts { id: Uuid::nil(), groups: &[] };
+        let mut f = FileFacts {
+            path: "/srv/a",
+            size: 10,
+            modified: Some(now - Duration::days(400)),
+            accessed: None,
+            extension: "",
+            owner: None,
+            mode: None,
+            stubbed: false,
+            deleted: false,
+            recalled_at: Some(now - Duration::days(10)),
+        };
+        let tags = TagIndex::default();
+        let default = [rule(None)];
+        assert_eq!(decide(&default, &host, &f, &tags, &s), Decision::RecentlyRecalled { rule: 0 });
+        let e = explain(&default, &host, &f, &tags, &s);
+        assert_eq!(e.decision, "recently_recalled");
+        assert!(e.reason.contains("30 days"), "{}", e.reason);
+        // The rule's own retention overrides the tenant's.
+        let short = [rule(Some(7))];
+        assert_eq!(decide(&short, &host, &f, &tags, &s), Decision::Candidate { rule: 0 });
+        // Past the retention, or never recalled: a candidate again.
+        f.recalled_at = Some(now - Duration::days(31));
+        assert_eq!(decide(&default, &host, &f, &tags, &s), Decision::Candidate { rule: 0 });
+        f.recalled_at = None;
+        assert_eq!(decide(&default, &host, &f, &tags, &s), Decision::Candidate { rule: 0 });
+        // Retention 0: no retention.
+        f.recalled_at = Some(now - Duration::seconds(1));
+        let none = EvalSettings { recall_retention_days: 0, ..s };
+        assert_eq!(decide(&default, &host, &f, &tags, &none), Decision::Candidate { rule: 0 });
     }
 }

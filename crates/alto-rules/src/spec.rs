@@ -156,14 +156,28 @@ pub struct Action {
     /// Tier only; default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// Tier only: a file recalled from tier-2 less than this many days ago is not tiered
+    /// again by this rule (0–3650; default: the tenant's `recall_retention_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_after_recall_days: Option<u32>,
 }
 
 impl Action {
     pub fn tier(target: &str) -> Action {
-        Action { kind: ActionKind::Tier, target: Some(target.to_owned()), compression: None }
+        Action {
+            kind: ActionKind::Tier,
+            target: Some(target.to_owned()),
+            compression: None,
+            retain_after_recall_days: None,
+        }
     }
     pub fn exclude() -> Action {
-        Action { kind: ActionKind::Exclude, target: None, compression: None }
+        Action {
+            kind: ActionKind::Exclude,
+            target: None,
+            compression: None,
+            retain_after_recall_days: None,
+        }
     }
 }
 

@@ -209,6 +209,7 @@ async fn main() {
             eligible: &eligible,
             now,
             safety_cutoff: es.safety_cutoff(),
+            recall_retention_days: es.recall_retention_days,
             under: None,
             skip_in_jobs: true,
             tags: Some(&set.tag_list),

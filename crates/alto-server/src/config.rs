@@ -24,6 +24,7 @@ pub struct Config {
     pub agents: AgentsConfig,
     pub ingest: IngestConfig,
     pub planner: PlannerConfig,
+    pub recalls: RecallsConfig,
     pub link: LinkConfig,
     pub storage: StorageConfig,
     pub metrics: MetricsConfig,
@@ -95,6 +96,33 @@ pub struct PlannerConfig {
 impl Default for PlannerConfig {
     fn default() -> Self {
         Self { workers: 1, sweep_interval: Duration::from_secs(30) }
+    }
+}
+
+/// Recall reports from agents: the recall-storm detector and how long the object of a
+/// replaced stub is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecallsConfig {
+    /// A host's process (by executable) or user that recalls more than this many files
+    /// within `storm_window` raises a `recall.storm` alert (once per window per subject).
+    pub storm_threshold: u64,
+    /// The sliding window the storm detector counts over.
+    #[serde(with = "humantime_serde")]
+    pub storm_window: Duration,
+    /// How long the tier-2 object of a stub that was truncated or overwritten (`replaced`)
+    /// is kept before tier-2 reconciliation may collect it.
+    #[serde(with = "humantime_serde")]
+    pub replaced_retention: Duration,
+}
+
+impl Default for RecallsConfig {
+    fn default() -> Self {
+        Self {
+            storm_threshold: 500,
+            storm_window: Duration::from_secs(600),
+            replaced_retention: Duration::from_secs(30 * 24 * 3600),
+        }
     }
 }
 
@@ -293,6 +321,7 @@ impl Default for Config {
             agents: AgentsConfig::default(),
             ingest: IngestConfig::default(),
             planner: PlannerConfig::default(),
+            recalls: RecallsConfig::default(),
             link: LinkConfig::default(),
             storage: StorageConfig::default(),
             metrics: MetricsConfig::default(),
@@ -435,6 +464,7 @@ impl Config {
                     "auth.",
                     "agents.",
                     "ingest.",
+                    "recalls.",
                     "storage.",
                     "metrics.",
                     "bootstrap.",
@@ -474,6 +504,16 @@ impl Config {
         }
         if self.ingest.workers == 0 || self.ingest.workers > 64 {
             return bad("ingest.workers must be 1 to 64");
+        }
+        let r = &self.recalls;
+        if r.storm_threshold == 0 || r.storm_threshold > 100_000_000 {
+            return bad("recalls.storm_threshold must be 1 to 100000000");
+        }
+        if r.storm_window < Duration::from_secs(1) || r.storm_window > Duration::from_secs(86_400) {
+            return bad("recalls.storm_window must be 1s to 1day");
+        }
+        if r.replaced_retention > Duration::from_secs(3650 * 86_400) {
+            return bad("recalls.replaced_retention must be at most 3650days");
         }
         let l = &self.link;
         let supplied = [&l.tls_cert, &l.tls_key, &l.tls_ca].iter().filter(|p| p.is_some()).count();

@@ -1,7 +1,7 @@
 //! Job execution as agents drive it, whichever way they connect: claiming a host's jobs,
 //! extending leases, recording per-file results (the stub registry records each object as
-//! `pending` before the agent touches the file, then `stubbed`), completing jobs, explicit
-//! recall reports and the tier-2 reference check.
+//! `pending` before the agent touches the file, then `stubbed`), completing jobs and the
+//! tier-2 reference check (recall reports are `crate::recall`).
 //!
 //! These are domain operations on the job contract (`alto_api_types::jobs`): the REST
 //! handlers (`http/execution.rs`) and the agent link (`link/session.rs`, `link/dispatcher.rs`)
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use alto_api_types::{
     CheckRefs, CheckedRefs, CompleteJob, ErrorCode, ExecFile, ExecJob, ExecTarget, FileOutcome,
     FileResult, FileResults, JobCompleted, JobEnd, JobPayload, JobProgress, JobWork,
-    ProgressReport, Recalled, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
+    ProgressReport, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
 };
 use alto_db::execution as xdb;
 use alto_db::DbError;
@@ -541,39 +541,8 @@ pub async fn complete(
     Ok(JobCompleted { id, state: done.state, retry_at: None })
 }
 
-/// The host's agent brought a stub's content back (explicit recall): the registry entry is
-/// `rehydrated` and the inventory row resident again.
-pub async fn recalled(state: &AppState, host: &Host, req: &Recalled) -> Result<(), ExecError> {
-    if req.path.len() > 8192 || req.path.contains('\0') || !valid_sha(&req.sha256) {
-        return Err(invalid("path (≤ 8192 bytes, no NUL) and sha256 (64 hex) required"));
-    }
-    let now = state.now();
-    let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
-    let s = xdb::live_stub(&mut tx, host.customer_id.0, host.host_id, &req.path, req.path_escaped)
-        .await?
-        .filter(|s| s.state == "stubbed" && s.sha256 == req.sha256)
-        .ok_or(ExecError::NotFound("stub"))?;
-    xdb::set_stub_state(&mut tx, s.id, "rehydrated", None, now).await?;
-    if let Some(f) = s.file_id {
-        xdb::mark_inventory(&mut tx, f, false, None, None, now).await?;
-    }
-    let e = audit::entry(
-        now,
-        Some(host.customer_id),
-        &host.actor(),
-        "stub.recall",
-        Some(("stub", s.id.to_string())),
-        "success",
-        serde_json::json!({ "path": req.path, "sha256": req.sha256 }),
-    );
-    audit::record(&mut tx, &e).await?;
-    tx.commit().await?;
-    metrics::counter!("alto_recalls_total", "kind" => "explicit").increment(1);
-    Ok(())
-}
-
-/// Which of the tier-2 references an agent found are still held by the registry (`live`);
-/// the rest (`unknown`) are garbage reconciliation may delete (after checking its own journal
+/// Which of the tier-2 references an agent found are still held by the registry (`live`: a
+/// pending or stubbed entry, or a replaced stub's within its retention); the rest (`unknown`) are garbage reconciliation may delete (after checking its own journal
 /// for puts in flight).
 pub async fn check_refs(
     state: &AppState,
@@ -594,8 +563,10 @@ pub async fn check_refs(
     let escaped: Vec<bool> = req.refs.iter().map(|r| r.path_escaped).collect();
     let shas: Vec<String> = req.refs.iter().map(|r| r.sha256.clone()).collect();
     let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
+    let now = state.now();
     let live =
-        xdb::live_refs(&mut tx, host.customer_id.0, host.host_id, &paths, &escaped, &shas).await?;
+        xdb::live_refs(&mut tx, host.customer_id.0, host.host_id, &paths, &escaped, &shas, now)
+            .await?;
     tx.commit().await?;
     Ok(CheckedRefs {
         states: live.into_iter().map(|l| if l { "live" } else { "unknown" }.to_owned()).collect(),

@@ -18,6 +18,7 @@ pub mod execution;
 pub mod http;
 pub mod link;
 pub mod principal;
+pub mod recall;
 pub mod secrets;
 pub mod services;
 pub mod startup;

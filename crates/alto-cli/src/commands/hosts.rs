@@ -37,8 +37,36 @@ fn show(h: &Host) {
         ("size", output::bytes(h.total_bytes)),
         ("groups", output::list(&h.groups)),
         ("volumes", if volumes.is_empty() { "-".to_owned() } else { volumes.join("\n") }),
+        ("on-access recall", on_access(h)),
         ("created", output::ts(h.created_at)),
     ]);
+}
+
+/// The agent's on-access recall report: its state (and why), then one line per managed file
+/// system.
+fn on_access(h: &Host) -> String {
+    let Some(o) = &h.on_access else {
+        return "not reported".to_owned();
+    };
+    let mut lines = vec![format!(
+        "{}{}{}{}",
+        o.state,
+        o.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        if o.survives_restart { ", survives agent restarts" } else { "" },
+        h.on_access_reported_at
+            .map(|t| format!(", reported {}", output::ts(t)))
+            .unwrap_or_default(),
+    )];
+    for f in &o.filesystems {
+        lines.push(format!(
+            "{} [{}]: {}{}",
+            f.path,
+            f.fs_type.as_deref().unwrap_or("?"),
+            f.state,
+            f.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        ));
+    }
+    lines.join("\n")
 }
 
 fn print_host(ctx: &Ctx, h: &Host) -> Result<()> {

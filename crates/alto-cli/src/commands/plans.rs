@@ -325,6 +325,7 @@ fn show_settings(s: &PlannerSettings) {
         ("link speed", format!("{}/s", output::bytes(s.link_bytes_per_second))),
         ("per-file overhead", format!("{} ms", s.per_file_overhead_ms)),
         ("plan after ingest", output::yes_no(s.plan_after_ingest)),
+        ("retention after recall", format!("{} days", s.recall_retention_days)),
         ("ruleset revision", s.ruleset_revision.to_string()),
     ]);
 }
@@ -367,6 +368,9 @@ pub(super) fn apply(s: &mut PlannerSettings, a: &SetPlannerArgs) {
     }
     if let Some(v) = a.plan_after_ingest {
         s.plan_after_ingest = v;
+    }
+    if let Some(v) = a.recall_retention_days {
+        s.recall_retention_days = v;
     }
 }
 
@@ -449,6 +453,7 @@ pub(super) async fn stubs(ctx: &Ctx, cmd: StubsCmd) -> Result<ExitCode> {
                         "PENDING",
                         "FAILED",
                         "REHYDRATED",
+                        "REPLACED",
                     ],
                     s.per_host
                         .iter()
@@ -462,6 +467,7 @@ pub(super) async fn stubs(ctx: &Ctx, cmd: StubsCmd) -> Result<ExitCode> {
                                 h.pending.to_string(),
                                 h.failed.to_string(),
                                 h.rehydrated.to_string(),
+                                h.replaced.to_string(),
                             ]
                         })
                         .collect(),
@@ -500,6 +506,7 @@ mod tests {
             per_file_overhead_ms: 5,
             plan_after_ingest: true,
             ruleset_revision: 7,
+            recall_retention_days: 30,
         }
     }
 
@@ -528,6 +535,10 @@ mod tests {
         assert_eq!(s.safety_window_seconds, 3600);
         assert_eq!(s.link_bytes_per_second, 125_000_000);
         assert_eq!(s.ruleset_revision, 7);
+        assert_eq!(s.recall_retention_days, 30, "untouched unless given");
+        let a = set_args(&["--recall-retention-days", "7"]).expect("parses");
+        apply(&mut s, &a);
+        assert_eq!(s.recall_retention_days, 7);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub(super) fn spec_from_flags(a: &CreateRuleArgs, priority: i32) -> Result<RuleS
                 "zstd" => Compression::Zstd,
                 _ => Compression::None,
             }),
+            retain_after_recall_days: None,
         }
     };
     Ok(RuleSpec {

@@ -169,6 +169,13 @@ pub(super) async fn heartbeat(
             )));
         }
     }
+    let on_access = match &req.on_access {
+        Some(o) => {
+            let o = crate::recall::clean_on_access(o).map_err(ApiError::validation)?;
+            serde_json::to_value(o).ok()
+        }
+        None => None,
+    };
     let now = state.now();
     let volumes = serde_json::to_value(&req.volumes).unwrap_or_default();
     let ip = host.ip.to_opt_string();
@@ -183,6 +190,7 @@ pub(super) async fn heartbeat(
             hostname: req.hostname.as_deref(),
             volumes,
             source_ip: ip.as_deref(),
+            on_access,
         },
         now,
     )

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use alto_api_types::{
     CheckRefs, CheckedRefs, ClaimJobs, ClaimedJobs, CompleteJob, ErrorCode, FileResults,
-    HostStubSummary, JobCompleted, JobProgress, Page, ProgressReport, Recalled, ResultsAccepted,
-    Stub, StubSummary,
+    HostStubSummary, JobCompleted, JobProgress, Page, ProgressReport, RecallRecorded, Recalled,
+    ResultsAccepted, Stub, StubSummary,
 };
 use alto_db::execution as xdb;
 use alto_model::{CustomerId, Permission};
@@ -92,17 +92,19 @@ pub(super) async fn complete(
     Ok(Json(exec::complete(&state, &host, id, &req).await?))
 }
 
-/// An agent brought a stub's content back (explicit recall).
+/// An agent's report of one recall (on access, explicit or by a job): the content came back
+/// (`recalled`), could not (`failed`, `denied`), or the stub had been truncated or overwritten
+/// (`replaced`). Never answers "not found" for a file the registry knows in any state; a
+/// path it does not know is answered `recorded: false` (and audited). Resends are harmless.
 #[utoipa::path(post, path = "/api/v1/agent/recalled", tag = "agent", request_body = Recalled,
-    responses((status = 200, body = Object), (status = 400, body = Err), (status = 404, body = Err)),
+    responses((status = 200, body = RecallRecorded), (status = 400, body = Err), (status = 401, body = Err)),
     security(("bearer" = [])))]
 pub(super) async fn recalled(
     State(state): State<AppState>,
     host: Host,
     ApiJson(req): ApiJson<Recalled>,
-) -> ApiResult<Json<serde_json::Value>> {
-    exec::recalled(&state, &host, &req).await?;
-    Ok(Json(serde_json::json!({})))
+) -> ApiResult<Json<RecallRecorded>> {
+    Ok(Json(crate::recall::recalled(&state, &host, &req).await?))
 }
 
 /// Which of the tier-2 references an agent found are still held by the registry; the rest
@@ -136,6 +138,7 @@ fn stub_api(s: xdb::StubRow) -> Stub {
         tiered_at: s.tiered_at,
         rehydrated_at: s.rehydrated_at,
         created_at: s.created_at,
+        retain_until: s.retain_until,
     }
 }
 
@@ -176,10 +179,9 @@ pub(super) async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
     }
-    if q.state
-        .as_deref()
-        .is_some_and(|s| !["pending", "stubbed", "rehydrated", "orphaned", "failed"].contains(&s))
-    {
+    if q.state.as_deref().is_some_and(|s| {
+        !["pending", "stubbed", "rehydrated", "orphaned", "failed", "replaced"].contains(&s)
+    }) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "unknown state"));
     }
     if q.path_prefix.as_ref().is_some_and(|p| p.len() > 4096 || p.contains('\0')) {
@@ -224,6 +226,7 @@ pub(super) async fn summary(
             pending: 0,
             failed: 0,
             rehydrated: 0,
+            replaced: 0,
         });
         match r.state.as_str() {
             "stubbed" => {
@@ -235,6 +238,7 @@ pub(super) async fn summary(
             "pending" => h.pending += r.files,
             "failed" => h.failed += r.files,
             "rehydrated" => h.rehydrated += r.files,
+            "replaced" => h.replaced += r.files,
             _ => {}
         }
     }

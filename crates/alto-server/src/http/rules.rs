@@ -625,6 +625,7 @@ fn settings_api(s: &rdb::Settings) -> PlannerSettings {
         per_file_overhead_ms: s.per_file_overhead_ms,
         plan_after_ingest: s.plan_after_ingest,
         ruleset_revision: s.ruleset_revision,
+        recall_retention_days: s.recall_retention_days,
     }
 }
 
@@ -686,6 +687,11 @@ pub(super) async fn put_settings(
     if !(0..=60_000).contains(&req.per_file_overhead_ms) {
         errs.push("per_file_overhead_ms must be 0 to 60000");
     }
+    if !(0..=alto_rules::compile::MAX_RETAIN_AFTER_RECALL_DAYS as i32)
+        .contains(&req.recall_retention_days)
+    {
+        errs.push("recall_retention_days must be 0 to 3650");
+    }
     if !errs.is_empty() {
         return Err(ApiError::validation(errs.join("; ")));
     }
@@ -708,6 +714,7 @@ pub(super) async fn put_settings(
         per_file_overhead_ms: req.per_file_overhead_ms,
         plan_after_ingest: req.plan_after_ingest,
         ruleset_revision: 0,
+        recall_retention_days: req.recall_retention_days,
     };
     let saved = rdb::save_settings(&mut tx, t, &s, now).await?;
     let e = audit::entry(

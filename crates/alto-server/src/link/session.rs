@@ -120,6 +120,14 @@ impl LinkService {
                 }
                 .await
             }
+            Some(request::Call::Recall(r)) => {
+                async {
+                    let report = convert::recall_from_pb(&r)?;
+                    let answer = crate::recall::recalled(state, host, &report).await?;
+                    Ok(convert::recorded_to_ok(&answer))
+                }
+                .await
+            }
         };
         match res {
             Ok(ok) => ok_reply(id, ok),
@@ -183,6 +191,23 @@ impl LinkService {
                         break;
                     }
                 }
+                Some(agent_message::Body::OnAccess(o)) => {
+                    // A status that does not parse is logged and ignored: heartbeats carry no
+                    // reply to refuse it with, and the stored one stays.
+                    match convert::on_access_from_pb(&o)
+                        .map_err(|e| e.to_string())
+                        .and_then(|s| crate::recall::clean_on_access(&s))
+                    {
+                        Ok(status) => {
+                            if let Err(e) = self.store_on_access(&host, &status).await {
+                                tracing::warn!(host = %host.host_id, error = %e, "on-access status not stored");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(host = %host.host_id, error = %e, "bad on-access status")
+                        }
+                    }
+                }
                 Some(agent_message::Body::Hello(_)) => {
                     let _ =
                         tx.send(Err(Status::failed_precondition("Hello was already sent"))).await;
@@ -228,6 +253,21 @@ impl LinkService {
             serde_json::json!({ "via": "link" }),
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores the host's on-access recall status, as a REST heartbeat does.
+    async fn store_on_access(
+        &self,
+        host: &Host,
+        status: &alto_api_types::OnAccessStatus,
+    ) -> Result<(), DbError> {
+        let value = serde_json::to_value(status).unwrap_or_default();
+        let now = self.state.now();
+        let mut tx = self.state.db.begin(host.ctx()).await?;
+        alto_db::hosts::set_on_access(&mut tx, host.customer_id.0, host.host_id, &value, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

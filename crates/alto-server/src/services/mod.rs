@@ -26,6 +26,8 @@ pub struct Workers {
     pub planner_sweep: Worker<AppState>,
     /// Marks silent hosts offline.
     pub host_monitor: Worker<AppState>,
+    /// Drops the recall-storm detector's windows that no longer count.
+    pub recall_expiry: Worker<AppState>,
     /// Offers queued jobs to agents connected over the link and requeues expired leases
     /// (spawned only when the link is enabled).
     pub link_dispatcher: Worker<AppState>,
@@ -39,18 +41,20 @@ impl Workers {
             planner: planner::worker(state),
             planner_sweep: planner::sweep_worker(state),
             host_monitor: host_monitor::worker(state.config.agents.heartbeat_interval),
+            recall_expiry: recall_expiry_worker(),
             link_dispatcher: crate::link::dispatcher::worker(state),
         }
     }
 
     /// Every worker.
-    pub fn all(&self) -> [&Worker<AppState>; 6] {
+    pub fn all(&self) -> [&Worker<AppState>; 7] {
         [
             &self.ingest,
             &self.staging_expiry,
             &self.planner,
             &self.planner_sweep,
             &self.host_monitor,
+            &self.recall_expiry,
             &self.link_dispatcher,
         ]
     }
@@ -78,6 +82,12 @@ impl Workers {
             cancel,
         ));
         tasks.extend(self.staging_expiry.spawn(state, &format!("{replica}-staging"), 1, cancel));
+        tasks.extend(self.recall_expiry.spawn(
+            state,
+            &format!("{replica}-recall-expiry"),
+            1,
+            cancel,
+        ));
         tasks.extend(self.planner.spawn(
             state,
             &format!("{replica}-planner"),
@@ -101,4 +111,18 @@ impl Workers {
         }
         tasks
     }
+}
+
+/// The recall-storm detector's expiry: every 5 minutes, drops counter windows older than the
+/// previous window (they no longer count); idempotent, so every replica may run it.
+pub fn recall_expiry_worker() -> Worker<AppState> {
+    Worker::new(
+        "recall-expiry",
+        crate::worker::Mode::Periodic,
+        std::time::Duration::from_secs(300),
+        |state: AppState, _| async move {
+            let n = crate::recall::expire_rate_windows(&state).await?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        },
+    )
 }

@@ -128,6 +128,7 @@ impl RuleSet {
             safety_window: chrono::Duration::seconds(i64::from(
                 self.settings.safety_window_seconds.max(0),
             )),
+            recall_retention_days: u32::try_from(self.settings.recall_retention_days).unwrap_or(0),
         }
     }
 
@@ -208,6 +209,7 @@ pub fn facts(r: &pdb::CandRow) -> FileFacts<'_> {
         mode: r.mode,
         stubbed: r.stubbed,
         deleted: r.deleted,
+        recalled_at: r.recalled_at,
     }
 }
 
@@ -255,6 +257,7 @@ pub async fn host_candidates(
             eligible: &elig,
             now,
             safety_cutoff: es.safety_cutoff(),
+            recall_retention_days: es.recall_retention_days,
             under,
             skip_in_jobs,
             tags: Some(&host_tags),

@@ -4,7 +4,8 @@
 //! large table fails the test, and names the table.
 //!
 //! The paths: ingest of a scan, a planning run, dispatch (claim), per-file results (staged,
-//! stubbed, skipped, failed), progress, completion, recall, reconciliation's reference check,
+//! stubbed, skipped, failed), progress, completion, recall reports of every outcome (with the
+//! storm detector), reconciliation's reference check,
 //! and the pages a console shows (inventory, stubs, jobs, job files, plans, scans, audit),
 //! plus whatever the server's background services run meanwhile. The counts come from
 //! PostgreSQL itself (`pg_stat_user_tables.seq_scan`), so a new statement on any of these
@@ -247,10 +248,34 @@ async fn hot_paths_never_scan_a_large_table_under_row_level_security() {
         .await;
     }
 
-    // Recall and reconciliation's check.
+    // Recall reports of every outcome (with the storm detector's counters), and
+    // reconciliation's check.
     let first = files[0]["file_path"].as_str().unwrap().to_owned();
     ok(&agent, Method::POST, "/agent/recalled", Some(json!({ "path": first, "sha256": SHA })))
         .await;
+    let process = json!({ "pid": 42, "exe": "/usr/bin/clamscan", "uid": 0, "user": "root" });
+    for (i, outcome) in ["recalled", "failed", "denied", "replaced"].iter().enumerate() {
+        let path = files[10 + i]["file_path"].as_str().unwrap().to_owned();
+        let r = ok(
+            &agent,
+            Method::POST,
+            "/agent/recalled",
+            Some(json!({ "path": path, "sha256": SHA, "trigger": "on_access",
+                         "outcome": outcome, "process": process, "error": "io",
+                         "bytes": 50000, "duration_ms": 3 })),
+        )
+        .await;
+        assert_eq!(r["recorded"], *outcome == "recalled" || *outcome == "replaced", "{r}");
+    }
+    let r = ok(
+        &agent,
+        Method::POST,
+        "/agent/recalled",
+        Some(json!({ "path": "/srv/never/tiered.bin", "sha256": SHA, "trigger": "on_access",
+                     "process": process })),
+    )
+    .await;
+    assert_eq!(r["recorded"], false);
     let refs: Vec<Value> =
         files.iter().take(200).map(|f| json!({ "path": f["file_path"], "sha256": SHA })).collect();
     let checked =

@@ -270,3 +270,58 @@ async fn agents_get_jobs_pushed_report_on_the_stream_and_get_cancels_and_lost_jo
     let none = tokio::time::timeout(Duration::from_millis(300), o.rx.message()).await;
     assert!(none.is_err(), "{none:?}");
 }
+
+/// Recall reports and the on-access status travel over the link too, and meet the same
+/// domain operations as over REST (same answer, same audit entry, same refusals).
+#[tokio::test]
+async fn recall_reports_and_the_on_access_status_travel_over_the_link() {
+    let app = TestApp::spawn().await;
+    let t = app.new_tenant("Acme").await;
+    let (host, agent) = app.enrolled_host(&t, "fs1").await;
+    let credential = agent.token().unwrap().to_owned();
+    let mut s = open(&app, &credential, hello(&[])).await.unwrap();
+    s.welcome().await;
+
+    let status = alto_api_types::OnAccessStatus {
+        state: "unsupported".into(),
+        reason: Some("kernel 6.1 has no pre-content events".into()),
+        survives_restart: false,
+        filesystems: vec![],
+    };
+    s.tx.send(pb::AgentMessage {
+        body: Some(agent_message::Body::OnAccess(alto_link::convert::on_access_to_pb(&status))),
+    })
+    .await
+    .unwrap();
+    let mut stored = None;
+    for _ in 0..50 {
+        stored = t.admin.get_host(t.id, host).await.unwrap().on_access;
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, Some(status));
+
+    let report: alto_api_types::Recalled = serde_json::from_value(json!({
+        "path": "/srv/unknown.bin", "sha256": SHA, "trigger": "on_access", "outcome": "recalled",
+        "process": { "pid": 1, "exe": "/usr/bin/less", "uid": 0, "user": "root" } }))
+    .unwrap();
+    match s.call(request::Call::Recall(alto_link::convert::recall_to_pb(&report))).await {
+        pb::reply::Result::Ok(ok) => {
+            let answer = alto_link::convert::recorded_from_ok(&ok).unwrap();
+            assert!(!answer.recorded && !answer.duplicate && answer.state.is_none(), "{answer:?}");
+        }
+        other => panic!("expected Ok, got {other:?}"),
+    }
+    let (_, audit) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/audit?action=stub.recall", t.id), None)
+            .await;
+    assert_eq!(audit["items"][0]["details"]["process"]["exe"], "/usr/bin/less", "{audit}");
+    // A report that does not fit is refused with the REST API's code.
+    let bad = pb::Recall { recalled_json: br#"{"path": "/x", "sha256": "nothex"}"#.to_vec() };
+    match s.call(request::Call::Recall(bad)).await {
+        pb::reply::Result::Error(e) => assert_eq!(e.code, "validation_failed", "{e:?}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

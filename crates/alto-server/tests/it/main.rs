@@ -17,4 +17,5 @@ mod meta;
 mod planner;
 mod planner_prop;
 mod rbac;
+mod recall;
 mod storage;

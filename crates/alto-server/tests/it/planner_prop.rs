@@ -109,7 +109,13 @@ fn rand_rule(r: &mut StdRng, i: usize, host: Uuid, other: Uuid) -> RuleSpec {
         priority: (i as i32) * 10,
         scope: s,
         conditions: c,
-        action: if exclude { Action::exclude() } else { Action::tier("default") },
+        action: if exclude {
+            Action::exclude()
+        } else {
+            let mut a = Action::tier("default");
+            a.retain_after_recall_days = r.random_bool(0.5).then(|| r.random_range(0..45));
+            a
+        },
         schedule: None,
         order_by: OrderBy::default(),
     }
@@ -140,8 +146,9 @@ async fn one_case(db: &TestDb, seed: u64) {
         let (mtime, atime) = (t(&mut r), t(&mut r));
         sqlx::query(
             "INSERT INTO file_inventory (customer_id, host_id, file_path, file_size, last_modified,
-                last_accessed, file_extension, owner, mode, is_stubbed, scan_is_stub, deleted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                last_accessed, file_extension, owner, mode, is_stubbed, scan_is_stub, deleted_at,
+                recalled_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(c)
         .bind(h)
@@ -163,6 +170,8 @@ async fn one_case(db: &TestDb, seed: u64) {
         .bind(r.random_bool(0.1))
         .bind(r.random_bool(0.05))
         .bind(r.random_bool(0.05).then_some(now))
+        // Recalled at some point of the last 60 days (or never): around every retention.
+        .bind(r.random_bool(0.4).then(|| now - Duration::hours(r.random_range(0..60 * 24))))
         .execute(&owner)
         .await
         .unwrap();
@@ -202,7 +211,11 @@ async fn one_case(db: &TestDb, seed: u64) {
     let tag_list: Vec<PathTag> =
         tags.iter().filter(|t| t.host_id.is_none_or(|x| x == h)).cloned().collect();
     let tags = TagIndex::new(tags);
-    let es = EvalSettings { now, safety_window: Duration::hours(r.random_range(0..48)) };
+    let es = EvalSettings {
+        now,
+        safety_window: Duration::hours(r.random_range(0..48)),
+        recall_retention_days: r.random_range(0..45),
+    };
     let eligible: Vec<usize> = (0..rules.len()).filter(|i| rules[*i].is_tier()).collect();
 
     let app = db.app_db().await;
@@ -216,6 +229,7 @@ async fn one_case(db: &TestDb, seed: u64) {
             eligible: &eligible,
             now,
             safety_cutoff: es.safety_cutoff(),
+            recall_retention_days: es.recall_retention_days,
             under: None,
             skip_in_jobs: true,
             tags: inline.then_some(tag_list.as_slice()),
