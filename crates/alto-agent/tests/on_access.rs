@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use alto_agent::config::AgentConfig;
 use alto_agent::daemon;
 use alto_agent::spool::Spool;
+use alto_stub::StubState;
 use alto_test_services::mounts::Mounts;
 use alto_test_support::{api, TestApp, TestTenant};
 use alto_tier2::{DirTarget, ObjectKey, Sha256Digest};
@@ -44,6 +45,7 @@ struct Agent {
 struct Fx {
     app: TestApp,
     t: TestTenant,
+    host_id: uuid::Uuid,
     cfg: AgentConfig,
     config_file: PathBuf,
     data: PathBuf,
@@ -92,7 +94,8 @@ impl Fx {
         )
         .unwrap();
         app.tier_everything_later(&mut t, "default", "none").await;
-        Fx { app, t, cfg, config_file, data, tier2, agent: None, _mounts: mounts }
+        let host_id = created.host.id;
+        Fx { app, t, host_id, cfg, config_file, data, tier2, agent: None, _mounts: mounts }
     }
 
     /// Writes `files`, scans, plans and tiers them; asserts each became a stub.
@@ -138,7 +141,10 @@ impl Fx {
         }
         for (name, len) in names {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while alto_stub::read_attr(&self.data.join(name)).unwrap().is_none() {
+            let stubbed = |p: &Path| {
+                alto_stub::read_attr(p).unwrap().is_some_and(|a| a.state == StubState::Stubbed)
+            };
+            while !stubbed(&self.data.join(name)) {
                 assert!(Instant::now() < deadline, "{name} was not stubbed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -304,6 +310,21 @@ async fn programs_read_stubs(fs: &str) {
     }
     let log = fx.log();
     assert!(log.contains("on-access recall") && log.contains("recalled"), "{log}");
+    // The host's on-access status, from the heartbeats.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = fx.t.admin.get_host(fx.t.id, fx.host_id).await.unwrap();
+        if let Some(s) = h.on_access {
+            assert_eq!(s.state, "active", "{s:?}");
+            assert!(s.survives_restart);
+            assert_eq!(s.filesystems.len(), 1);
+            assert_eq!(s.filesystems[0].state, "marked");
+            assert_eq!(s.filesystems[0].fs_type.as_deref(), Some(fs));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no on-access status in the host's heartbeats");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,6 +396,7 @@ async fn failures_and_refusals_are_errors_never_zeros() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "new\n", "{o:?}");
     assert_eq!(alto_stub::read_attr(&fx.data.join("replaced.bin")).unwrap(), None);
     assert!(fx.object_path_exists_for(&files[1].1), "the object is kept");
+    fx.expect_registry("replaced.bin", "replaced").await;
 
     // A denied program: EPERM, the stub stays; another program recalls it.
     let o = sh(&format!("md5sum '{d}/denied.bin'"));

@@ -317,8 +317,9 @@ pub struct HeartbeatRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OnAccessStatus {
     /// `active` (every managed file system is marked), `partial` (some are not, see
-    /// `filesystems`), `unsupported` (kernel or file systems lack pre-content events) or
-    /// `disabled` (turned off in the agent's configuration).
+    /// `filesystems`), `unsupported` (kernel or file systems lack pre-content events),
+    /// `disabled` (turned off in the agent's configuration) or `error` (it could not be set
+    /// up: see `reason`).
     pub state: String,
     /// Why it is not `active`, in one line.
     #[serde(default)]

@@ -74,7 +74,7 @@ fn check(req: &Recalled) -> Result<(), ExecError> {
 /// (`reason`, `error`, `fs_type`) is cut to its bound and NUL replaced rather than refused, so
 /// a long kernel message never costs the host its heartbeat.
 pub fn clean_on_access(s: &OnAccessStatus) -> Result<OnAccessStatus, String> {
-    const STATES: [&str; 4] = ["active", "partial", "unsupported", "disabled"];
+    const STATES: [&str; 5] = ["active", "partial", "unsupported", "disabled", "error"];
     const FS_STATES: [&str; 4] =
         ["marked", "unsupported_filesystem", "unsupported_kernel", "error"];
     if !STATES.contains(&s.state.as_str()) {
