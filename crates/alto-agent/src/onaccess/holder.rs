@@ -162,6 +162,9 @@ pub fn obtain(
         return Ok((HsmGroup::from_process(h.pid, h.fd)?, h.holder));
     }
     if spawn {
+        // A probe first: without the privilege (or the kernel feature) say so now, rather
+        // than after waiting for a holder that cannot start.
+        drop(HsmGroup::new()?);
         let exe = std::env::current_exe().map_err(HsmError::Init)?;
         let child = std::process::Command::new(exe)
             .arg("hsm-holder")
