@@ -202,7 +202,8 @@ impl Host {
         )
         .await;
         assert_eq!(st, 200, "{v}");
-        v.as_array().cloned().unwrap_or_default()
+        assert!(v["next_cursor"].is_null(), "one page holds every file of a job: {v}");
+        v["items"].as_array().cloned().expect("a page of files")
     }
 
     fn agent(&self, args: &[&str]) -> Command {

@@ -196,7 +196,8 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let scans = t.admin.list_scans(t.id, Some(created.host.id)).await.unwrap();
+        let scans =
+            t.admin.list_scans(t.id, Some(created.host.id), None, None).await.unwrap().items;
         if scans.iter().any(|s| s.status == "completed") {
             break;
         }
