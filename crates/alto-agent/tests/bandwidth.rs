@@ -37,11 +37,7 @@ async fn two_jobs_at_once_share_the_host_limit() {
     }
     let app = TestApp::spawn_with(|c| c.link.max_jobs_per_host = 2).await;
     let mut t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let host_id = created.host.id;
     let state = tempfile::tempdir_in("/tmp").unwrap();
     let data = tempfile::tempdir_in("/tmp").unwrap();

@@ -37,11 +37,7 @@ struct Enrolled {
 
 async fn enroll(app: &TestApp) -> Enrolled {
     let t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let state = tempfile::tempdir().unwrap();
     alto_agent::daemon::enroll(&app.base_url, &created.enrollment.token, state.path())
         .await

@@ -370,16 +370,22 @@ impl TestApp {
         self.login(username, ADMIN_PASSWORD).await
     }
 
-    /// Registers and enrolls a host; returns (host id, client holding the host credential).
-    pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
-        let created = tenant
+    /// Registers a host (not enrolled): the host and its one-time enrollment token, for a
+    /// test that enrolls a real agent with it.
+    pub async fn new_host(&self, tenant: &TestTenant, name: &str) -> alto_api_types::CreatedHost {
+        tenant
             .admin
             .create_host(
                 tenant.id,
                 &alto_api_types::CreateHost { name: name.into(), description: None },
             )
             .await
-            .expect("create host");
+            .expect("create host")
+    }
+
+    /// Registers and enrolls a host; returns (host id, client holding the host credential).
+    pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
+        let created = self.new_host(tenant, name).await;
         let issued = self
             .client()
             .enroll(&alto_api_types::EnrollRequest {
