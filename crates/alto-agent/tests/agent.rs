@@ -24,11 +24,7 @@ fn tree(root: &std::path::Path, n: usize) {
 async fn enroll_scan_spool_and_upload_end_to_end() {
     let app = TestApp::spawn().await;
     let t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let state = tempfile::tempdir().unwrap();
     let id = daemon::enroll(&app.base_url, &created.enrollment.token, state.path()).await.unwrap();
     assert_eq!((id.host_id, id.tenant_id), (created.host.id, t.id));
@@ -90,11 +86,7 @@ async fn enroll_scan_spool_and_upload_end_to_end() {
 async fn the_daemon_heartbeats_scans_and_uploads() {
     let app = TestApp::spawn().await;
     let t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let state = tempfile::tempdir().unwrap();
     daemon::enroll(&app.base_url, &created.enrollment.token, state.path()).await.unwrap();
     let data = tempfile::tempdir().unwrap();

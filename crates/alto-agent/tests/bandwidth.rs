@@ -37,11 +37,7 @@ async fn two_jobs_at_once_share_the_host_limit() {
     }
     let app = TestApp::spawn_with(|c| c.link.max_jobs_per_host = 2).await;
     let mut t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let host_id = created.host.id;
     let state = tempfile::tempdir_in("/tmp").unwrap();
     let data = tempfile::tempdir_in("/tmp").unwrap();
@@ -116,7 +112,8 @@ async fn two_jobs_at_once_share_the_host_limit() {
             let (st, f) =
                 api(&admin, Method::GET, &format!("/tenants/{}/jobs/{j}/files", t.id), None).await;
             assert_eq!(st, 200, "{f}");
-            let files = f.as_array().unwrap();
+            assert!(f["next_cursor"].is_null(), "one page holds every file of a job: {f}");
+            let files = f["items"].as_array().unwrap();
             if files.iter().all(|f| f["state"] == "succeeded") {
                 done += 1;
             }

@@ -37,11 +37,7 @@ struct Enrolled {
 
 async fn enroll(app: &TestApp) -> Enrolled {
     let t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     let state = tempfile::tempdir().unwrap();
     alto_agent::daemon::enroll(&app.base_url, &created.enrollment.token, state.path())
         .await
@@ -164,7 +160,7 @@ async fn heartbeats_go_on_while_a_scan_runs() {
     advance_and_expect_seen(&app, &h, "REST heartbeats during a scan").await;
     let log = agent.log();
     assert!(log.contains("scan-stall"), "the scan was running: {log}");
-    let scans = h.t.admin.list_scans(h.t.id, Some(h.host_id)).await.unwrap();
+    let scans = h.t.admin.list_scans(h.t.id, Some(h.host_id), None, None).await.unwrap().items;
     assert!(scans.is_empty(), "the scan never finished: {scans:?}");
     agent.stop().await;
     expect_offline_after_silence(&app, &h).await;

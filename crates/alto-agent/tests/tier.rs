@@ -109,14 +109,7 @@ struct Host {
 impl Host {
     async fn new(app: &TestApp) -> Host {
         let t = app.new_tenant("Acme").await;
-        let created = t
-            .admin
-            .create_host(
-                t.id,
-                &alto_api_types::CreateHost { name: "fs1".into(), description: None },
-            )
-            .await
-            .unwrap();
+        let created = app.new_host(&t, "fs1").await;
         let state = tempfile::tempdir_in("/tmp").unwrap();
         let data = tempfile::tempdir_in("/tmp").unwrap();
         let tier2 = tempfile::tempdir_in("/tmp").unwrap();
@@ -202,7 +195,8 @@ impl Host {
         )
         .await;
         assert_eq!(st, 200, "{v}");
-        v.as_array().cloned().unwrap_or_default()
+        assert!(v["next_cursor"].is_null(), "one page holds every file of a job: {v}");
+        v["items"].as_array().cloned().expect("a page of files")
     }
 
     fn agent(&self, args: &[&str]) -> Command {

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use alto_test_support::systemd::{have, sandbox_script, sandboxed, service_settings, sh_quote};
+use alto_test_support::systemd::{
+    can_sandbox, sandbox_script, sandboxed, service_settings, sh_quote,
+};
 use alto_test_support::{api, TestApp};
 use reqwest::Method;
 use serde_json::json;
@@ -111,17 +113,8 @@ impl Drop for Agent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
-    if !alto_test_services::require_root("mount namespaces, trusted.* attributes, leases") {
+    if !can_sandbox("mount namespaces, trusted.* attributes, leases") {
         return;
-    }
-    for tool in ["unshare", "setpriv", "systemd-analyze"] {
-        if !have(tool) {
-            alto_test_services::skip_or_fail(
-                "ALTO_REQUIRE_TEST_SERVICES",
-                &format!("{tool} missing (scripts/setup.sh installs it)"),
-            );
-            return;
-        }
     }
     let d = dirs();
     let config = d.state.join("agent.toml");
@@ -188,11 +181,7 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     // A server, a tenant, an enrolled host, one rule tiering everything.
     let app = TestApp::spawn().await;
     let mut t = app.new_tenant("Acme").await;
-    let created = t
-        .admin
-        .create_host(t.id, &alto_api_types::CreateHost { name: "fs1".into(), description: None })
-        .await
-        .unwrap();
+    let created = app.new_host(&t, "fs1").await;
     alto_agent::daemon::enroll(&app.base_url, &created.enrollment.token, &d.state).await.unwrap();
     let files = make_files(&d.data, 12);
     app.tier_everything_later(&mut t, "default", "zstd").await;
@@ -205,7 +194,8 @@ async fn the_agent_tiers_and_recalls_inside_its_units_sandbox() {
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let scans = t.admin.list_scans(t.id, Some(created.host.id)).await.unwrap();
+        let scans =
+            t.admin.list_scans(t.id, Some(created.host.id), None, None).await.unwrap().items;
         if scans.iter().any(|s| s.status == "completed") {
             break;
         }

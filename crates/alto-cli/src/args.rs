@@ -484,11 +484,13 @@ pub(crate) struct FilesArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ScansCmd {
-    /// List recent scans, newest first (the server returns the 50 most recent).
+    /// List scans, newest first (50 a page unless --limit says otherwise).
     List {
         /// Only this host's scans.
         #[arg(long, value_name = "ID")]
         host: Option<Uuid>,
+        #[command(flatten)]
+        page: PageArgs,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -866,15 +868,8 @@ pub(crate) enum JobsCmd {
     Files {
         /// Job ID.
         id: Uuid,
-        /// Start after this sequence number (the SEQ of the last file seen).
-        #[arg(long, value_name = "SEQ")]
-        after: Option<i32>,
-        /// Files per request, 1–1000 [default: 1000].
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..=1000))]
-        limit: Option<i64>,
-        /// Fetch every file, following the sequence numbers.
-        #[arg(long)]
-        all: bool,
+        #[command(flatten)]
+        page: PageArgs,
         #[command(flatten)]
         tenant: TenantArg,
     },

@@ -557,7 +557,7 @@ async fn inventory_and_scans_show_an_ingested_scan() {
     assert!(list.stdout.contains(&scan_id.to_string()), "{list:#?}");
     assert!(list.stdout.contains("completed") && list.stdout.contains("inserted 20"), "{list:#?}");
     let list = cli.run(&["scans", "list", "--host", &host_id.to_string(), "-o", "json"]).await;
-    assert_eq!(list.ok().json()[0]["id"], scan_id.to_string());
+    assert_eq!(list.ok().json()["items"][0]["id"], scan_id.to_string());
     let got = cli.run(&["scans", "get", &scan_id.to_string()]).await.ok();
     for want in ["completed", "full", "inserted", "unchanged", "deleted"] {
         assert!(got.stdout.contains(want), "missing {want:?}: {got:#?}");

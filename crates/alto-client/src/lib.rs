@@ -81,6 +81,9 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
 }
 
+/// `?limit=` and `?cursor=` of every paginated list (the cursor is the previous page's
+/// `next_cursor`, opaque), with the few filters of the lists that have no query type of their
+/// own.
 #[derive(Debug, Clone, Default, Serialize)]
 struct PageQ<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,6 +92,8 @@ struct PageQ<'a> {
     cursor: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<Uuid>,
 }
 
 /// Stub-registry filters (`GET …/stubs`).
@@ -249,7 +254,7 @@ impl Client {
         Self::send(self.request(Method::GET, "/api/v1/tenants").query(&PageQ {
             limit,
             cursor,
-            status: None,
+            ..PageQ::default()
         }))
         .await
     }
@@ -277,7 +282,7 @@ impl Client {
         Self::send(self.request(Method::GET, &scope.users()).query(&PageQ {
             limit,
             cursor,
-            status: None,
+            ..PageQ::default()
         }))
         .await
     }
@@ -323,6 +328,7 @@ impl Client {
                 limit,
                 cursor,
                 status,
+                ..PageQ::default()
             }),
         )
         .await
@@ -508,7 +514,7 @@ impl Client {
             self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/plans")).query(&PageQ {
                 limit,
                 cursor,
-                status: None,
+                ..PageQ::default()
             }),
         )
         .await
@@ -545,24 +551,17 @@ impl Client {
         self.get(&format!("/api/v1/tenants/{tenant}/jobs/{job}")).await
     }
 
-    /// A job's files in `seq` order, those after `after` (paged by the last `seq` seen).
+    /// A page of a job's files in `seq` order.
     pub async fn job_files(
         &self,
         tenant: Uuid,
         job: Uuid,
-        after: Option<i32>,
         limit: Option<i64>,
-    ) -> Result<Vec<api::JobFile>> {
-        let mut q: Vec<(&str, String)> = Vec::new();
-        if let Some(a) = after {
-            q.push(("after", a.to_string()));
-        }
-        if let Some(l) = limit {
-            q.push(("limit", l.to_string()));
-        }
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::JobFile>> {
         Self::send(
             self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/jobs/{job}/files"))
-                .query(&q),
+                .query(&PageQ { limit, cursor, ..PageQ::default() }),
         )
         .await
     }
@@ -714,12 +713,23 @@ impl Client {
         self.get(&format!("/api/v1/tenants/{tenant}/scans/{scan}")).await
     }
 
-    pub async fn list_scans(&self, tenant: Uuid, host: Option<Uuid>) -> Result<Vec<api::Scan>> {
-        let mut rb = self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/scans"));
-        if let Some(h) = host {
-            rb = rb.query(&[("host_id", h.to_string())]);
-        }
-        Self::send(rb).await
+    /// A page of scans (of one host, or all), newest first.
+    pub async fn list_scans(
+        &self,
+        tenant: Uuid,
+        host: Option<Uuid>,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<api::Page<api::Scan>> {
+        Self::send(
+            self.request(Method::GET, &format!("/api/v1/tenants/{tenant}/scans")).query(&PageQ {
+                limit,
+                cursor,
+                host_id: host,
+                ..PageQ::default()
+            }),
+        )
+        .await
     }
 
     /// Inventory summary of a tenant, or one host.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{paginate, Cursor, DbError, Page, Tx};
+use crate::{Cursor, DbError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HostRow {
@@ -66,15 +66,16 @@ pub async fn get(tx: &mut Tx, customer_id: Uuid, id: Uuid) -> Result<HostRow, Db
         .ok_or(DbError::NotFound("host"))
 }
 
+/// A tenant's hosts oldest first, after the cursor: `limit` rows at most.
 pub async fn list(
     tx: &mut Tx,
     customer_id: Uuid,
     status: Option<&str>,
     limit: i64,
     after: Option<Cursor>,
-) -> Result<Page<HostRow>, DbError> {
-    let (ts, id) = after.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or_default();
-    let rows: Vec<HostRow> = sqlx::query_as(&format!(
+) -> Result<Vec<HostRow>, DbError> {
+    let (ts, id) = Cursor::binds(after);
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM hosts
           WHERE customer_id = $1 AND ($2::text IS NULL OR status = $2)
             AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4))
@@ -84,10 +85,9 @@ pub async fn list(
     .bind(status)
     .bind(ts)
     .bind(id)
-    .bind(limit + 1)
+    .bind(limit)
     .fetch_all(&mut **tx)
-    .await?;
-    Ok(paginate(rows, limit, |r| Cursor { created_at: r.created_at, id: r.id }))
+    .await?)
 }
 
 pub async fn update(

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use crate::{DbError, Tx};
+use crate::{Cursor, DbError, Tx};
 
 /// Channel notified on enqueue, so idle workers on every replica wake at once.
 pub const CHANNEL: &str = "alto_jobs";
@@ -182,10 +182,10 @@ pub async fn list(
     tx: &mut Tx,
     customer_id: Uuid,
     f: &JobFilter,
-    before: Option<(DateTime<Utc>, Uuid)>,
+    before: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<JobDetail>, DbError> {
-    let (bt, bi) = before.map(|(t, i)| (Some(t), Some(i))).unwrap_or_default();
+    let (bt, bi) = Cursor::binds(before);
     Ok(sqlx::query_as(&format!(
         "SELECT {DETAIL_COLS} FROM jobs
           WHERE customer_id = $1 AND ($2::text IS NULL OR kind = $2)

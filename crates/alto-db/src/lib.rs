@@ -170,26 +170,23 @@ pub async fn migrate(owner: &PgConnectOptions, app_password: Option<&str>) -> Re
     Ok(())
 }
 
-/// A page of results and the cursor for the next one.
-#[derive(Debug, Clone)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<Cursor>,
-}
-
-/// Keyset pagination position: the `(created_at, id)` of the last row returned.
+/// Keyset pagination position: the `(created_at, id)` of the last row returned. Lists ordered
+/// by creation take `Option<Cursor>` and the number of rows to fetch; the caller (the server's
+/// one pagination helper) makes pages and opaque cursors of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub id: uuid::Uuid,
 }
 
-/// Splits `limit + 1` fetched rows into a page and a next cursor.
-pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> Cursor) -> Page<T> {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = if more { rows.last().map(key) } else { None };
-    Page { items: rows, next }
+impl Cursor {
+    /// The cursor as the two nullable bind parameters of a `($n::timestamptz IS NULL OR
+    /// (created_at, id) > ($n, $m))` condition.
+    pub(crate) fn binds(
+        c: Option<Cursor>,
+    ) -> (Option<chrono::DateTime<chrono::Utc>>, Option<uuid::Uuid>) {
+        c.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or_default()
+    }
 }
 
 /// Publishes `payload` on `channel`; delivered to listeners when `tx` commits.

@@ -16,7 +16,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::Arguments as _;
 use uuid::Uuid;
 
-use crate::{DbError, Tx};
+use crate::{Cursor, DbError, Tx};
 
 /// Bound parameters of a statement being built.
 #[derive(Default)]
@@ -565,9 +565,9 @@ pub async fn list_plans(
     tx: &mut Tx,
     customer_id: Uuid,
     limit: i64,
-    before: Option<(DateTime<Utc>, Uuid)>,
+    before: Option<Cursor>,
 ) -> Result<Vec<PlanRow>, DbError> {
-    let (bt, bi) = before.map(|(t, i)| (Some(t), Some(i))).unwrap_or_default();
+    let (bt, bi) = Cursor::binds(before);
     Ok(sqlx::query_as(&format!(
         "SELECT {PLAN_COLS} FROM plans WHERE customer_id = $1
             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::{DbError, Tx};
+use crate::{Cursor, DbError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScanRow {
@@ -43,18 +43,24 @@ pub async fn get(tx: &mut Tx, customer_id: Uuid, id: Uuid) -> Result<ScanRow, Db
         .ok_or(DbError::NotFound("scan"))
 }
 
+/// Scans newest first, before the `(created_at, id)` cursor: `limit` rows at most.
 pub async fn list(
     tx: &mut Tx,
     customer_id: Uuid,
     host_id: Option<Uuid>,
+    before: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<ScanRow>, DbError> {
+    let (bt, bi) = Cursor::binds(before);
     Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM scans WHERE customer_id = $1 AND ($2::uuid IS NULL OR host_id = $2)
-          ORDER BY created_at DESC, id DESC LIMIT $3"
+            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+          ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
     .bind(customer_id)
     .bind(host_id)
+    .bind(bt)
+    .bind(bi)
     .bind(limit)
     .fetch_all(&mut **tx)
     .await?)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{paginate, Cursor, DbError, Page, Tx};
+use crate::{Cursor, DbError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CustomerRow {
@@ -59,23 +59,23 @@ pub async fn get(tx: &mut Tx, id: Uuid) -> Result<CustomerRow, DbError> {
         .ok_or(DbError::NotFound("tenant"))
 }
 
+/// Tenants oldest first, after the cursor: `limit` rows at most.
 pub async fn list(
     tx: &mut Tx,
     limit: i64,
     after: Option<Cursor>,
-) -> Result<Page<CustomerRow>, DbError> {
-    let (ts, id) = after.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or_default();
-    let rows: Vec<CustomerRow> = sqlx::query_as(&format!(
+) -> Result<Vec<CustomerRow>, DbError> {
+    let (ts, id) = Cursor::binds(after);
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM customers
           WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2))
           ORDER BY created_at, id LIMIT $3"
     ))
     .bind(ts)
     .bind(id)
-    .bind(limit + 1)
+    .bind(limit)
     .fetch_all(&mut **tx)
-    .await?;
-    Ok(paginate(rows, limit, |r| Cursor { created_at: r.created_at, id: r.id }))
+    .await?)
 }
 
 pub async fn update(

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{paginate, Cursor, DbError, Page, Tx};
+use crate::{Cursor, DbError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -61,15 +61,16 @@ pub async fn get(tx: &mut Tx, id: Uuid) -> Result<UserRow, DbError> {
         .ok_or(DbError::NotFound("user"))
 }
 
-/// Users of one tenant, or platform users when `customer_id` is `None`.
+/// Users of one tenant, or platform users when `customer_id` is `None`, oldest first, after
+/// the cursor: `limit` rows at most.
 pub async fn list(
     tx: &mut Tx,
     customer_id: Option<Uuid>,
     limit: i64,
     after: Option<Cursor>,
-) -> Result<Page<UserRow>, DbError> {
-    let (ts, id) = after.map(|c| (Some(c.created_at), Some(c.id))).unwrap_or_default();
-    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+) -> Result<Vec<UserRow>, DbError> {
+    let (ts, id) = Cursor::binds(after);
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLS} FROM users u
           WHERE u.customer_id IS NOT DISTINCT FROM $1
             AND ($2::timestamptz IS NULL OR (u.created_at, u.id) > ($2, $3))
@@ -78,10 +79,9 @@ pub async fn list(
     .bind(customer_id)
     .bind(ts)
     .bind(id)
-    .bind(limit + 1)
+    .bind(limit)
     .fetch_all(&mut **tx)
-    .await?;
-    Ok(paginate(rows, limit, |r| Cursor { created_at: r.created_at, id: r.id }))
+    .await?)
 }
 
 /// Replaces the user's roles.

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use alto_test_support::api;
-use alto_test_support::systemd::{have, sandbox_script, sandboxed, service_settings};
+use alto_test_support::systemd::{can_sandbox, sandbox_script, sandboxed, service_settings};
 use reqwest::Method;
 use serde_json::json;
 
@@ -39,17 +39,8 @@ impl Drop for Server {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_runs_inside_its_units_sandbox() {
-    if !alto_test_services::require_root("mount namespaces, the embedded cluster as postgres") {
+    if !can_sandbox("mount namespaces, the embedded cluster as postgres") {
         return;
-    }
-    for tool in ["unshare", "setpriv", "systemd-analyze"] {
-        if !have(tool) {
-            alto_test_services::skip_or_fail(
-                "ALTO_REQUIRE_TEST_SERVICES",
-                &format!("{tool} missing (scripts/setup.sh installs it)"),
-            );
-            return;
-        }
     }
     // Not below /tmp (PrivateTmp hides it); reachable by the postgres user.
     let base = alto_test_support::systemd::scratch_dir(env!("CARGO_TARGET_TMPDIR"));

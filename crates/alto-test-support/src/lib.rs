@@ -370,16 +370,22 @@ impl TestApp {
         self.login(username, ADMIN_PASSWORD).await
     }
 
-    /// Registers and enrolls a host; returns (host id, client holding the host credential).
-    pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
-        let created = tenant
+    /// Registers a host (not enrolled): the host and its one-time enrollment token, for a
+    /// test that enrolls a real agent with it.
+    pub async fn new_host(&self, tenant: &TestTenant, name: &str) -> alto_api_types::CreatedHost {
+        tenant
             .admin
             .create_host(
                 tenant.id,
                 &alto_api_types::CreateHost { name: name.into(), description: None },
             )
             .await
-            .expect("create host");
+            .expect("create host")
+    }
+
+    /// Registers and enrolls a host; returns (host id, client holding the host credential).
+    pub async fn enrolled_host(&self, tenant: &TestTenant, name: &str) -> (Uuid, Client) {
+        let created = self.new_host(tenant, name).await;
         let issued = self
             .client()
             .enroll(&alto_api_types::EnrollRequest {
@@ -447,6 +453,15 @@ impl TestApp {
 
     /// Creates the rule `all` (priority 10) that tiers every file to the storage target
     /// `target`, with `compression` (`none` or `zstd`) when given.
+    /// Turns planning after ingest off for `tenant`, so that a test's manual run is the one
+    /// that plans what it scanned (otherwise the run after ingest may take the files first,
+    /// once the test's rule exists).
+    pub async fn plan_manually_only(&self, tenant: &TestTenant) {
+        let mut s = tenant.admin.get_planner_settings(tenant.id).await.expect("settings");
+        s.plan_after_ingest = false;
+        tenant.admin.put_planner_settings(tenant.id, &s).await.expect("put settings");
+    }
+
     pub async fn tier_everything(
         &self,
         tenant: &TestTenant,

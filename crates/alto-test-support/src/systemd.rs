@@ -50,6 +50,25 @@ pub fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether a unit's sandbox can be rebuilt here: root (for `needs`, what the test does as root)
+/// and `unshare`, `setpriv` and `systemd-analyze` on the `PATH`. Otherwise the test is skipped,
+/// or fails under `ALTO_REQUIRE_ROOT=1` / `ALTO_REQUIRE_TEST_SERVICES=1`.
+pub fn can_sandbox(needs: &str) -> bool {
+    if !alto_test_services::require_root(needs) {
+        return false;
+    }
+    for tool in ["unshare", "setpriv", "systemd-analyze"] {
+        if !have(tool) {
+            alto_test_services::skip_or_fail(
+                "ALTO_REQUIRE_TEST_SERVICES",
+                &format!("{tool} missing (scripts/setup.sh installs it)"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
 /// The `[Service]` settings of a unit file and its drop-ins, in order.
 pub fn service_settings(texts: &[&str]) -> Vec<(String, String)> {
     let mut out = Vec::new();

@@ -438,21 +438,7 @@ impl DirTarget {
         };
         let obj_path = self.object_path(&key);
         let stored_size = fs::metadata(&obj_path).map_err(io_at("stat", &obj_path))?.len();
-        let record = RefRecord {
-            format: REF_FORMAT,
-            customer_id: self.customer_id,
-            host_id: meta.host_id,
-            path: meta.path.clone(),
-            path_escaped: meta.path_escaped,
-            size,
-            mtime_ns: meta.mtime_ns,
-            atime_ns: meta.atime_ns,
-            sha256,
-            compression: key.compression,
-            stored_size,
-            object: key,
-            created_at: meta.created_at,
-        };
+        let record = RefRecord::for_put(self.customer_id, meta, size, sha256, key, stored_size);
         let ref_id = RefId::new(meta.host_id, sha256, &path_bytes);
         self.write_sidecar(&ref_id, &record)?;
         Ok(PutOutcome { record, ref_id, deduplicated, repaired })

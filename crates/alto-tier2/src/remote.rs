@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::dir::{host_id_of, parse_sidecar, put_path_bytes, spool_into, ObjectReader, Origin};
 use crate::types::{
     Compression, DeleteOutcome, InvalidRef, ObjectKey, PutMeta, PutOutcome, RefId, RefListing,
-    RefRecord, Sha256Digest, Usage, REF_FORMAT,
+    RefRecord, Sha256Digest, Usage,
 };
 use crate::Tier2Error;
 
@@ -185,21 +185,8 @@ impl RemoteTarget {
         } else {
             self.store.head(&object_key(&key))?.ok_or(Tier2Error::NotFound(key))?
         };
-        let mut record = RefRecord {
-            format: REF_FORMAT,
-            customer_id: self.customer_id,
-            host_id: meta.host_id,
-            path: meta.path.clone(),
-            path_escaped: meta.path_escaped,
-            size: meta.size,
-            mtime_ns: meta.mtime_ns,
-            atime_ns: meta.atime_ns,
-            sha256,
-            compression: key.compression,
-            stored_size,
-            object: key,
-            created_at: meta.created_at,
-        };
+        let mut record =
+            RefRecord::for_put(self.customer_id, meta, meta.size, sha256, key, stored_size);
         let ref_id = RefId::new(meta.host_id, sha256, &path_bytes);
         self.write_sidecar(&ref_id, &record)?;
 

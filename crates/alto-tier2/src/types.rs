@@ -238,6 +238,34 @@ pub struct RefRecord {
 }
 
 impl RefRecord {
+    /// The sidecar of a put of `meta` for `customer_id`: `size` bytes hashing to `sha256`,
+    /// stored as `object` in `stored_size` bytes (with the object's compression). The one
+    /// place every backend makes its sidecar.
+    pub fn for_put(
+        customer_id: CustomerId,
+        meta: &PutMeta,
+        size: u64,
+        sha256: Sha256Digest,
+        object: ObjectKey,
+        stored_size: u64,
+    ) -> Self {
+        RefRecord {
+            format: REF_FORMAT,
+            customer_id,
+            host_id: meta.host_id,
+            path: meta.path.clone(),
+            path_escaped: meta.path_escaped,
+            size,
+            mtime_ns: meta.mtime_ns,
+            atime_ns: meta.atime_ns,
+            sha256,
+            compression: object.compression,
+            stored_size,
+            object,
+            created_at: meta.created_at,
+        }
+    }
+
     /// The original path's bytes, `None` if the escape is malformed.
     pub fn path_bytes(&self) -> Option<Vec<u8>> {
         alto_batch::decode_path(&self.path, self.path_escaped)

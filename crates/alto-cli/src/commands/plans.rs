@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use alto_api_types::{Job, JobFile, OrderBy, Plan, PlannerSettings, RunPlan};
 use alto_client::{JobQuery, StubQuery};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use super::{collect, more_hint, pages, Ctx};
 use crate::args::{JobsCmd, PlannerSettingsCmd, PlansCmd, SetPlannerArgs, StubsCmd};
@@ -253,34 +253,20 @@ pub(super) async fn jobs(ctx: &Ctx, cmd: JobsCmd) -> Result<ExitCode> {
             let tenant = ctx.tenant(tenant).await?;
             print_job(ctx, &c.get_job(tenant, id).await?, None)?;
         }
-        JobsCmd::Files { id, after, limit, all, tenant } => {
+        JobsCmd::Files { id, page, tenant } => {
             let tenant = ctx.tenant(tenant).await?;
-            let mut files = c.job_files(tenant, id, after, limit).await?;
-            if all {
-                let mut last = files.last().map(|f| f.seq);
-                while let Some(seq) = last {
-                    let next = c.job_files(tenant, id, Some(seq), limit).await?;
-                    last = next.last().map(|f| f.seq);
-                    if last.is_some_and(|l| l <= seq) {
-                        return Err(anyhow!("the server returned files out of order; stopping"));
-                    }
-                    files.extend(next);
-                }
-            }
+            let files = pages(&page, |limit, cursor| async move {
+                c.job_files(tenant, id, limit, cursor.as_deref()).await
+            })
+            .await?;
             if ctx.json() {
                 output::json(&files)?;
             } else {
                 output::table(
                     &["SEQ", "PATH", "SIZE", "STATE", "ATTEMPTS", "ERROR"],
-                    files.iter().map(file_row).collect(),
+                    files.items.iter().map(file_row).collect(),
                 );
-                // The server's page size when --limit is not given.
-                let page = limit.unwrap_or(1000);
-                if let (false, Some(f)) = (all, files.last()) {
-                    if i64::try_from(files.len()).is_ok_and(|n| n >= page) {
-                        eprintln!("(more files may follow: add --after {}, or --all)", f.seq);
-                    }
-                }
+                more_hint(files.next_cursor.as_deref());
             }
         }
         JobsCmd::Document { id, tenant } => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use alto_api_types::Scan;
 use anyhow::Result;
 
-use super::Ctx;
+use super::{more_hint, pages, Ctx};
 use crate::args::ScansCmd;
 use crate::output;
 
@@ -58,13 +58,17 @@ fn show(s: &Scan) {
 pub(super) async fn run(ctx: &Ctx, cmd: ScansCmd) -> Result<ExitCode> {
     let c = &ctx.client;
     match cmd {
-        ScansCmd::List { host, tenant } => {
+        ScansCmd::List { host, page, tenant } => {
             let tenant = ctx.tenant(tenant).await?;
-            let list = c.list_scans(tenant, host).await?;
+            let list = pages(&page, |limit, cursor| async move {
+                c.list_scans(tenant, host, limit, cursor.as_deref()).await
+            })
+            .await?;
             if ctx.json() {
                 output::json(&list)?;
             } else {
                 let rows = list
+                    .items
                     .iter()
                     .map(|s| {
                         vec![
@@ -88,6 +92,7 @@ pub(super) async fn run(ctx: &Ctx, cmd: ScansCmd) -> Result<ExitCode> {
                     ],
                     rows,
                 );
+                more_hint(list.next_cursor.as_deref());
             }
         }
         ScansCmd::Get { scan_id, tenant } => {

@@ -529,8 +529,12 @@ async fn explain_preview_plans_and_jobs_work_on_an_ingested_inventory() {
     let jg = cli.run(&["jobs", "get", &job_id]).await.ok();
     assert!(jg.stdout.contains("planned") && jg.stdout.contains(&plan_id), "{jg:#?}");
     let jf = cli.run(&["jobs", "files", &job_id, "-o", "json"]).await.ok().json();
-    let paths: Vec<&str> =
-        jf.as_array().expect("array").iter().filter_map(|f| f["file_path"].as_str()).collect();
+    let paths: Vec<&str> = jf["items"]
+        .as_array()
+        .expect("a page")
+        .iter()
+        .filter_map(|f| f["file_path"].as_str())
+        .collect();
     assert!(paths.iter().all(|p| p.starts_with("/data/old/")), "{jf}");
     let jft = cli.run(&["jobs", "files", &job_id, "--limit", "1", "--all"]).await.ok();
     for p in &paths {

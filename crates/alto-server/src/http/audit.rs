@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::convert;
 use super::error::{ApiError, ApiResult};
-use super::extract::{page_limit, split_page, ApiPath, ApiQuery};
+use super::extract::{ApiPath, ApiQuery};
+use super::page::{self, Pager, Seq};
 use crate::auth::User;
 use crate::state::AppState;
 
@@ -40,16 +41,7 @@ async fn do_list(
     ctx: alto_db::TenantCtx,
     q: AuditQuery,
 ) -> ApiResult<Json<Page<AuditEntry>>> {
-    let limit = page_limit(q.limit, 100)?;
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidQuery, "invalid cursor"))?,
-        ),
-    };
+    let p = Pager::<page::Audit>::new(q.limit, q.cursor.as_deref())?;
     if let Some(o) = q.outcome.as_deref() {
         if !matches!(o, "success" | "failure" | "denied") {
             return Err(ApiError::new(
@@ -61,12 +53,10 @@ async fn do_list(
     let filter =
         ListFilter { action_prefix: q.action, outcome: q.outcome, since: q.since, until: q.until };
     let mut tx = state.db.begin(ctx).await?;
-    let rows = db_audit::list(&mut tx, chain, &filter, before, limit + 1).await?;
+    let before = p.after.map(|s| s.seq);
+    let rows = db_audit::list(&mut tx, chain, &filter, before, p.fetch()).await?;
     tx.commit().await?;
-    let (rows, more) = split_page(rows, limit);
-    let items: Vec<AuditEntry> = rows.into_iter().map(convert::audit_entry).collect();
-    let next_cursor = if more { items.last().map(|e| e.seq.to_string()) } else { None };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(p.page(rows, |r| Seq { seq: r.seq }, convert::audit_entry)))
 }
 
 /// A tenant's audit trail, newest first.

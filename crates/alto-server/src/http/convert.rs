@@ -94,10 +94,3 @@ pub(super) fn audit_entry(r: EntryRow) -> api::AuditEntry {
         hash: r.hash,
     }
 }
-
-pub(super) fn page<R, T>(p: alto_db::Page<R>, f: impl Fn(R) -> T) -> api::Page<T> {
-    api::Page {
-        items: p.items.into_iter().map(f).collect(),
-        next_cursor: p.next.map(super::extract::encode_cursor),
-    }
-}

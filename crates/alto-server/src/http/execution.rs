@@ -15,12 +15,13 @@ use alto_model::{CustomerId, Permission};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
+
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{self, Created, Pager};
 use crate::auth::{Host, User};
 use crate::execution::{self as exec, REST_LEASE};
 use crate::state::AppState;
@@ -150,18 +151,10 @@ pub(super) struct StubsQuery {
     path_prefix: Option<String>,
     /// `pending`, `stubbed`, `rehydrated`, `orphaned` or `failed`.
     state: Option<String>,
+    /// Items per page, 1–1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-}
-
-/// The shared `(created_at, id)` cursor format (`extract::encode_cursor`).
-fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
-    super::extract::encode_cursor(alto_db::Cursor { created_at: t, id })
-}
-
-fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let c = super::extract::decode_cursor(s)?;
-    Ok((c.created_at, c.id))
 }
 
 /// The stub registry: every object and the file it holds, newest first.
@@ -175,10 +168,7 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<StubsQuery>,
 ) -> ApiResult<Json<Page<Stub>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be 1 to 1000"));
-    }
+    let p = Pager::<page::Stubs>::new(q.limit, q.cursor.as_deref())?;
     if q.state.as_deref().is_some_and(|s| {
         !["pending", "stubbed", "rehydrated", "orphaned", "failed", "replaced"].contains(&s)
     }) {
@@ -190,16 +180,11 @@ pub(super) async fn list(
             "path_prefix is too long or has a NUL byte",
         ));
     }
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let f = xdb::StubFilter { host_id: q.host_id, path_prefix: q.path_prefix, state: q.state };
     let mut tx = state.db.begin(ctx).await?;
-    let mut rows = xdb::list_stubs(&mut tx, t, &f, before, limit + 1).await?;
+    let rows = xdb::list_stubs(&mut tx, t, &f, p.after.map(Into::into), p.fetch()).await?;
     tx.commit().await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor =
-        if more { rows.last().map(|s| encode_cursor(s.created_at, s.id)) } else { None };
-    Ok(Json(Page { items: rows.into_iter().map(stub_api).collect(), next_cursor }))
+    Ok(Json(p.page(rows, |s| Created::of(s.created_at, s.id), stub_api)))
 }
 
 /// Totals of the stub registry, per host: stubs, bytes, space saved, tier-2 bytes.

@@ -1,5 +1,6 @@
 //! Extractors that turn malformed input into stable error codes instead of axum's plain-text
-//! rejections: [`ApiJson`], [`ApiPath`], [`ApiQuery`], and the client address.
+//! rejections: [`ApiJson`], [`ApiPath`], [`ApiQuery`], and the client address. Paging is
+//! `page.rs`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -123,70 +124,4 @@ where
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         Ok(ClientIp(peer))
     }
-}
-
-/// The most items any list returns per page (`?limit=`).
-pub const MAX_PAGE: i64 = 1000;
-
-/// A list's `?limit=`: `default` when absent, else 1 to [`MAX_PAGE`] (`invalid_query`
-/// otherwise). Every list endpoint checks its limit here.
-pub fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => {
-            Err(ApiError::new(ErrorCode::InvalidQuery, format!("limit must be 1 to {MAX_PAGE}")))
-        }
-    }
-}
-
-/// A page from rows fetched with `limit + 1`: the first `limit` rows, and whether more follow
-/// (then the last row of the page gives the `next_cursor`).
-pub fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    (rows, more)
-}
-
-/// Pagination query shared by list endpoints.
-#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// Items per page, 1–1000 (default 50).
-    pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-impl PageQuery {
-    pub fn limit(&self) -> Result<i64, ApiError> {
-        page_limit(self.limit, 50)
-    }
-
-    pub fn cursor(&self) -> Result<Option<alto_db::Cursor>, ApiError> {
-        self.cursor.as_deref().map(decode_cursor).transpose()
-    }
-}
-
-pub fn encode_cursor(c: alto_db::Cursor) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        c.created_at.timestamp_micros(),
-        c.id
-    ))
-}
-
-pub fn decode_cursor(s: &str) -> Result<alto_db::Cursor, ApiError> {
-    use base64::Engine as _;
-    let bad = || ApiError::new(ErrorCode::InvalidQuery, "invalid cursor");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (ts, id) = text.split_once('|').ok_or_else(bad)?;
-    let micros: i64 = ts.parse().map_err(|_| bad())?;
-    let created_at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-    let id = id.parse().map_err(|_| bad())?;
-    Ok(alto_db::Cursor { created_at, id })
 }

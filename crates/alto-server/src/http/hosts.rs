@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::convert;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{self, Created, Pager};
 use crate::audit;
 use crate::auth::User;
 use crate::secrets;
@@ -27,7 +28,9 @@ type Err = alto_api_types::ErrorBody;
 pub(super) struct HostQuery {
     /// Only hosts with this status.
     status: Option<String>,
+    /// Items per page, 1–1000 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -42,8 +45,7 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<HostQuery>,
 ) -> ApiResult<Json<Page<Host>>> {
     let ctx = by.authorize(&state, Permission::HostRead, CustomerId(t)).await?;
-    let pq = super::extract::PageQuery { limit: q.limit, cursor: q.cursor };
-    let (limit, cursor) = (pq.limit()?, pq.cursor()?);
+    let p = Pager::<page::Hosts>::new(q.limit, q.cursor.as_deref())?;
     if let Some(s) = q.status.as_deref() {
         if !matches!(s, "pending" | "online" | "offline" | "decommissioned") {
             return Err(ApiError::new(
@@ -53,9 +55,10 @@ pub(super) async fn list(
         }
     }
     let mut tx = state.db.begin(ctx).await?;
-    let page = hosts::list(&mut tx, t, q.status.as_deref(), limit, cursor).await?;
+    let rows =
+        hosts::list(&mut tx, t, q.status.as_deref(), p.fetch(), p.after.map(Into::into)).await?;
     tx.commit().await?;
-    Ok(Json(convert::page(page, convert::host)))
+    Ok(Json(p.page(rows, |r| Created::of(r.created_at, r.id), convert::host)))
 }
 
 async fn issue_enrollment(

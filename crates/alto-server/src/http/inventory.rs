@@ -6,13 +6,13 @@ use alto_db::inventory::{self, FileFilter};
 use alto_model::{CustomerId, Permission};
 use axum::extract::State;
 use axum::Json;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{page_limit, split_page, ApiPath, ApiQuery};
+use super::extract::{ApiPath, ApiQuery};
+use super::page::{self, HostPath, Pager};
 use crate::auth::User;
 use crate::state::AppState;
 
@@ -78,21 +78,10 @@ pub(super) struct FilesQuery {
     /// Include files marked deleted by a later full scan.
     #[serde(default)]
     include_deleted: bool,
-    /// 1–1000, default 100.
+    /// Items per page, 1–1000 (default 100).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-}
-
-fn encode_cursor(host: Uuid, path: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{host}|{path}"))
-}
-
-fn decode_cursor(s: &str) -> Result<(Uuid, String), ApiError> {
-    let bad = || ApiError::new(ErrorCode::InvalidQuery, "invalid cursor");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (h, p) = text.split_once('|').ok_or_else(bad)?;
-    Ok((h.parse().map_err(|_| bad())?, p.to_owned()))
 }
 
 /// Files of the inventory, filtered, ordered by host and path.
@@ -106,7 +95,7 @@ pub(super) async fn files(
     ApiQuery(q): ApiQuery<FilesQuery>,
 ) -> ApiResult<Json<Page<InventoryFile>>> {
     let ctx = by.authorize(&state, Permission::InventoryRead, CustomerId(t)).await?;
-    let limit = page_limit(q.limit, 100)?;
+    let p = Pager::<page::InventoryFiles>::new(q.limit, q.cursor.as_deref())?;
     if q.min_size.is_some_and(|v| v < 0) || q.max_size.is_some_and(|v| v < 0) {
         return Err(ApiError::new(ErrorCode::InvalidQuery, "sizes must not be negative"));
     }
@@ -116,7 +105,6 @@ pub(super) async fn files(
             "path_prefix is too long or has a NUL byte",
         ));
     }
-    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = FileFilter {
         host_id: q.host_id,
         path_prefix: q.path_prefix,
@@ -128,29 +116,24 @@ pub(super) async fn files(
         include_deleted: q.include_deleted,
     };
     let mut tx = state.db.begin(ctx).await?;
-    let rows = inventory::files(&mut tx, t, &filter, after, limit + 1).await?;
+    let after = p.after.as_ref().map(|k| (k.host, k.path.clone()));
+    let rows = inventory::files(&mut tx, t, &filter, after, p.fetch()).await?;
     tx.commit().await?;
-    let (rows, more) = split_page(rows, limit);
-    let next_cursor =
-        if more { rows.last().map(|r| encode_cursor(r.host_id, &r.file_path)) } else { None };
-    let items = rows
-        .into_iter()
-        .map(|r| InventoryFile {
-            id: r.id,
-            host_id: r.host_id,
-            file_path: r.file_path,
-            path_escaped: r.path_escaped,
-            file_size: r.file_size,
-            last_modified: r.last_modified,
-            last_accessed: r.last_accessed,
-            file_extension: r.file_extension,
-            permissions: r.permissions,
-            owner: r.owner,
-            is_stubbed: r.is_stubbed,
-            scan_is_stub: r.scan_is_stub,
-            deleted_at: r.deleted_at,
-            last_scan_time: r.last_scan_time,
-        })
-        .collect();
-    Ok(Json(Page { items, next_cursor }))
+    let key = |r: &inventory::FileRow| HostPath { host: r.host_id, path: r.file_path.clone() };
+    Ok(Json(p.page(rows, key, |r| InventoryFile {
+        id: r.id,
+        host_id: r.host_id,
+        file_path: r.file_path,
+        path_escaped: r.path_escaped,
+        file_size: r.file_size,
+        last_modified: r.last_modified,
+        last_accessed: r.last_accessed,
+        file_extension: r.file_extension,
+        permissions: r.permissions,
+        owner: r.owner,
+        is_stubbed: r.is_stubbed,
+        scan_is_stub: r.scan_is_stub,
+        deleted_at: r.deleted_at,
+        last_scan_time: r.last_scan_time,
+    })))
 }

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod page;
 
 mod agent;
 mod audit;

@@ -10,28 +10,19 @@ use alto_model::{CustomerId, Permission};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
+
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{page_limit, split_page, ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{self, Created, Pager, Seq};
 use crate::audit;
 use crate::auth::User;
 use crate::services::planner::{self, PlanError, RunRequest, Trigger};
 use crate::state::AppState;
 
 type Err = alto_api_types::ErrorBody;
-
-/// The shared `(created_at, id)` cursor format (`extract::encode_cursor`).
-fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
-    super::extract::encode_cursor(alto_db::Cursor { created_at: t, id })
-}
-
-fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let c = super::extract::decode_cursor(s)?;
-    Ok((c.created_at, c.id))
-}
 
 fn plan_api(p: pdb::PlanRow) -> Plan {
     Plan {
@@ -88,8 +79,9 @@ pub(super) async fn run(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
-    /// 1–1000, default 50.
+    /// Items per page, 1–1000 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -104,15 +96,11 @@ pub(super) async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<Plan>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = page_limit(q.limit, 50)?;
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let p = Pager::<page::Plans>::new(q.limit, q.cursor.as_deref())?;
     let mut tx = state.db.begin(ctx).await?;
-    let rows = pdb::list_plans(&mut tx, t, limit + 1, before).await?;
+    let rows = pdb::list_plans(&mut tx, t, p.fetch(), p.after.map(Into::into)).await?;
     tx.commit().await?;
-    let (rows, more) = split_page(rows, limit);
-    let next_cursor =
-        if more { rows.last().map(|p| encode_cursor(p.created_at, p.id)) } else { None };
-    Ok(Json(Page { items: rows.into_iter().map(plan_api).collect(), next_cursor }))
+    Ok(Json(p.page(rows, |r| Created::of(r.created_at, r.id), plan_api)))
 }
 
 /// One planning run.
@@ -204,7 +192,9 @@ pub(super) struct JobsQuery {
     plan_id: Option<Uuid>,
     /// `tier` (default), `plan`, `ingest`, or `all`.
     kind: Option<String>,
+    /// Items per page, 1–1000 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -219,7 +209,7 @@ pub(super) async fn jobs_list(
     ApiQuery(q): ApiQuery<JobsQuery>,
 ) -> ApiResult<Json<Page<Job>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = page_limit(q.limit, 50)?;
+    let p = Pager::<page::Jobs>::new(q.limit, q.cursor.as_deref())?;
     if q.state.as_deref().is_some_and(|s| !STATES.contains(&s)) {
         return Err(ApiError::new(
             ErrorCode::InvalidQuery,
@@ -237,18 +227,11 @@ pub(super) async fn jobs_list(
             ))
         }
     };
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = jobs::JobFilter { kind, state: q.state, host_id: q.host_id, plan_id: q.plan_id };
     let mut tx = state.db.begin(ctx).await?;
-    let rows = jobs::list(&mut tx, t, &filter, before, limit + 1).await?;
+    let rows = jobs::list(&mut tx, t, &filter, p.after.map(Into::into), p.fetch()).await?;
     tx.commit().await?;
-    let (rows, more) = split_page(rows, limit);
-    let next_cursor =
-        if more { rows.last().map(|j| encode_cursor(j.created_at, j.id)) } else { None };
-    Ok(Json(Page {
-        items: rows.into_iter().map(|j| job_api(j, Vec::new())).collect(),
-        next_cursor,
-    }))
+    Ok(Json(p.page(rows, |j| Created::of(j.created_at, j.id), |j| job_api(j, Vec::new()))))
 }
 
 async fn job_with_counts(tx: &mut alto_db::Tx, id: Uuid) -> ApiResult<Job> {
@@ -281,45 +264,61 @@ pub(super) async fn job_get(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilesQuery {
-    /// Files after this sequence number.
-    after: Option<i32>,
-    /// 1–1000, default 1000.
+    /// Items per page, 1–1000 (default 1000).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Deprecated: files after this sequence number (use `cursor`); not with `cursor`.
+    #[deprecated(note = "use cursor")]
+    after: Option<i32>,
 }
 
-/// A job's files with their per-file results.
+/// A job's files with their per-file results, in `seq` order.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/jobs/{job_id}/files", tag = "jobs",
     params(("tenant_id" = Uuid, Path), ("job_id" = Uuid, Path), FilesQuery),
-    responses((status = 200, body = Vec<JobFile>), (status = 404, body = Err)))]
+    responses((status = 200, body = Page<JobFile>), (status = 400, body = Err), (status = 404, body = Err)))]
+#[allow(deprecated)] // reads the deprecated `after` alias
 pub(super) async fn job_files(
     State(state): State<AppState>,
     by: User,
     ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
     ApiQuery(q): ApiQuery<FilesQuery>,
-) -> ApiResult<Json<Vec<JobFile>>> {
+) -> ApiResult<Json<Page<JobFile>>> {
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
-    let limit = page_limit(q.limit, 1000)?;
+    let p = Pager::<page::JobFiles>::new(q.limit, q.cursor.as_deref())?;
+    let after = match (p.after, q.after) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "give cursor or the deprecated after, not both",
+            ))
+        }
+        (Some(k), None) => i32::try_from(k.seq)
+            .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "invalid cursor"))?,
+        (None, Some(a)) => a,
+        (None, None) => -1,
+    };
     let mut tx = state.db.begin(ctx).await?;
     jobs::get(&mut tx, id).await?;
-    let rows = jobs::files(&mut tx, id, q.after.unwrap_or(-1), limit).await?;
+    let rows = jobs::files(&mut tx, id, after, p.fetch()).await?;
     tx.commit().await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|f| JobFile {
-                seq: f.seq,
-                file_id: f.file_id,
-                file_path: f.file_path,
-                path_escaped: f.path_escaped,
-                file_size: f.file_size,
-                last_modified: f.last_modified,
-                inode: f.inode,
-                file_hash: f.file_hash,
-                state: f.state,
-                attempts: f.attempts,
-                error: f.error,
-            })
-            .collect(),
-    ))
+    Ok(Json(p.page(
+        rows,
+        |f| Seq { seq: i64::from(f.seq) },
+        |f| JobFile {
+            seq: f.seq,
+            file_id: f.file_id,
+            file_path: f.file_path,
+            path_escaped: f.path_escaped,
+            file_size: f.file_size,
+            last_modified: f.last_modified,
+            inode: f.inode,
+            file_hash: f.file_hash,
+            state: f.state,
+            attempts: f.attempts,
+            error: f.error,
+        },
+    )))
 }
 
 /// The job as the agent receives it: the seed's job structure (`job_id`, `customer_id`,

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::io::Write as _;
 
-use alto_api_types::{ErrorCode, Scan, ScanPartAccepted};
+use alto_api_types::{ErrorCode, Page, Scan, ScanPartAccepted};
 use alto_batch::{BatchError, Format};
 use alto_db::{jobs, scans};
 use alto_model::{CustomerId, Permission};
@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{page_limit, ApiPath, ApiQuery};
+use super::extract::{ApiPath, ApiQuery};
+use super::page::{self, Created, Pager};
 use crate::audit;
 use crate::auth::{Host, User};
 use crate::state::AppState;
@@ -314,26 +315,28 @@ fn scan_dto(r: scans::ScanRow) -> Scan {
 #[serde(deny_unknown_fields)]
 pub(super) struct ScanListQuery {
     host_id: Option<Uuid>,
-    /// 1–1000, default 50; newest first.
+    /// Items per page, 1–1000 (default 50).
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// Recent scans of a tenant (or one host), newest first.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/scans", tag = "inventory",
     params(("tenant_id" = Uuid, Path), ScanListQuery),
-    responses((status = 200, body = Vec<Scan>), (status = 404, body = Err)))]
+    responses((status = 200, body = Page<Scan>), (status = 400, body = Err), (status = 404, body = Err)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     by: User,
     ApiPath(t): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<ScanListQuery>,
-) -> ApiResult<Json<Vec<Scan>>> {
+) -> ApiResult<Json<Page<Scan>>> {
     let ctx = by.authorize(&state, Permission::InventoryRead, CustomerId(t)).await?;
-    let limit = page_limit(q.limit, 50)?;
+    let p = Pager::<page::Scans>::new(q.limit, q.cursor.as_deref())?;
     let mut tx = state.db.begin(ctx).await?;
-    let rows = scans::list(&mut tx, t, q.host_id, limit).await?;
+    let rows = scans::list(&mut tx, t, q.host_id, p.after.map(Into::into), p.fetch()).await?;
     tx.commit().await?;
-    Ok(Json(rows.into_iter().map(scan_dto).collect()))
+    Ok(Json(p.page(rows, |r| Created::of(r.created_at, r.id), scan_dto)))
 }
 
 /// One scan, with its ingest statistics once completed.

@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use super::convert;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, ApiQuery, PageQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{self, Created, PageQuery, Pager};
 use super::users::{create_user_in, validate_new_user};
 use crate::audit;
 use crate::auth::User;
@@ -24,23 +25,15 @@ pub(super) async fn list(
     user: User,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Tenant>>> {
-    let (limit, cursor) = (q.limit()?, q.cursor()?);
-    match user.scope {
-        Scope::Platform => {
-            let ctx = user.authorize_platform(&state, Permission::TenantRead).await?;
-            let mut tx = state.db.begin(ctx).await?;
-            let page = tenants::list(&mut tx, limit, cursor).await?;
-            tx.commit().await?;
-            Ok(Json(convert::page(page, convert::tenant)))
-        }
-        Scope::Tenant(t) => {
-            let ctx = user.authorize(&state, Permission::TenantRead, t).await?;
-            let mut tx = state.db.begin(ctx).await?;
-            let page = tenants::list(&mut tx, limit, cursor).await?;
-            tx.commit().await?;
-            Ok(Json(convert::page(page, convert::tenant)))
-        }
-    }
+    let p = Pager::<page::Tenants>::new(q.limit, q.cursor.as_deref())?;
+    let ctx = match user.scope {
+        Scope::Platform => user.authorize_platform(&state, Permission::TenantRead).await?,
+        Scope::Tenant(t) => user.authorize(&state, Permission::TenantRead, t).await?,
+    };
+    let mut tx = state.db.begin(ctx).await?;
+    let rows = tenants::list(&mut tx, p.fetch(), p.after.map(Into::into)).await?;
+    tx.commit().await?;
+    Ok(Json(p.page(rows, |r| Created::of(r.created_at, r.id), convert::tenant)))
 }
 
 /// Creates a tenant, optionally with its first administrator (platform admins only).

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::convert;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, ApiPath, ApiQuery, PageQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{self, Created, PageQuery, Pager};
 use crate::audit;
 use crate::auth::User;
 use crate::secrets;
@@ -110,12 +111,13 @@ async fn do_list(
     tenant: Option<CustomerId>,
     q: PageQuery,
 ) -> ApiResult<Json<Page<ApiUser>>> {
-    let (limit, cursor) = (q.limit()?, q.cursor()?);
+    let p = Pager::<page::Users>::new(q.limit, q.cursor.as_deref())?;
     let ctx = authorize(&state, &by, Permission::UserRead, tenant).await?;
     let mut tx = state.db.begin(ctx).await?;
-    let page = users::list(&mut tx, tenant.map(|t| t.0), limit, cursor).await?;
+    let rows =
+        users::list(&mut tx, tenant.map(|t| t.0), p.fetch(), p.after.map(Into::into)).await?;
     tx.commit().await?;
-    Ok(Json(convert::page(page, convert::user)))
+    Ok(Json(p.page(rows, |r| Created::of(r.created_at, r.id), convert::user)))
 }
 
 async fn do_create(

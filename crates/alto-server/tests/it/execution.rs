@@ -13,6 +13,7 @@ async fn agents_stage_then_stub_and_the_registry_shows_it() {
     let t = app.new_tenant("Acme").await;
     let (host, agent) = app.enrolled_host(&t, "fs1").await;
     let (_, other_agent) = app.enrolled_host(&t, "fs2").await;
+    app.plan_manually_only(&t).await;
     let now = app.clock_now().timestamp_micros();
     let recs: Vec<_> = (0..5)
         .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))
@@ -202,6 +203,7 @@ async fn a_job_whose_payload_does_not_fit_the_contract_fails_instead_of_running(
     let app = TestApp::spawn().await;
     let t = app.new_tenant("Acme").await;
     let (_host, agent) = app.enrolled_host(&t, "fs1").await;
+    app.plan_manually_only(&t).await;
     let now = app.clock_now().timestamp_micros();
     let recs: Vec<_> =
         (0..2).map(|i| file_record(format!("/srv/f{i}").as_bytes(), 10_000, now, 400)).collect();

@@ -9,9 +9,12 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-fn cursor(micros: i64) -> String {
+/// A cursor of `list` positioned at `micros` (the server's cursor format: base64 of
+/// `{"v":1,"list":…,"after":{"t":…,"id":…}}`).
+fn cursor(list: &str, micros: i64) -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{micros}|{}", Uuid::nil()))
+    let doc = json!({ "v": 1, "list": list, "after": { "t": micros, "id": Uuid::nil() } });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
 }
 
 #[tokio::test]
@@ -89,11 +92,15 @@ async fn nul_bytes_and_out_of_range_timestamps_are_input_errors() {
         "/inventory/files?modified_before=-200000-01-01T00:00:00Z".to_owned(),
         "/audit?since=-200000-01-01T00:00:00Z".to_owned(),
         "/audit?action=a%00".to_owned(),
-        format!("/inventory/files?cursor={}", cursor(i64::MIN + 1)),
-        format!("/stubs?cursor={}", cursor(i64::MIN + 1)),
-        format!("/jobs?cursor={}", cursor(-9_000_000_000_000_000_000)),
-        format!("/plans?cursor={}", cursor(i64::MIN + 1)),
-        format!("/scans?cursor={}", cursor(i64::MIN + 1)),
+        format!("/inventory/files?cursor={}", cursor("inventory_files", i64::MIN + 1)),
+        format!("/stubs?cursor={}", cursor("stubs", i64::MIN + 1)),
+        format!("/jobs?cursor={}", cursor("jobs", -9_000_000_000_000_000_000)),
+        format!("/plans?cursor={}", cursor("plans", i64::MIN + 1)),
+        format!("/scans?cursor={}", cursor("scans", i64::MIN + 1)),
+        // Within chrono's range, outside PostgreSQL's (4713 BC to 294276 AD).
+        format!("/jobs?cursor={}", cursor("jobs", -200_000 * 365 * 86_400_000_000)),
+        format!("/scans?cursor={}", cursor("scans", 280_000 * 365 * 86_400_000_000)),
+        format!("/hosts?cursor={}", cursor("hosts", -200_000 * 365 * 86_400_000_000)),
         "/stubs?path_prefix=%00".to_owned(),
     ] {
         let (st, v) = api(&t.admin, Method::GET, &format!("{tp}{q}"), None).await;

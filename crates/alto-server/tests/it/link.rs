@@ -134,6 +134,7 @@ async fn agents_get_jobs_pushed_report_on_the_stream_and_get_cancels_and_lost_jo
     o.welcome().await;
 
     // Files, a rule, a plan: the job is pushed without the agent asking.
+    app.plan_manually_only(&t).await;
     let now = app.clock_now().timestamp_micros();
     let recs: Vec<_> = (0..6)
         .map(|i| file_record(format!("/srv/f{i}.bin").as_bytes(), 100_000, now, 400))

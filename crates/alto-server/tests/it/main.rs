@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod link;
 mod meta;
+mod paging;
 mod planner;
 mod planner_prop;
 mod rbac;

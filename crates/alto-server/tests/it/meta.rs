@@ -72,6 +72,34 @@ async fn health_ready_metrics_and_openapi() {
             "inventory/files: {q} is a query parameter: {files}"
         );
     }
+    // Every paginated list declares the one pair `limit` and `cursor`; `after` of a job's
+    // files is the deprecated alias.
+    for list in [
+        "/api/v1/tenants",
+        "/api/v1/tenants/{tenant_id}/users",
+        "/api/v1/platform/users",
+        "/api/v1/tenants/{tenant_id}/hosts",
+        "/api/v1/tenants/{tenant_id}/scans",
+        "/api/v1/tenants/{tenant_id}/inventory/files",
+        "/api/v1/tenants/{tenant_id}/plans",
+        "/api/v1/tenants/{tenant_id}/jobs",
+        "/api/v1/tenants/{tenant_id}/jobs/{job_id}/files",
+        "/api/v1/tenants/{tenant_id}/stubs",
+        "/api/v1/tenants/{tenant_id}/audit",
+        "/api/v1/platform/audit",
+    ] {
+        let params =
+            doc["paths"][list]["get"]["parameters"].as_array().cloned().unwrap_or_default();
+        for q in ["limit", "cursor"] {
+            assert!(
+                params.iter().any(|p| p["name"] == q && p["in"] == "query"),
+                "{list}: {q} is a query parameter: {params:?}"
+            );
+        }
+    }
+    let jf = &doc["paths"]["/api/v1/tenants/{tenant_id}/jobs/{job_id}/files"]["get"]["parameters"];
+    let after = jf.as_array().unwrap().iter().find(|p| p["name"] == "after").expect("after");
+    assert_eq!(after["deprecated"], true, "{after}");
     assert!(queries >= 30, "only {queries} query parameters declared");
     app.shutdown().await;
 }

@@ -465,8 +465,8 @@ async fn preview_caps_hold_and_safety_window() {
     let jid = jobs["items"][0]["id"].as_str().unwrap();
     let (_, files) =
         api(&t.admin, Method::GET, &format!("/tenants/{}/jobs/{jid}/files", t.id), None).await;
-    assert_eq!(files.as_array().unwrap().len(), 100);
-    assert!(files.as_array().unwrap().iter().all(|f| f["state"] == "pending"));
+    assert_eq!(files["items"].as_array().unwrap().len(), 100);
+    assert!(files["items"].as_array().unwrap().iter().all(|f| f["state"] == "pending"));
     let (st, _) = api(
         &t.admin,
         Method::POST,
