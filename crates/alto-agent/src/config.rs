@@ -380,6 +380,37 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API
+    fn on_access_settings_are_checked_at_load() {
+        figment::Jail::expect_with(|jail| {
+            let none = serde_json::json!({});
+            let load = |jail: &mut figment::Jail, text: &str| {
+                jail.create_file("oa.toml", text).unwrap();
+                AgentConfig::load(Some(Path::new("oa.toml")), &none)
+            };
+            let ok = load(
+                jail,
+                "[on_access]\nerror = \"eagain\"\n[[on_access.deny]]\nexecutable = \"/opt/backup/**\"\n",
+            )
+            .unwrap();
+            assert_eq!(deny_errno(&ok.on_access.error), Some(alto_hsm::DenyErrno::Again));
+            assert_eq!(ok.on_access.deny[0].errno, "EPERM", "the default errno of a rule");
+            for (text, names) in [
+                ("[on_access]\nerror = \"ENOENT\"\n", "on_access.error"),
+                ("[on_access]\nfill_threads = 0\n", "fill_threads"),
+                ("[on_access]\ntimeout = \"0s\"\n", "timeout"),
+                ("[[on_access.deny]]\nexecutable = \"/x\"\nerrno = \"ETIMEDOUT\"\n", "ETIMEDOUT"),
+                ("[[on_access.deny]]\nexecutable = \"rel/*\"\n", "executable"),
+            ] {
+                let err = load(jail, text).unwrap_err();
+                assert!(err.to_string().contains(names), "{text}: {err}");
+            }
+            jail.set_env("ALTO_AGENT_ON_ACCESS__USER_RATE_LIMIT", "5");
+            assert_eq!(load(jail, "").unwrap().on_access.user_rate_limit, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn excludes_are_checked_at_load() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("ok.toml", "excludes = [\"**/.snapshot\", \"*.tmp\"]\n")?;

@@ -17,6 +17,7 @@
 //! closed group lets every waiting reader through to zeros and drops the marks).
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -201,5 +202,3 @@ pub fn obtain(
     }
     Err(HsmError::Init(std::io::Error::other("no on-access group on this host")))
 }
-
-use std::os::unix::process::CommandExt as _;
