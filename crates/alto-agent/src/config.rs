@@ -411,6 +411,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn excludes_are_checked_at_load() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("ok.toml", "excludes = [\"**/.snapshot\", \"*.tmp\"]\n")?;
