@@ -27,6 +27,9 @@ use uuid::Uuid;
 /// before versions existed (no `version` field) are version 1.
 pub const JOB_CONTRACT_VERSION: u32 = 1;
 
+/// The job kinds agents execute (the `jobs.kind` of agent work).
+pub const AGENT_JOB_KINDS: [&str; 2] = ["tier", "recall"];
+
 fn v1() -> u32 {
     1
 }
@@ -89,6 +92,62 @@ pub struct TargetRef {
 pub enum JobPayload {
     /// Copy files to tier-2 and replace them by stubs.
     Tier(TierPayload),
+    /// Bring stubs back from tier-2 (an operator's request or a scheduled restoration).
+    Recall(RecallPayload),
+}
+
+/// Dispatch priority of recall jobs: every recall job goes before every tiering job (whose
+/// priorities are at most `alto_rules::MAX_PRIORITY`, 1,000,000), a manual recall before a
+/// scheduled one. On-access recalls are no jobs: the agent serves them at once, beside any job.
+pub const RECALL_PRIORITY_MANUAL: i32 = 3_000_000;
+pub const RECALL_PRIORITY_SCHEDULED: i32 = 2_000_000;
+
+/// Why a recall job exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecallJobTrigger {
+    /// An operator asked (API, `altoctl recall`, the console).
+    Manual,
+    /// A scheduled restoration rule came due.
+    Scheduled,
+}
+
+impl RecallJobTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecallJobTrigger::Manual => "manual",
+            RecallJobTrigger::Scheduled => "scheduled",
+        }
+    }
+
+    /// The job priority of this trigger.
+    pub fn priority(self) -> i32 {
+        match self {
+            RecallJobTrigger::Manual => RECALL_PRIORITY_MANUAL,
+            RecallJobTrigger::Scheduled => RECALL_PRIORITY_SCHEDULED,
+        }
+    }
+}
+
+/// The payload of a `recall` job. Its files are in `job_files` like a tier job's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecallPayload {
+    #[serde(default = "v1")]
+    pub version: u32,
+    pub job_id: Uuid,
+    pub customer_id: Uuid,
+    pub host_id: Uuid,
+    pub trigger: RecallJobTrigger,
+    /// The request this job is part of (one request makes a job per 1,000 files).
+    pub request_id: Uuid,
+    /// Who asked (a user name), or the schedule's name.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// The scheduled restoration rule, for scheduled recalls.
+    #[serde(default)]
+    pub schedule_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The payload of a `tier` job.
@@ -136,19 +195,23 @@ impl JobPayload {
     pub fn kind(&self) -> &'static str {
         match self {
             JobPayload::Tier(_) => "tier",
+            JobPayload::Recall(_) => "recall",
         }
     }
 
     pub fn version(&self) -> u32 {
         match self {
             JobPayload::Tier(t) => t.version,
+            JobPayload::Recall(r) => r.version,
         }
     }
 
-    /// The storage target the job's objects go to.
-    pub fn target(&self) -> &TargetRef {
+    /// The storage target a tier job's objects go to (a recall job reads from the targets
+    /// its stubs name).
+    pub fn target(&self) -> Option<&TargetRef> {
         match self {
-            JobPayload::Tier(t) => &t.storage_target,
+            JobPayload::Tier(t) => Some(&t.storage_target),
+            JobPayload::Recall(_) => None,
         }
     }
 
@@ -228,6 +291,20 @@ pub struct ExecJob {
 pub enum JobWork {
     /// Copy each file to the target, report `staged`, convert it to a stub, report `stubbed`.
     Tier(TierWork),
+    /// Recall each file (a stub) from the target its stub attribute names, report `recalled`.
+    Recall(RecallWork),
+}
+
+/// The work of a `recall` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecallWork {
+    pub trigger: RecallJobTrigger,
+    /// The current settings of the targets this job's stubs were tiered to (an agent that
+    /// lost its remembered settings can still read them). Directory targets are opened under
+    /// the agent's own `tier2.directory_base`.
+    #[serde(default)]
+    pub storage_targets: Vec<ExecTarget>,
+    pub files: Vec<ExecFile>,
 }
 
 /// The work of a `tier` job.
@@ -261,13 +338,20 @@ impl ExecJob {
     pub fn kind(&self) -> &'static str {
         match self.work {
             JobWork::Tier(_) => "tier",
+            JobWork::Recall(_) => "recall",
         }
     }
 
     /// How many files the job has left.
     pub fn file_count(&self) -> usize {
+        self.files().len()
+    }
+
+    /// The files the job has left.
+    pub fn files(&self) -> &[ExecFile] {
         match &self.work {
-            JobWork::Tier(t) => t.files.len(),
+            JobWork::Tier(t) => &t.files,
+            JobWork::Recall(r) => &r.files,
         }
     }
 
@@ -275,6 +359,15 @@ impl ExecJob {
     pub fn tier(&self) -> Option<&TierWork> {
         match &self.work {
             JobWork::Tier(t) => Some(t),
+            JobWork::Recall(_) => None,
+        }
+    }
+
+    /// The recall work, if this is a recall job.
+    pub fn recall(&self) -> Option<&RecallWork> {
+        match &self.work {
+            JobWork::Recall(r) => Some(r),
+            JobWork::Tier(_) => None,
         }
     }
 }
@@ -331,6 +424,9 @@ pub enum FileOutcome {
     Skipped,
     /// Left alone because something went wrong (`error`).
     Failed,
+    /// (Recall jobs) the file is whole again; `sha256` is its content's (the stub's) and
+    /// `stored_size` the bytes brought back.
+    Recalled,
 }
 
 impl FileOutcome {
@@ -340,6 +436,7 @@ impl FileOutcome {
             FileOutcome::Stubbed => "stubbed",
             FileOutcome::Skipped => "skipped",
             FileOutcome::Failed => "failed",
+            FileOutcome::Recalled => "recalled",
         }
     }
 }
@@ -374,6 +471,18 @@ impl FileResult {
 
     pub fn failed(seq: i32, why: impl Into<String>) -> FileResult {
         FileResult { outcome: FileOutcome::Failed, ..FileResult::skipped(seq, why) }
+    }
+
+    /// `recalled`: the content (this SHA-256, this many bytes) is back.
+    pub fn recalled(seq: i32, sha256: String, bytes: u64) -> FileResult {
+        FileResult {
+            seq,
+            outcome: FileOutcome::Recalled,
+            sha256: Some(sha256),
+            object_key: None,
+            stored_size: Some(bytes),
+            error: None,
+        }
     }
 
     /// `staged` or `stubbed` with the object's facts.

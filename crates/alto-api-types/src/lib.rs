@@ -10,12 +10,14 @@
 mod error;
 mod jobs;
 mod planning;
+mod recalls;
 mod storage;
 
 pub use alto_model::{Compression, TargetKind};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use jobs::*;
 pub use planning::*;
+pub use recalls::*;
 pub use storage::*;
 
 use alto_model::Role;
@@ -183,6 +185,10 @@ pub struct Host {
     /// limit). Agents on the link throttle every job to it.
     #[serde(default)]
     pub bandwidth_limit_bytes_per_second: Option<i64>,
+    /// Download bandwidth recall jobs of this host may use (bytes per second; absent: no
+    /// limit). On-access recalls are never throttled.
+    #[serde(default)]
+    pub recall_bandwidth_limit_bytes_per_second: Option<i64>,
     pub created_at: DateTime<Utc>,
     /// Whether stubs on this host come back on access, as its agent last reported it
     /// (absent: the agent never said, e.g. an older agent).
@@ -212,6 +218,9 @@ pub struct UpdateHost {
     /// Tiering upload limit in bytes per second; 0 removes the limit; absent keeps it.
     #[serde(default)]
     pub bandwidth_limit_bytes_per_second: Option<i64>,
+    /// Recall-job download limit in bytes per second; 0 removes the limit; absent keeps it.
+    #[serde(default)]
+    pub recall_bandwidth_limit_bytes_per_second: Option<i64>,
 }
 
 /// A one-time enrollment token. Shown once; only its hash is stored.

@@ -165,6 +165,13 @@ pub struct PlannerSettings {
     /// `recently_recalled`.
     #[serde(default = "default_recall_retention_days")]
     pub recall_retention_days: i32,
+    /// The tenant's tiering bandwidth (bytes per second, shared by its running tier jobs:
+    /// each gets an equal share when it starts; within each host's own limit). None: no limit.
+    #[serde(default)]
+    pub tier_bandwidth_limit_bytes_per_second: Option<i64>,
+    /// The same for recall jobs (on-access recalls are never throttled).
+    #[serde(default)]
+    pub recall_bandwidth_limit_bytes_per_second: Option<i64>,
     /// Read-only: bumped by every rule change.
     #[serde(default)]
     pub ruleset_revision: i64,

@@ -12,7 +12,8 @@ const DETAIL_COLS: &str = "id, customer_id, host_id, kind, state, priority, payl
     total_bytes, estimates, cancel_requested_at, created_at, updated_at, dispatched_at,
     started_at, finished_at";
 
-/// Leases up to `max` of the host's queued tiering jobs (and its running ones whose lease
+/// Leases up to `max` of the host's queued jobs of agent work (tier and recall, highest
+/// priority first: recall jobs before tiering) (and its running ones whose lease
 /// expired, or with `resume` all of its running ones: an agent that restarted takes its work
 /// back) to the host until `now + lease`.
 pub async fn claim_for_host(
@@ -29,7 +30,7 @@ pub async fn claim_for_host(
                 dispatched_at = coalesce(dispatched_at, $3), started_at = coalesce(started_at, $3),
                 updated_at = $3
           WHERE id IN (SELECT id FROM jobs
-                        WHERE host_id = $1 AND kind = 'tier'
+                        WHERE host_id = $1 AND kind IN ('tier', 'recall')
                           AND ((state = 'queued' AND run_after <= $3)
                                OR (state IN ('dispatched', 'running')
                                    AND (lease_expires_at < $3 OR $5)))
@@ -49,7 +50,8 @@ pub async fn claim_for_host(
 /// The host's job, locked, if it is leased to the host.
 pub async fn leased_job(tx: &mut Tx, job_id: Uuid, host_id: Uuid) -> Result<JobDetail, DbError> {
     sqlx::query_as(&format!(
-        "SELECT {DETAIL_COLS} FROM jobs WHERE id = $1 AND host_id = $2 AND kind = 'tier' FOR UPDATE"
+        "SELECT {DETAIL_COLS} FROM jobs WHERE id = $1 AND host_id = $2 AND kind IN ('tier', 'recall')
+            FOR UPDATE"
     ))
     .bind(job_id)
     .bind(host_id)
@@ -84,7 +86,7 @@ pub async fn extend_host_leases(
 ) -> Result<u64, DbError> {
     Ok(sqlx::query(
         "UPDATE jobs SET lease_expires_at = greatest(lease_expires_at, $3), updated_at = $4
-          WHERE id = ANY($2) AND host_id = $1 AND kind = 'tier'
+          WHERE id = ANY($2) AND host_id = $1 AND kind IN ('tier', 'recall')
             AND state IN ('dispatched', 'running') AND lease_owner = 'host:' || $1::text",
     )
     .bind(host_id)
@@ -110,7 +112,8 @@ pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<Requ
     Ok(sqlx::query_as(
         "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = $1
-          WHERE kind = 'tier' AND state IN ('dispatched', 'running') AND lease_expires_at < $1
+          WHERE kind IN ('tier', 'recall') AND state IN ('dispatched', 'running')
+            AND lease_expires_at < $1
           RETURNING id, customer_id, host_id",
     )
     .bind(now)

@@ -25,6 +25,7 @@ pub struct HostRow {
     pub updated_at: DateTime<Utc>,
     pub groups: Vec<String>,
     pub bandwidth_limit_bytes_per_second: Option<i64>,
+    pub recall_bandwidth_limit_bytes_per_second: Option<i64>,
     /// The agent's last on-access recall report (`OnAccessStatus` as JSON), if any.
     pub on_access: Option<serde_json::Value>,
     pub on_access_reported_at: Option<DateTime<Utc>>,
@@ -33,7 +34,7 @@ pub struct HostRow {
 const COLS: &str = "id, customer_id, name, description, status, agent_version, os,
     reported_hostname, last_seen_at, last_seen_ip, volumes, last_scan_at, file_count,
     total_bytes, created_at, updated_at, groups, bandwidth_limit_bytes_per_second, on_access,
-    on_access_reported_at";
+    on_access_reported_at, recall_bandwidth_limit_bytes_per_second";
 
 pub async fn create(
     tx: &mut Tx,

@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod inventory;
 pub mod jobs;
 pub mod planner;
+pub mod recalls;
 pub mod rules;
 pub mod scans;
 pub mod storage;

@@ -222,6 +222,10 @@ pub struct Settings {
     /// Days after a recall during which a file is not tiered again (rules may override).
     #[serde(default = "default_recall_retention_days")]
     pub recall_retention_days: i32,
+    #[serde(default)]
+    pub tier_bandwidth_limit_bytes_per_second: Option<i64>,
+    #[serde(default)]
+    pub recall_bandwidth_limit_bytes_per_second: Option<i64>,
 }
 
 fn default_recall_retention_days() -> i32 {
@@ -244,6 +248,8 @@ impl Default for Settings {
             plan_after_ingest: true,
             ruleset_revision: 0,
             recall_retention_days: 30,
+            tier_bandwidth_limit_bytes_per_second: None,
+            recall_bandwidth_limit_bytes_per_second: None,
         }
     }
 }
@@ -251,7 +257,8 @@ impl Default for Settings {
 const SETTINGS_COLS: &str = "safety_window_seconds, high_watermark_pct, low_watermark_pct,
     watermark_order, max_files_per_run, max_bytes_per_run, host_max_files_per_hour,
     host_max_bytes_per_hour, link_bytes_per_second, per_file_overhead_ms, plan_after_ingest,
-    ruleset_revision, recall_retention_days";
+    ruleset_revision, recall_retention_days, tier_bandwidth_limit_bytes_per_second,
+    recall_bandwidth_limit_bytes_per_second";
 
 pub async fn settings(tx: &mut Tx, customer_id: Uuid) -> Result<Settings, DbError> {
     let row: Option<Settings> = sqlx::query_as(&format!(
@@ -273,8 +280,9 @@ pub async fn save_settings(
         "INSERT INTO planner_settings (customer_id, safety_window_seconds, high_watermark_pct,
             low_watermark_pct, watermark_order, max_files_per_run, max_bytes_per_run,
             host_max_files_per_hour, host_max_bytes_per_hour, link_bytes_per_second,
-            per_file_overhead_ms, plan_after_ingest, updated_at, recall_retention_days)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            per_file_overhead_ms, plan_after_ingest, updated_at, recall_retention_days,
+            tier_bandwidth_limit_bytes_per_second, recall_bandwidth_limit_bytes_per_second)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
          ON CONFLICT (customer_id) DO UPDATE SET
             safety_window_seconds = EXCLUDED.safety_window_seconds,
             high_watermark_pct = EXCLUDED.high_watermark_pct,
@@ -288,6 +296,8 @@ pub async fn save_settings(
             per_file_overhead_ms = EXCLUDED.per_file_overhead_ms,
             plan_after_ingest = EXCLUDED.plan_after_ingest,
             recall_retention_days = EXCLUDED.recall_retention_days,
+            tier_bandwidth_limit_bytes_per_second = EXCLUDED.tier_bandwidth_limit_bytes_per_second,
+            recall_bandwidth_limit_bytes_per_second = EXCLUDED.recall_bandwidth_limit_bytes_per_second,
             updated_at = EXCLUDED.updated_at
          RETURNING {SETTINGS_COLS}"
     ))
@@ -305,6 +315,8 @@ pub async fn save_settings(
     .bind(s.plan_after_ingest)
     .bind(now)
     .bind(s.recall_retention_days)
+    .bind(s.tier_bandwidth_limit_bytes_per_second)
+    .bind(s.recall_bandwidth_limit_bytes_per_second)
     .fetch_one(&mut **tx)
     .await?)
 }

@@ -83,6 +83,7 @@ impl From<FileOutcome> for pb::Outcome {
             FileOutcome::Stubbed => pb::Outcome::Stubbed,
             FileOutcome::Skipped => pb::Outcome::Skipped,
             FileOutcome::Failed => pb::Outcome::Failed,
+            FileOutcome::Recalled => pb::Outcome::Recalled,
         }
     }
 }
@@ -119,6 +120,7 @@ impl TryFrom<pb::FileResult> for FileResult {
             Ok(pb::Outcome::Stubbed) => FileOutcome::Stubbed,
             Ok(pb::Outcome::Skipped) => FileOutcome::Skipped,
             Ok(pb::Outcome::Failed) => FileOutcome::Failed,
+            Ok(pb::Outcome::Recalled) => FileOutcome::Recalled,
             _ => return Err(ConvertError::Outcome { seq: r.seq, outcome: r.outcome }),
         };
         Ok(FileResult {

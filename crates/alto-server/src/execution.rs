@@ -14,15 +14,17 @@
 use std::collections::BTreeMap;
 
 use alto_api_types::{
-    CheckRefs, CheckedRefs, CompleteJob, ErrorCode, ExecFile, ExecJob, ExecTarget, FileOutcome,
+    CheckRefs, CheckedRefs, CompleteJob, ExecFile, ExecJob, ExecTarget, FileOutcome,
     FileResult, FileResults, JobCompleted, JobEnd, JobPayload, JobProgress, JobWork,
-    ProgressReport, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
+    ProgressReport, RecallWork, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
 };
 use alto_db::execution as xdb;
 use alto_db::DbError;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use crate::exec_error::{agent_text, ExecError};
+use crate::exec_error::valid_sha;
 use crate::audit;
 use crate::principal::Host;
 use crate::state::AppState;
@@ -39,71 +41,6 @@ const MAX_JOB_ERROR: usize = 4000;
 /// The longest per-file error kept.
 const MAX_FILE_ERROR: usize = 2000;
 
-/// Why an execution operation did not happen. HTTP renders it as an error body, the link as
-/// a `Reply.error`; both use [`ExecError::code`] and [`ExecError::retryable`].
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// The request itself is wrong (the message names the field or the file's seq).
-    #[error("{0}")]
-    Invalid(String),
-    /// The request does not fit the job's state (ended, already a stub, nothing staged).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl ExecError {
-    /// The stable error code for this error (database errors map as the HTTP layer maps
-    /// them everywhere; see `http::error`).
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            ExecError::Invalid(_) => ErrorCode::ValidationFailed,
-            ExecError::Conflict(_) => ErrorCode::Conflict,
-            ExecError::NotFound(_) => ErrorCode::NotFound,
-            ExecError::Db(DbError::NotFound(_)) => ErrorCode::NotFound,
-            ExecError::Db(DbError::Conflict { .. }) => ErrorCode::Conflict,
-            ExecError::Db(DbError::Unrepresentable { .. }) => ErrorCode::ValidationFailed,
-            ExecError::Db(DbError::Connect(_)) => ErrorCode::Unavailable,
-            ExecError::Db(DbError::Other(sqlx::Error::PoolTimedOut)) => ErrorCode::Unavailable,
-            ExecError::Db(_) => ErrorCode::Internal,
-        }
-    }
-
-    /// The message an agent may see: the error's own text, except that database failures
-    /// are described without their internals (which go to the log).
-    pub fn public_message(&self) -> String {
-        match self {
-            ExecError::Db(DbError::NotFound(what)) => format!("{what} not found"),
-            ExecError::Db(DbError::Conflict { .. }) => {
-                "the change conflicts with existing data".into()
-            }
-            ExecError::Db(DbError::Unrepresentable { kind, .. }) => kind.to_string(),
-            ExecError::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                match self.code() {
-                    ErrorCode::Unavailable => "the database is busy or unavailable".into(),
-                    _ => "internal error".into(),
-                }
-            }
-            other => other.to_string(),
-        }
-    }
-
-    /// Worth sending the same request again later.
-    pub fn retryable(&self) -> bool {
-        matches!(self.code(), ErrorCode::Unavailable | ErrorCode::Internal)
-    }
-}
-
-impl From<sqlx::Error> for ExecError {
-    fn from(e: sqlx::Error) -> Self {
-        ExecError::Db(DbError::from(e))
-    }
-}
-
 fn invalid(m: impl Into<String>) -> ExecError {
     ExecError::Invalid(m.into())
 }
@@ -112,83 +49,119 @@ fn conflict(m: impl Into<String>) -> ExecError {
     ExecError::Conflict(m.into())
 }
 
-fn valid_sha(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Text an agent reported, made storable: NUL (which PostgreSQL text cannot hold) becomes
-/// U+FFFD, and more than `max` bytes are cut on a character boundary, marked with `…`.
-pub fn agent_text(s: &str, max: usize) -> String {
-    let mut out = s.replace('\0', "\u{fffd}");
-    if out.len() > max {
-        let mut end = max;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-        out.push('…');
-    }
-    out
-}
-
-/// The offer for a claimed job: its stored payload with the target's current settings (the
-/// payload names the target; credentials are never copied into it, since the API shows
-/// payloads). A target removed since planning keeps the planned kind and location.
-fn offer(
-    j: &alto_db::jobs::JobDetail,
-    payload: &JobPayload,
+/// A storage target as the agent opens it, with its current settings; a target removed since
+/// planning keeps the planned kind and location (and no settings).
+fn exec_target(
+    id: Uuid,
+    name: &str,
+    kind: alto_api_types::TargetKind,
+    location: &str,
     targets: &[alto_db::storage::TargetRow],
-    files: Vec<xdb::ExecFile>,
-    lease_until: DateTime<Utc>,
-) -> Result<ExecJob, String> {
-    let host_id = j.host_id.ok_or("the job has no host")?;
-    let JobPayload::Tier(p) = payload;
-    let planned = &p.storage_target;
+) -> Result<ExecTarget, String> {
     let mut target = ExecTarget {
-        id: planned.id,
-        name: planned.name.clone(),
-        kind: planned.kind,
-        location: planned.location.clone(),
+        id,
+        name: name.to_owned(),
+        kind,
+        location: location.to_owned(),
         config: serde_json::Value::Object(Default::default()),
     };
-    if let Some(t) = targets
-        .iter()
-        .find(|t| t.id == planned.id)
-        .or_else(|| targets.iter().find(|t| t.name == planned.name))
+    if let Some(t) =
+        targets.iter().find(|t| t.id == id).or_else(|| targets.iter().find(|t| t.name == name))
     {
         target.id = t.id;
         target.kind = t.kind.parse().map_err(|e| format!("storage target {}: {e}", t.name))?;
         target.location = t.location.clone();
         target.config = t.config.clone();
     }
+    Ok(target)
+}
+
+/// The offer for a claimed job: its stored payload with the targets' current settings (the
+/// payload names a target; credentials are never copied into it, since the API shows
+/// payloads). A recall job carries the targets its stubs were tiered to (`recall_targets`).
+fn offer(
+    j: &alto_db::jobs::JobDetail,
+    payload: &JobPayload,
+    targets: &[alto_db::storage::TargetRow],
+    recall_targets: &[String],
+    files: Vec<xdb::ExecFile>,
+    lease_until: DateTime<Utc>,
+    bandwidth: Option<u64>,
+) -> Result<ExecJob, String> {
+    let host_id = j.host_id.ok_or("the job has no host")?;
+    let files = files
+        .into_iter()
+        .map(|f| ExecFile {
+            seq: f.seq,
+            file_id: f.file_id,
+            file_path: f.file_path,
+            path_escaped: f.path_escaped,
+            file_size: f.file_size,
+            last_modified: f.last_modified,
+            inode: f.inode,
+            state: f.state,
+        })
+        .collect();
+    let work = match payload {
+        JobPayload::Tier(p) => {
+            let planned = &p.storage_target;
+            JobWork::Tier(TierWork {
+                rule_id: j.rule_id,
+                priority: p.priority,
+                compression: p.compression,
+                storage_target: exec_target(
+                    planned.id,
+                    &planned.name,
+                    planned.kind,
+                    &planned.location,
+                    targets,
+                )?,
+                tiered_destination: p.tiered_destination.clone(),
+                files,
+            })
+        }
+        JobPayload::Recall(p) => JobWork::Recall(RecallWork {
+            trigger: p.trigger,
+            storage_targets: targets
+                .iter()
+                .filter(|t| recall_targets.contains(&t.name))
+                .map(|t| exec_target(t.id, &t.name, alto_api_types::TargetKind::Directory, "", targets))
+                .collect::<Result<_, _>>()?,
+            files,
+        }),
+    };
     Ok(ExecJob {
         version: JOB_CONTRACT_VERSION,
         job_id: j.id,
         customer_id: j.customer_id,
         host_id,
         lease_expires_at: Some(lease_until),
-        bandwidth_bytes_per_second: None,
-        work: JobWork::Tier(TierWork {
-            rule_id: j.rule_id,
-            priority: p.priority,
-            compression: p.compression,
-            storage_target: target,
-            tiered_destination: p.tiered_destination.clone(),
-            files: files
-                .into_iter()
-                .map(|f| ExecFile {
-                    seq: f.seq,
-                    file_id: f.file_id,
-                    file_path: f.file_path,
-                    path_escaped: f.path_escaped,
-                    file_size: f.file_size,
-                    last_modified: f.last_modified,
-                    inode: f.inode,
-                    state: f.state,
-                })
-                .collect(),
-        }),
+        bandwidth_bytes_per_second: bandwidth,
+        work,
     })
+}
+
+/// A job's own bandwidth: its equal share of the tenant's limit for its kind among the
+/// tenant's running jobs of that kind (this one included). The host's limit for the kind
+/// travels beside the offer ([`host_bandwidth`]).
+async fn job_bandwidth(
+    tx: &mut alto_db::Tx,
+    host: &Host,
+    kind: &str,
+) -> Result<Option<u64>, DbError> {
+    let (_, tenant, running) =
+        alto_db::recalls::bandwidth(tx, host.customer_id.0, host.host_id, kind).await?;
+    Ok(tenant.map(|t| (t.max(1) as u64) / (running.max(1) as u64)).map(|b| b.max(1)))
+}
+
+/// The host's bandwidth limit for jobs of `kind` (`tier`: uploads, `recall`: downloads), 0
+/// for none: every job of that kind the agent runs shares it.
+pub async fn host_bandwidth(state: &AppState, host: &Host, kind: &str) -> Result<u64, DbError> {
+    let mut tx = state.db.begin(alto_db::TenantCtx::Tenant(host.customer_id)).await?;
+    let (h, _, _) =
+        alto_db::recalls::bandwidth(&mut tx, host.customer_id.0, host.host_id, kind).await?;
+    tx.commit().await?;
+    Ok(h.unwrap_or(0).max(0) as u64)
 }
 
 /// Leases up to `max` (1–10) of the host's next queued jobs (with `resume`, also its running
@@ -214,7 +187,13 @@ pub async fn claim(
         let made = match JobPayload::parse(&j.kind, &j.payload) {
             Ok(p) => {
                 let files = xdb::pending_files(&mut tx, j.id).await?;
-                offer(j, &p, &targets, files, now + lease)
+                let recall_targets = if p.kind() == "recall" {
+                    alto_db::recalls::job_target_names(&mut tx, host.customer_id.0, j.id).await?
+                } else {
+                    Vec::new()
+                };
+                let bw = job_bandwidth(&mut tx, host, &j.kind).await?;
+                offer(j, &p, &targets, &recall_targets, files, now + lease, bw)
             }
             Err(e) => Err(e.to_string()),
         };
@@ -309,6 +288,15 @@ fn check_results(req: &FileResults) -> Result<(), ExecError> {
                 )));
             }
         }
+        if r.outcome == FileOutcome::Recalled
+            && !(r.sha256.as_deref().is_some_and(valid_sha)
+                && r.stored_size.is_some_and(|s| i64::try_from(s).is_ok()))
+        {
+            return Err(invalid(format!(
+                "seq {}: recalled results carry sha256 (64 hex) and stored_size",
+                r.seq
+            )));
+        }
         if r.error.as_ref().is_some_and(|e| e.len() > MAX_FILE_ERROR) {
             return Err(invalid(format!("error messages are at most {MAX_FILE_ERROR} bytes")));
         }
@@ -334,7 +322,10 @@ pub async fn record_results(
     }
     let payload = JobPayload::parse(&job.kind, &job.payload)
         .map_err(|e| conflict(format!("the job does not fit the job contract: {e}")))?;
-    let JobPayload::Tier(p) = &payload;
+    let p = match &payload {
+        JobPayload::Tier(p) => p,
+        JobPayload::Recall(_) => return record_recall_results(state, tx, host, id, req, now).await,
+    };
     let target = p.storage_target.name.as_str();
     let location = p.tiered_destination.as_str();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -386,6 +377,12 @@ pub async fn record_results(
                 xdb::set_file_state(&mut tx, id, r.seq, "succeeded", None, now).await?;
                 *counts.entry("stubbed").or_default() += 1;
             }
+            FileOutcome::Recalled => {
+                return Err(invalid(format!(
+                    "seq {}: `recalled` is the outcome of a recall job, this is a tier job",
+                    r.seq
+                )));
+            }
             FileOutcome::Skipped | FileOutcome::Failed => {
                 let st = r.outcome.as_str();
                 let error = r.error.as_deref().map(|e| agent_text(e, MAX_FILE_ERROR));
@@ -418,6 +415,89 @@ pub async fn record_results(
         &serde_json::json!({ "type": "job_progress",
         "customer_id": host.customer_id.0, "job_id": id, "outcomes": counts,
         "stubbed_bytes": bytes }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ResultsAccepted { accepted: req.results.len() as u64 })
+}
+
+/// Records per-file outcomes of a recall job: `recalled` puts the file's registry entry and
+/// inventory row right (as a recall report of trigger `job` would, whatever state the entry
+/// was in) and the job's file `succeeded`; `skipped` and `failed` are the file's end. One
+/// audit entry (`recall.files`) and one event per batch.
+async fn record_recall_results(
+    state: &AppState,
+    mut tx: alto_db::Tx,
+    host: &Host,
+    id: Uuid,
+    req: &FileResults,
+    now: DateTime<Utc>,
+) -> Result<ResultsAccepted, ExecError> {
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut bytes = 0u64;
+    let mut unknown = 0u64;
+    for r in &req.results {
+        let f = xdb::job_file(&mut tx, id, r.seq).await?;
+        match r.outcome {
+            FileOutcome::Recalled => {
+                let sha = r.sha256.as_deref().unwrap_or_default();
+                let n = r.stored_size.unwrap_or_default();
+                let changed = crate::recall::apply_job_result(
+                    state,
+                    &mut tx,
+                    host,
+                    &f.file_path,
+                    f.path_escaped,
+                    sha,
+                    n,
+                    now,
+                )
+                .await?;
+                if f.state == "pending" {
+                    xdb::set_file_state(&mut tx, id, r.seq, "succeeded", None, now).await?;
+                    bytes = bytes.saturating_add(n);
+                    if !changed {
+                        unknown += 1;
+                    }
+                }
+            }
+            FileOutcome::Skipped | FileOutcome::Failed => {
+                let error = r.error.as_deref().map(|e| agent_text(e, MAX_FILE_ERROR));
+                if f.state == "pending" {
+                    xdb::set_file_state(&mut tx, id, r.seq, r.outcome.as_str(), error.as_deref(), now)
+                        .await?;
+                }
+            }
+            FileOutcome::Staged | FileOutcome::Stubbed => {
+                return Err(invalid(format!(
+                    "seq {}: `{}` is the outcome of a tier job, this is a recall job",
+                    r.seq,
+                    r.outcome.as_str()
+                )));
+            }
+        }
+        *counts.entry(r.outcome.as_str()).or_default() += 1;
+    }
+    for (k, n) in &counts {
+        metrics::counter!("alto_recalls_total", "trigger" => "job", "outcome" => *k).increment(*n);
+    }
+    metrics::counter!("alto_recall_bytes_total", "trigger" => "job").increment(bytes);
+    let e = audit::entry(
+        now,
+        Some(host.customer_id),
+        &host.actor(),
+        "recall.files",
+        Some(("job", id.to_string())),
+        "success",
+        serde_json::json!({ "outcomes": counts, "recalled_bytes": bytes,
+            "registry_unchanged": unknown }),
+    );
+    audit::record(&mut tx, &e).await?;
+    crate::events::publish(
+        &mut tx,
+        &serde_json::json!({ "type": "job_progress",
+        "customer_id": host.customer_id.0, "job_id": id, "outcomes": counts,
+        "recalled_bytes": bytes }),
     )
     .await?;
     tx.commit().await?;
@@ -511,7 +591,9 @@ pub async fn complete(
         return Ok(JobCompleted { id, state: "queued".into(), retry_at: Some(retry_at) });
     }
     let done = xdb::finish(&mut tx, id, end, error.as_deref(), now).await?;
-    if let (Some(started), JobEnd::Succeeded) = (job.started_at, req.state) {
+    if let (Some(started), JobEnd::Succeeded, "tier") =
+        (job.started_at, req.state, job.kind.as_str())
+    {
         let secs = (now - started).num_milliseconds() as f64 / 1000.0;
         if secs > 1.0 {
             xdb::observe_throughput(&mut tx, host.host_id, (job.total_bytes as f64 / secs) as i64)
@@ -536,7 +618,11 @@ pub async fn complete(
     )
     .await?;
     tx.commit().await?;
-    metrics::counter!("alto_tier_jobs_total", "state" => end).increment(1);
+    if job.kind == "recall" {
+        metrics::counter!("alto_recall_jobs_total", "state" => end).increment(1);
+    } else {
+        metrics::counter!("alto_tier_jobs_total", "state" => end).increment(1);
+    }
     state.link.job_ended(host.host_id, id);
     Ok(JobCompleted { id, state: done.state, retry_at: None })
 }

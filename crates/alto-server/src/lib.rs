@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod egress;
 pub mod events;
+pub mod exec_error;
 pub mod execution;
 pub mod http;
 pub mod link;

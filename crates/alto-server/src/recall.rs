@@ -22,14 +22,18 @@
 //! twice, release a replaced stub's object before its retention ends, or label a metric by
 //! path, process id or user (unbounded cardinality).
 
-use alto_api_types::{OnAccessStatus, RecallOutcome, RecallProcess, RecallRecorded, Recalled};
+use alto_api_types::{
+    CreateRecall, OnAccessStatus, RecallCreated, RecallOutcome, RecallProcess, RecallRecorded,
+    Recalled,
+};
 use alto_db::execution as xdb;
 use alto_db::{DbError, Tx};
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::audit;
-use crate::execution::{agent_text, ExecError};
+use crate::exec_error::{agent_text, valid_sha, ExecError};
 use crate::principal::Host;
 use crate::state::AppState;
 
@@ -37,10 +41,6 @@ use crate::state::AppState;
 const MAX_RECALL_ERROR: usize = 2000;
 /// The longest executable path or user name kept.
 const MAX_NAME: usize = 4096;
-
-fn valid_sha(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// A report's process, made storable (NUL replaced, lengths bounded).
 fn clean_process(p: &RecallProcess) -> RecallProcess {
@@ -300,6 +300,258 @@ pub async fn recalled(
         metrics::counter!("alto_recall_storms_total").increment(storms);
     }
     Ok(answer)
+}
+
+/// Applies a recall job's `recalled` result for one file to its registry entry and inventory
+/// row, exactly as a report of trigger `job` would (see the module table). Returns whether
+/// the registry changed (`false` for a resend or an unknown entry). The caller audits and
+/// counts the job's results per batch.
+pub(crate) async fn apply_job_result(
+    state: &AppState,
+    tx: &mut Tx,
+    host: &Host,
+    path: &str,
+    path_escaped: bool,
+    sha256: &str,
+    bytes: u64,
+    now: DateTime<Utc>,
+) -> Result<bool, ExecError> {
+    let Some(s) =
+        xdb::recall_entry(tx, host.customer_id.0, host.host_id, path, path_escaped, sha256).await?
+    else {
+        return Ok(false);
+    };
+    let req = Recalled {
+        path: path.to_owned(),
+        path_escaped,
+        sha256: sha256.to_owned(),
+        trigger: alto_api_types::RecallTrigger::Job,
+        outcome: RecallOutcome::Recalled,
+        error: None,
+        process: None,
+        bytes,
+        duration_ms: None,
+    };
+    Ok(apply(state, tx, host, &req, &s, now).await?.recorded)
+}
+
+/// The longest path a recall request or schedule names, and how many paths it may name.
+const MAX_PATH: usize = 4096;
+const MAX_PATHS: usize = 100;
+/// Files per recall job, and the most files one request may recall.
+pub const RECALL_JOB_FILES: i64 = 1000;
+pub const MAX_RECALL_FILES: i64 = 1_000_000;
+
+/// Checks and normalises the paths of a recall request or schedule: absolute, no NUL, no
+/// `.`/`..` component, without a trailing `/` (except the root), and without paths inside
+/// another one of the list (the tree already holds them).
+pub fn normalise_paths(paths: &[String]) -> Result<Vec<String>, String> {
+    if paths.is_empty() || paths.len() > MAX_PATHS {
+        return Err(format!("paths: 1 to {MAX_PATHS} paths"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for p in paths {
+        if !p.starts_with('/') || p.len() > MAX_PATH || p.contains('\0') {
+            return Err(format!(
+                "paths: {p:?} must be an absolute path of at most {MAX_PATH} bytes without NUL"
+            ));
+        }
+        let trimmed = p.trim_end_matches('/');
+        let n = if trimmed.is_empty() { "/".to_owned() } else { trimmed.to_owned() };
+        if n.split('/').any(|c| c == "." || c == "..") || n.contains("//") {
+            return Err(format!("paths: {p:?} must not contain `.`, `..` or empty components"));
+        }
+        out.push(n);
+    }
+    out.sort();
+    out.dedup();
+    let under = |p: &str, q: &str| q == "/" || p.strip_prefix(q).is_some_and(|r| r.starts_with('/'));
+    let all = out.clone();
+    out.retain(|p| !all.iter().any(|q| q != p && under(p, q)));
+    Ok(out)
+}
+
+/// Who asks for a recall.
+pub struct RecallOrigin<'a> {
+    pub trigger: alto_api_types::RecallJobTrigger,
+    pub requested_by: Option<&'a str>,
+    pub schedule_id: Option<Uuid>,
+}
+
+/// Queues recall jobs (≤ [`RECALL_JOB_FILES`] files each, dispatched before any tiering job)
+/// for the host's stubs a request selects, in the caller's transaction (tenant context);
+/// a dry run only counts. The host (and the rule, if named) must be the tenant's (else
+/// `NotFound`); more than `max_files` selected is refused and queues nothing. Audited
+/// (`recall.request`) and published (`recall_requested`) when it queued anything.
+pub async fn request(
+    tx: &mut Tx,
+    customer: alto_model::CustomerId,
+    req: &CreateRecall,
+    origin: &RecallOrigin<'_>,
+    actor: &audit::Actor,
+    now: DateTime<Utc>,
+) -> Result<RecallCreated, ExecError> {
+    let paths = normalise_paths(&req.paths).map_err(ExecError::Invalid)?;
+    let max = req.max_files.unwrap_or(MAX_RECALL_FILES);
+    if !(1..=MAX_RECALL_FILES).contains(&max) {
+        return Err(ExecError::Invalid(format!("max_files must be 1 to {MAX_RECALL_FILES}")));
+    }
+    let cust = customer.0;
+    alto_db::hosts::get(tx, cust, req.host_id).await.map_err(|e| match e {
+        DbError::NotFound(_) => ExecError::NotFound("host"),
+        e => e.into(),
+    })?;
+    if let Some(r) = req.rule_id {
+        let rule = alto_db::rules::get(tx, r).await.map_err(|e| match e {
+            DbError::NotFound(_) => ExecError::NotFound("rule"),
+            e => e.into(),
+        })?;
+        if rule.customer_id != cust {
+            return Err(ExecError::NotFound("rule"));
+        }
+    }
+    let sel = alto_db::recalls::Selection {
+        customer_id: cust,
+        host_id: req.host_id,
+        paths: &paths,
+        rule_id: req.rule_id,
+    };
+    let (files, bytes) = alto_db::recalls::count(tx, &sel, max).await?;
+    if files > max {
+        return Err(ExecError::Invalid(format!(
+            "more than {max} stubs match; narrow the paths or raise max_files (at most {MAX_RECALL_FILES})"
+        )));
+    }
+    let request_id = Uuid::now_v7();
+    let mut answer = RecallCreated {
+        request_id,
+        host_id: req.host_id,
+        files,
+        bytes,
+        jobs: Vec::new(),
+        dry_run: req.dry_run,
+    };
+    if req.dry_run || files == 0 {
+        return Ok(answer);
+    }
+    let n_jobs = (files + RECALL_JOB_FILES - 1) / RECALL_JOB_FILES;
+    let ids: Vec<Uuid> = (0..n_jobs).map(|_| Uuid::now_v7()).collect();
+    let payloads: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| {
+            alto_api_types::JobPayload::Recall(alto_api_types::RecallPayload {
+                version: alto_api_types::JOB_CONTRACT_VERSION,
+                job_id: *id,
+                customer_id: cust,
+                host_id: req.host_id,
+                trigger: origin.trigger,
+                request_id,
+                requested_by: origin.requested_by.map(str::to_owned),
+                schedule_id: origin.schedule_id,
+                created_at: now,
+            })
+            .to_json()
+        })
+        .collect();
+    let written = alto_db::recalls::insert_jobs(
+        tx,
+        &sel,
+        &alto_db::recalls::NewRecallJobs {
+            job_ids: &ids,
+            payloads: &payloads,
+            priority: origin.trigger.priority(),
+            files_per_job: RECALL_JOB_FILES,
+            now,
+        },
+    )
+    .await?;
+    answer.jobs = written.iter().map(|w| w.0).collect();
+    answer.files = written.iter().map(|w| i64::from(w.1)).sum();
+    answer.bytes = written.iter().map(|w| w.2).sum();
+    let e = audit::entry(
+        now,
+        Some(customer),
+        actor,
+        "recall.request",
+        Some(("host", req.host_id.to_string())),
+        "success",
+        json!({ "request_id": request_id, "trigger": origin.trigger.as_str(),
+            "paths": paths, "rule_id": req.rule_id, "files": answer.files,
+            "bytes": answer.bytes, "jobs": answer.jobs, "schedule_id": origin.schedule_id }),
+    );
+    audit::record(tx, &e).await?;
+    crate::events::publish(
+        tx,
+        &json!({ "type": "recall_requested", "customer_id": cust, "host_id": req.host_id,
+            "request_id": request_id, "trigger": origin.trigger.as_str(),
+            "files": answer.files, "bytes": answer.bytes, "jobs": answer.jobs }),
+    )
+    .await?;
+    metrics::counter!("alto_recall_requests_total", "trigger" => origin.trigger.as_str())
+        .increment(1);
+    Ok(answer)
+}
+
+/// Runs the scheduled restoration rules that are due (any tenant; one replica takes each,
+/// `FOR UPDATE SKIP LOCKED`): each queues its recall jobs as a `scheduled` recall (priority
+/// below manual recalls, above tiering) and moves to its next firing. A run that cannot
+/// queue (too many stubs, host gone) is audited as a failure and tried at the next firing.
+/// Returns how many schedules ran.
+pub async fn run_due_schedules(state: &AppState) -> Result<usize, ExecError> {
+    let now = state.now();
+    let mut tx = state.db.begin(alto_db::TenantCtx::Platform).await?;
+    let due = alto_db::recalls::due_schedules(&mut tx, now, 20).await?;
+    let mut queued = false;
+    let ran = due.len();
+    for mut sch in due {
+        let req = CreateRecall {
+            host_id: sch.host_id,
+            paths: sch.paths.clone(),
+            rule_id: sch.rule_id,
+            max_files: None,
+            dry_run: false,
+        };
+        let origin = RecallOrigin {
+            trigger: alto_api_types::RecallJobTrigger::Scheduled,
+            requested_by: Some(&sch.name),
+            schedule_id: Some(sch.id),
+        };
+        let customer = alto_model::CustomerId(sch.customer_id);
+        let actor = audit::Actor::system();
+        match request(&mut tx, customer, &req, &origin, &actor, now).await {
+            Ok(made) => {
+                queued |= !made.jobs.is_empty();
+                sch.last_request_id = Some(made.request_id);
+                sch.last_files = Some(made.files);
+            }
+            Err(e @ (ExecError::Invalid(_) | ExecError::NotFound(_))) => {
+                tracing::warn!(schedule = %sch.id, error = %e, "scheduled recall not queued");
+                sch.last_request_id = None;
+                sch.last_files = None;
+                let a = audit::entry(
+                    now,
+                    Some(customer),
+                    &actor,
+                    "recall.request",
+                    Some(("recall_schedule", sch.id.to_string())),
+                    "failure",
+                    json!({ "schedule_id": sch.id, "error": e.to_string() }),
+                );
+                audit::record(&mut tx, &a).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        let cron = alto_rules::schedule::parse(&sch.cron).ok();
+        sch.next_run_at = cron.and_then(|c| alto_rules::schedule::next_after(&c, now));
+        sch.last_run_at = Some(now);
+        sch.updated_at = now;
+        alto_db::recalls::update_schedule(&mut tx, &sch).await?;
+    }
+    tx.commit().await?;
+    if queued {
+        state.jobs_wakeup.notify_one();
+    }
+    Ok(ran)
 }
 
 /// The subjects a recall counts for: the process's executable and its user (by name, else

@@ -48,6 +48,7 @@ pub(super) fn host(r: HostRow) -> api::Host {
         total_bytes: r.total_bytes,
         groups: r.groups,
         bandwidth_limit_bytes_per_second: r.bandwidth_limit_bytes_per_second,
+        recall_bandwidth_limit_bytes_per_second: r.recall_bandwidth_limit_bytes_per_second,
         created_at: r.created_at,
         // A stored status this build cannot read is shown as absent rather than failing.
         on_access: r.on_access.and_then(|v| serde_json::from_value(v).ok()),

@@ -169,6 +169,11 @@ pub(super) async fn update(
             "bandwidth_limit_bytes_per_second must be 0 (no limit) to 1099511627776",
         ));
     }
+    if req.recall_bandwidth_limit_bytes_per_second.is_some_and(|b| !(0..=1 << 40).contains(&b)) {
+        return Err(ApiError::validation(
+            "recall_bandwidth_limit_bytes_per_second must be 0 (no limit) to 1099511627776",
+        ));
+    }
     let now = state.now();
     let mut tx = state.db.begin(ctx).await?;
     let row = hosts::update(
@@ -181,6 +186,13 @@ pub(super) async fn update(
         now,
     )
     .await?;
+    let row = match req.recall_bandwidth_limit_bytes_per_second {
+        Some(b) => {
+            alto_db::recalls::set_host_recall_bandwidth(&mut tx, t, h, b).await?;
+            hosts::get(&mut tx, t, h).await?
+        }
+        None => row,
+    };
     let e = audit::entry(
         state.now(),
         Some(CustomerId(t)),
@@ -189,7 +201,8 @@ pub(super) async fn update(
         Some(("host", h.to_string())),
         "success",
         serde_json::json!({ "name": req.name, "description": req.description,
-            "bandwidth_limit_bytes_per_second": req.bandwidth_limit_bytes_per_second }),
+            "bandwidth_limit_bytes_per_second": req.bandwidth_limit_bytes_per_second,
+            "recall_bandwidth_limit_bytes_per_second": req.recall_bandwidth_limit_bytes_per_second }),
     );
     audit::record(&mut tx, &e).await?;
     tx.commit().await?;

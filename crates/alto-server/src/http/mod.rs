@@ -15,6 +15,7 @@ mod hosts;
 mod inventory;
 mod meta;
 mod plans;
+mod recalls;
 mod rules;
 mod scans;
 mod storage;
@@ -115,6 +116,17 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{tenant_id}/jobs/{job_id}/document", get(plans::job_document))
         .route("/tenants/{tenant_id}/jobs/{job_id}/cancel", post(plans::job_cancel))
         .route("/tenants/{tenant_id}/jobs/{job_id}/retry", post(plans::job_retry))
+        .route("/tenants/{tenant_id}/recalls", post(recalls::create))
+        .route(
+            "/tenants/{tenant_id}/recall-schedules",
+            get(recalls::schedules_list).post(recalls::schedules_create),
+        )
+        .route(
+            "/tenants/{tenant_id}/recall-schedules/{schedule_id}",
+            get(recalls::schedules_get)
+                .patch(recalls::schedules_update)
+                .delete(recalls::schedules_delete),
+        )
         .route(
             "/tenants/{tenant_id}/storage-targets",
             get(storage::targets_list).post(storage::targets_create),
@@ -248,6 +260,8 @@ async fn openapi_json() -> impl IntoResponse {
         rules::get_settings, rules::put_settings,
         plans::run, plans::list, plans::get, plans::release, plans::jobs_list, plans::job_get,
         plans::job_files, plans::job_document, plans::job_cancel, plans::job_retry,
+        recalls::create, recalls::schedules_list, recalls::schedules_create,
+        recalls::schedules_get, recalls::schedules_update, recalls::schedules_delete,
         storage::targets_list, storage::targets_create, storage::targets_get,
         storage::targets_replace, storage::targets_update, storage::targets_delete,
         storage::targets_test,
@@ -267,6 +281,7 @@ async fn openapi_json() -> impl IntoResponse {
         (name = "inventory", description = "Scans and the file inventory"),
         (name = "rules", description = "Tiering rules, previews, explanations, tags, planner settings"),
         (name = "jobs", description = "Planning runs and tiering jobs"),
+        (name = "recall", description = "Recall requests and scheduled restoration rules"),
         (name = "storage", description = "Storage targets (tier-2 locations)"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "events", description = "Live events over WebSocket"),

@@ -219,11 +219,11 @@ pub(super) async fn jobs_list(
     let kind = match q.kind.as_deref() {
         None | Some("tier") => Some("tier".to_owned()),
         Some("all") => None,
-        Some(k @ ("plan" | "ingest")) => Some(k.to_owned()),
+        Some(k @ ("plan" | "ingest" | "recall")) => Some(k.to_owned()),
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidQuery,
-                "kind must be tier, plan, ingest or all",
+                "kind must be tier, recall, plan, ingest or all",
             ))
         }
     };
@@ -336,8 +336,8 @@ pub(super) async fn job_document(
     let ctx = by.authorize(&state, Permission::JobRead, CustomerId(t)).await?;
     let mut tx = state.db.begin(ctx).await?;
     let j = jobs::get(&mut tx, id).await?;
-    if j.kind != "tier" {
-        return Err(ApiError::not_found("tiering job"));
+    if !alto_api_types::AGENT_JOB_KINDS.contains(&j.kind.as_str()) {
+        return Err(ApiError::not_found("tiering or recall job"));
     }
     let mut files = Vec::new();
     let mut after = -1;
@@ -413,10 +413,10 @@ async fn job_transition(
     let now = state.now();
     let mut tx = state.db.begin(ctx).await?;
     let before = jobs::get(&mut tx, id).await?;
-    if before.kind != "tier" {
+    if !alto_api_types::AGENT_JOB_KINDS.contains(&before.kind.as_str()) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            "only tiering jobs can be cancelled or retried",
+            "only tiering and recall jobs can be cancelled or retried",
         ));
     }
     let res = if cancel {

@@ -626,6 +626,8 @@ fn settings_api(s: &rdb::Settings) -> PlannerSettings {
         plan_after_ingest: s.plan_after_ingest,
         ruleset_revision: s.ruleset_revision,
         recall_retention_days: s.recall_retention_days,
+        tier_bandwidth_limit_bytes_per_second: s.tier_bandwidth_limit_bytes_per_second,
+        recall_bandwidth_limit_bytes_per_second: s.recall_bandwidth_limit_bytes_per_second,
     }
 }
 
@@ -692,6 +694,13 @@ pub(super) async fn put_settings(
     {
         errs.push("recall_retention_days must be 0 to 3650");
     }
+    if [req.tier_bandwidth_limit_bytes_per_second, req.recall_bandwidth_limit_bytes_per_second]
+        .into_iter()
+        .flatten()
+        .any(|b| !(1..=1 << 40).contains(&b))
+    {
+        errs.push("bandwidth limits must be 1 to 1099511627776 bytes per second (omit them for no limit)");
+    }
     if !errs.is_empty() {
         return Err(ApiError::validation(errs.join("; ")));
     }
@@ -715,6 +724,8 @@ pub(super) async fn put_settings(
         plan_after_ingest: req.plan_after_ingest,
         ruleset_revision: 0,
         recall_retention_days: req.recall_retention_days,
+        tier_bandwidth_limit_bytes_per_second: req.tier_bandwidth_limit_bytes_per_second,
+        recall_bandwidth_limit_bytes_per_second: req.recall_bandwidth_limit_bytes_per_second,
     };
     let saved = rdb::save_settings(&mut tx, t, &s, now).await?;
     let e = audit::entry(

@@ -40,14 +40,8 @@ pub async fn dispatch_once(state: &AppState) -> usize {
         if jobs.is_empty() {
             continue;
         }
-        let bandwidth = async {
-            let mut tx = state.db.begin(w.host.ctx()).await?;
-            let b = alto_db::execution::host_bandwidth_limit(&mut tx, w.host.host_id).await?;
-            tx.commit().await?;
-            Ok::<_, DbError>(b.unwrap_or(0).max(0) as u64)
-        }
-        .await
-        .unwrap_or(0);
+        // The host's limit of each kind (tier: uploads, recall: downloads), read once a round.
+        let mut limits: std::collections::HashMap<&'static str, u64> = Default::default();
         let now = state.now();
         for job in jobs {
             let id = job.job_id;
@@ -57,6 +51,15 @@ pub async fn dispatch_once(state: &AppState) -> usize {
             if w.exclude.contains(&id) {
                 continue; // the agent runs it already
             }
+            let kind = job.kind();
+            let bandwidth = match limits.get(kind) {
+                Some(b) => *b,
+                None => {
+                    let b = execution::host_bandwidth(state, &w.host, kind).await.unwrap_or(0);
+                    limits.insert(kind, b);
+                    b
+                }
+            };
             let offer = pb::ServerMessage {
                 body: Some(server_message::Body::Offer(convert::offer_to_pb(&job, bandwidth))),
             };

@@ -28,6 +28,8 @@ pub struct Workers {
     pub host_monitor: Worker<AppState>,
     /// Drops the recall-storm detector's windows that no longer count.
     pub recall_expiry: Worker<AppState>,
+    /// Queues the recall jobs of scheduled restoration rules that are due.
+    pub recall_schedules: Worker<AppState>,
     /// Offers queued jobs to agents connected over the link and requeues expired leases
     /// (spawned only when the link is enabled).
     pub link_dispatcher: Worker<AppState>,
@@ -42,12 +44,13 @@ impl Workers {
             planner_sweep: planner::sweep_worker(state),
             host_monitor: host_monitor::worker(state.config.agents.heartbeat_interval),
             recall_expiry: recall_expiry_worker(),
+            recall_schedules: recall_schedule_worker(),
             link_dispatcher: crate::link::dispatcher::worker(state),
         }
     }
 
     /// Every worker.
-    pub fn all(&self) -> [&Worker<AppState>; 7] {
+    pub fn all(&self) -> [&Worker<AppState>; 8] {
         [
             &self.ingest,
             &self.staging_expiry,
@@ -55,6 +58,7 @@ impl Workers {
             &self.planner_sweep,
             &self.host_monitor,
             &self.recall_expiry,
+            &self.recall_schedules,
             &self.link_dispatcher,
         ]
     }
@@ -85,6 +89,12 @@ impl Workers {
         tasks.extend(self.recall_expiry.spawn(
             state,
             &format!("{replica}-recall-expiry"),
+            1,
+            cancel,
+        ));
+        tasks.extend(self.recall_schedules.spawn(
+            state,
+            &format!("{replica}-recall-schedules"),
             1,
             cancel,
         ));
@@ -124,5 +134,16 @@ pub fn recall_expiry_worker() -> Worker<AppState> {
             let n = crate::recall::expire_rate_windows(&state).await?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         },
+    )
+}
+
+/// Scheduled restoration: every 30 seconds, queues the recall jobs of the schedules that are
+/// due (each schedule row is taken by one replica).
+pub fn recall_schedule_worker() -> Worker<AppState> {
+    Worker::new(
+        "recall-schedules",
+        crate::worker::Mode::Periodic,
+        std::time::Duration::from_secs(30),
+        |state: AppState, _| async move { Ok(crate::recall::run_due_schedules(&state).await?) },
     )
 }
