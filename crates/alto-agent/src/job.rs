@@ -24,6 +24,8 @@ pub const CHANGED: &str = "changed";
 pub const OPEN_ELSEWHERE: &str = "open elsewhere";
 pub const INTERRUPTED: &str = "interrupted";
 pub const ALREADY_STUB: &str = "already a stub";
+/// (Recall jobs) the file is whole already.
+pub const NOT_A_STUB: &str = "not a stub";
 /// The start of a job's failure that means tier-2 was unavailable: the server requeues such a
 /// job with backoff instead of failing it for good.
 pub const STORAGE_UNAVAILABLE: &str = "storage unavailable";

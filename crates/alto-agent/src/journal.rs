@@ -400,7 +400,7 @@ mod tests {
         let (_, st) = Journal::open(&path).unwrap();
         assert_eq!(st.doc.job_id, job);
         assert_eq!(st.doc.version, 1);
-        let JobWork::Tier(w) = &st.doc.work;
+        let w = st.doc.tier().expect("a tier job");
         assert_eq!(w.compression, Some(Compression::Zstd));
         assert_eq!(w.storage_target.kind, TargetKind::Directory);
         assert_eq!(w.files[0].seq, 7);

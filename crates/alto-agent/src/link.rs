@@ -455,8 +455,9 @@ pub async fn worker(
             Some(_) = jobs.join_next(), if !jobs.is_empty() => continue,
             o = offers.recv(), if jobs.len() < max => match o { Some(o) => o, None => break },
         };
-        // The host's limit is not the job's: it is shared with every other running job.
-        exec.set_host_bandwidth(bw);
+        // The host's limit for the job's kind is not the job's: every running job of that
+        // kind shares it.
+        exec.set_host_bandwidth_for(doc.kind(), bw);
         let (exec, link, canceller) = (exec.clone(), link.clone(), canceller.clone());
         jobs.spawn(async move {
             let id = doc.job_id;

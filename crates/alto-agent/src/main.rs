@@ -139,7 +139,8 @@ struct TierArgs {
 
 #[derive(Debug, clap::Args)]
 struct RecallArgs {
-    /// Stub files to recall.
+    /// Stub files to recall, or directories: every stub in their trees (symbolic links not
+    /// followed, other file systems not entered).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// TOML configuration file (tier2.directory_base); env ALTO_AGENT_* overrides it.
@@ -340,7 +341,16 @@ fn recall(a: &RecallArgs) -> anyhow::Result<()> {
     let api = alto_agent::api::ServerApi::new(alto_agent::daemon::host_client(&cfg, &id)?);
     let rt = runtime()?;
     let (mut recalled, mut failed, mut bytes, mut unreported) = (0u64, 0u64, 0u64, 0u64);
+    let mut paths = Vec::new();
     for p in &a.paths {
+        let (found, errors) = alto_agent::recall::stubs_under(p);
+        for (d, e) in errors {
+            failed += 1;
+            eprintln!("error: {}: {e}", d.display());
+        }
+        paths.extend(found);
+    }
+    for p in &paths {
         match alto_agent::recall::recall_path(&cfg.state_dir, &base, customer, p) {
             Ok(r) => {
                 recalled += 1;
@@ -376,7 +386,7 @@ fn recall(a: &RecallArgs) -> anyhow::Result<()> {
         "recalled {recalled} file(s), {bytes} bytes; {failed} failed; {unreported} not reported to the server"
     );
     if failed > 0 {
-        anyhow::bail!("{failed} of {} path(s) not recalled", a.paths.len());
+        anyhow::bail!("{failed} of {} path(s) not recalled", paths.len().max(failed as usize));
     }
     Ok(())
 }

@@ -45,6 +45,18 @@ pub fn recall_path(
     customer: CustomerId,
     path: &Path,
 ) -> Result<Recalled, RecallError> {
+    recall_path_throttled(state_dir, base, customer, path, Vec::new())
+}
+
+/// [`recall_path`] with the download paid for in `throttles` (a recall job's host and job
+/// buckets).
+pub fn recall_path_throttled(
+    state_dir: &Path,
+    base: &Path,
+    customer: CustomerId,
+    path: &Path,
+    throttles: Vec<std::sync::Arc<crate::throttle::Throttle>>,
+) -> Result<Recalled, RecallError> {
     alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
     // One recall of a file at a time (the on-access handler takes the same lock).
     let id = alto_stub::identity(path)?;
@@ -55,8 +67,42 @@ pub fn recall_path(
         attr.object_key.parse().map_err(|_| RecallError::BadKey(attr.object_key.clone()))?;
     let target = crate::targets::open_for_read(state_dir, base, &attr.target, customer)?;
     let reader = target.reader(&key)?;
-    alto_stub::recall(path, reader)?;
+    alto_stub::recall(path, crate::throttle::Throttled::all(reader, throttles))?;
     Ok(Recalled { path: path.to_owned(), size: attr.size, sha256: attr.sha256_hex() })
+}
+
+/// The paths to recall for an argument: the path itself when it is not a directory, else
+/// every stub in its tree (symbolic links are not followed, other file systems not
+/// entered), in path order. Unreadable directories are reported in the second list.
+pub fn stubs_under(p: &Path) -> (Vec<PathBuf>, Vec<(PathBuf, std::io::Error)>) {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => m,
+        _ => return (vec![p.to_owned()], Vec::new()),
+    };
+    let dev = meta.dev();
+    let (mut found, mut errors) = (Vec::new(), Vec::new());
+    let mut dirs = vec![p.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push((d, e));
+                continue;
+            }
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&path) else { continue };
+            if m.is_dir() && m.dev() == dev {
+                dirs.push(path);
+            } else if m.is_file() && matches!(alto_stub::read_attr(&path), Ok(Some(_))) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    (found, errors)
 }
 
 /// The absolute path of `p` as the scanner reports it (its directory resolved, the name

@@ -115,6 +115,87 @@ pub(crate) enum Command {
     /// Show or change the tenant's planner settings (safety window, watermarks, caps).
     #[command(subcommand)]
     PlannerSettings(PlannerSettingsCmd),
+    /// Bring stubs back from tier-2: a file, a directory tree, or what a rule tiered.
+    ///
+    /// The host's agent recalls them as recall jobs (up to 1,000 files each), dispatched
+    /// before every tiering job. Follow them with `altoctl jobs list --kind recall`, or wait
+    /// here with --wait.
+    Recall(RecallArgs),
+    /// Scheduled restoration rules: recall a host's stubs under paths on a cron schedule.
+    #[command(subcommand)]
+    RecallSchedules(RecallSchedulesCmd),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecallArgs {
+    /// The host whose stubs to recall.
+    #[arg(long, value_name = "ID")]
+    pub(crate) host: Uuid,
+    /// Absolute paths as the inventory spells them: files, or directories (whole trees).
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<String>,
+    /// Only stubs tiered by this rule.
+    #[arg(long, value_name = "ID")]
+    pub(crate) rule: Option<Uuid>,
+    /// Refuse rather than recall more than this many files (default 1,000,000).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_files: Option<i64>,
+    /// Only count what would be recalled.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Wait until every recall job ended, showing progress; exit non-zero if a file failed.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    #[command(flatten)]
+    pub(crate) tenant: TenantArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RecallSchedulesCmd {
+    /// List the scheduled restoration rules.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Create one: on CRON (five fields, UTC) recall the host's stubs under PATHs.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_name = "ID")]
+        host: Uuid,
+        /// e.g. "0 6 * * 1-5" (06:00 UTC on weekdays).
+        #[arg(long)]
+        cron: String,
+        /// Only stubs tiered by this rule.
+        #[arg(long, value_name = "ID")]
+        rule: Option<Uuid>,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Enable, disable or reschedule one.
+    Update {
+        id: Uuid,
+        #[arg(long)]
+        cron: Option<String>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete one (recall jobs it queued go on).
+    Delete {
+        id: Uuid,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +404,9 @@ pub(crate) enum HostsCmd {
         /// Upload bandwidth limit of tiering jobs, bytes per second (0 removes it).
         #[arg(long, value_name = "BYTES_PER_SECOND")]
         bandwidth_limit: Option<i64>,
+        /// Download bandwidth limit of recall jobs, bytes per second (0 removes it).
+        #[arg(long, value_name = "BYTES_PER_SECOND")]
+        recall_bandwidth_limit: Option<i64>,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -849,8 +933,8 @@ pub(crate) enum JobsCmd {
         /// Only jobs of this plan.
         #[arg(long, value_name = "ID")]
         plan: Option<Uuid>,
-        /// Only jobs of this kind: tier (the default), plan, ingest, or all.
-        #[arg(long, value_parser = ["tier", "plan", "ingest", "all"])]
+        /// Only jobs of this kind: tier (the default), recall, plan, ingest, or all.
+        #[arg(long, value_parser = ["tier", "recall", "plan", "ingest", "all"])]
         kind: Option<String>,
         #[command(flatten)]
         tenant: TenantArg,
@@ -1065,7 +1149,8 @@ pub(crate) enum PlannerSettingsCmd {
     "safety_window_seconds", "high_watermark_pct", "low_watermark_pct", "watermark_order",
     "max_files_per_run", "max_bytes_per_run", "host_max_files_per_hour",
     "host_max_bytes_per_hour", "link_bytes_per_second", "per_file_overhead_ms",
-    "plan_after_ingest", "recall_retention_days",
+    "plan_after_ingest", "recall_retention_days", "tier_bandwidth_limit",
+    "recall_bandwidth_limit",
 ])))]
 pub(crate) struct SetPlannerArgs {
     /// Files modified less than this many seconds ago are never candidates.
@@ -1106,6 +1191,13 @@ pub(crate) struct SetPlannerArgs {
     /// a rule's `action.retain_after_recall_days` overrides it).
     #[arg(long, value_name = "DAYS")]
     pub(crate) recall_retention_days: Option<i32>,
+    /// The tenant's tiering bandwidth in bytes per second (10MB, …), shared by its running
+    /// tier jobs, or `none`.
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_size_cap, allow_hyphen_values = true)]
+    pub(crate) tier_bandwidth_limit: Option<Cap>,
+    /// The same for recall jobs (on-access recalls are never throttled), or `none`.
+    #[arg(long, value_name = "SIZE|none", value_parser = parse_size_cap, allow_hyphen_values = true)]
+    pub(crate) recall_bandwidth_limit: Option<Cap>,
     #[command(flatten)]
     pub(crate) tenant: TenantArg,
 }

@@ -665,6 +665,46 @@ impl Client {
         self.delete(&format!("/api/v1/tenants/{tenant}/tags/{tag}")).await
     }
 
+    // --- Recall ----------------------------------------------------------------------------
+
+    /// Queues recall jobs for a host's stubs under the request's paths.
+    pub async fn create_recall(
+        &self,
+        tenant: Uuid,
+        req: &api::CreateRecall,
+    ) -> Result<api::RecallCreated> {
+        self.post(&format!("/api/v1/tenants/{tenant}/recalls"), req).await
+    }
+
+    pub async fn list_recall_schedules(&self, tenant: Uuid) -> Result<Vec<api::RecallSchedule>> {
+        self.get(&format!("/api/v1/tenants/{tenant}/recall-schedules")).await
+    }
+
+    pub async fn create_recall_schedule(
+        &self,
+        tenant: Uuid,
+        req: &api::CreateRecallSchedule,
+    ) -> Result<api::RecallSchedule> {
+        self.post(&format!("/api/v1/tenants/{tenant}/recall-schedules"), req).await
+    }
+
+    pub async fn update_recall_schedule(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        req: &api::UpdateRecallSchedule,
+    ) -> Result<api::RecallSchedule> {
+        self.patch(&format!("/api/v1/tenants/{tenant}/recall-schedules/{id}"), req).await
+    }
+
+    pub async fn delete_recall_schedule(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<api::RecallSchedule> {
+        self.delete(&format!("/api/v1/tenants/{tenant}/recall-schedules/{id}")).await
+    }
+
     // --- Agent -----------------------------------------------------------------------------
 
     /// Enrolls with a one-time token (no bearer needed).

@@ -87,6 +87,9 @@ pub struct JobReport {
     /// How the job ended; `None`: it is not over (its journal resumes it).
     pub end: Option<JobEnd>,
     pub stubbed: u64,
+    /// Files brought back (recall jobs).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recalled: u64,
     pub skipped: u64,
     pub failed: u64,
     /// Bytes of the files stubbed.
@@ -97,9 +100,14 @@ pub struct JobReport {
     pub note: Option<String>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl JobReport {
-    fn count(&mut self, r: &FileResult, size: u64) {
+    pub(super) fn count(&mut self, r: &FileResult, size: u64) {
         match r.outcome {
+            FileOutcome::Recalled => self.recalled += 1,
             FileOutcome::Stubbed => {
                 self.stubbed += 1;
                 self.bytes_stubbed += size;
@@ -149,13 +157,16 @@ enum Recovery {
 /// Runs tiering jobs for one enrolled host.
 pub struct TierExecutor {
     pub(super) reporter: Arc<dyn Reporter>,
-    opts: TierOptions,
-    host_id: HostId,
-    customer_id: alto_model::CustomerId,
+    pub(super) opts: TierOptions,
+    pub(super) host_id: HostId,
+    pub(super) customer_id: alto_model::CustomerId,
     pub(super) shutdown: CancellationToken,
-    cancels: Canceller,
+    pub(super) cancels: Canceller,
     /// The host's upload bandwidth limit, shared by every job this executor runs at once.
     host_throttle: Arc<crate::throttle::Throttle>,
+    /// The host's recall-job download limit, shared by every recall job (on-access recalls
+    /// are never throttled).
+    pub(super) recall_throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// Cancels running jobs from outside the executor (the agent link's `Cancel`). A cancel for
@@ -191,7 +202,7 @@ impl Canceller {
         self.lock().requested.remove(&job);
     }
 
-    fn register(&self, job: Uuid, s: &Arc<Signals>) {
+    pub(super) fn register(&self, job: Uuid, s: &Arc<Signals>) {
         let mut g = self.lock();
         if g.requested.remove(&job) {
             s.cancel.store(true, Ordering::Relaxed);
@@ -199,7 +210,7 @@ impl Canceller {
         g.active.insert(job, s.clone());
     }
 
-    fn unregister(&self, job: Uuid) {
+    pub(super) fn unregister(&self, job: Uuid) {
         self.lock().active.remove(&job);
     }
 }
@@ -221,6 +232,7 @@ impl TierExecutor {
             shutdown,
             cancels: Canceller::default(),
             host_throttle: crate::throttle::Throttle::shared(0),
+            recall_throttle: crate::throttle::Throttle::shared(0),
         }
     }
 
@@ -231,6 +243,19 @@ impl TierExecutor {
             tracing::info!(bytes_per_second, "host bandwidth limit");
         }
         self.host_throttle.set_rate(bytes_per_second);
+    }
+
+    /// Sets the host's bandwidth limit for jobs of `kind` as an offer carries it: `recall`
+    /// jobs' downloads, or (any other kind) tiering uploads.
+    pub fn set_host_bandwidth_for(&self, kind: &str, bytes_per_second: u64) {
+        if kind == "recall" {
+            if self.recall_throttle.rate() != bytes_per_second {
+                tracing::info!(bytes_per_second, "host recall bandwidth limit");
+            }
+            self.recall_throttle.set_rate(bytes_per_second);
+        } else {
+            self.set_host_bandwidth(bytes_per_second);
+        }
     }
 
     /// The handle that cancels this executor's jobs.
@@ -288,6 +313,9 @@ impl TierExecutor {
                 note: Some(why),
                 ..JobReport::default()
             });
+        }
+        if doc.recall().is_some() {
+            return self.execute_recall(doc).await;
         }
         let (journal, state) =
             Journal::create(&self.opts.journal_dir, &doc).map_err(self.journal_err(&path))?;
@@ -520,7 +548,7 @@ impl TierExecutor {
         Ok(t)
     }
 
-    fn spawn_ticker(&self, job: Uuid, signals: Arc<Signals>) -> tokio::task::JoinHandle<()> {
+    pub(super) fn spawn_ticker(&self, job: Uuid, signals: Arc<Signals>) -> tokio::task::JoinHandle<()> {
         let reporter = self.reporter.clone();
         let every = self.opts.progress_interval;
         tokio::spawn(async move {
@@ -754,6 +782,8 @@ impl TierExecutor {
 pub(super) fn tier_work(doc: &ExecJob) -> &TierWork {
     match &doc.work {
         JobWork::Tier(t) => t,
+        // Recall jobs are executed apart (`super::recall`) and never journaled.
+        JobWork::Recall(_) => unreachable!("a recall job in the tier path"),
     }
 }
 
@@ -783,7 +813,7 @@ fn batches(files: Vec<ExecFile>, max_files: usize, max_bytes: u64) -> Vec<Vec<Ex
 }
 
 /// Runs `f` on every item on the blocking pool, `parallel` at a time; results in order.
-async fn map_blocking<T, R, F>(items: Vec<T>, parallel: usize, f: F) -> Vec<R>
+pub(super) async fn map_blocking<T, R, F>(items: Vec<T>, parallel: usize, f: F) -> Vec<R>
 where
     T: Send + 'static,
     R: Send + 'static,

@@ -100,6 +100,7 @@
 mod exec;
 mod file;
 mod poll;
+mod recall;
 
 pub use exec::{
     Canceller, JobReport, TierError, TierExecutor, TierOptions, TierSummary, MAX_ATTEMPTS,

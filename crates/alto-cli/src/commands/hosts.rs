@@ -138,10 +138,21 @@ pub(super) async fn run(ctx: &Ctx, cmd: HostsCmd) -> Result<ExitCode> {
             let tenant = ctx.tenant(tenant).await?;
             print_host(ctx, &c.get_host(tenant, id).await?)?;
         }
-        HostsCmd::Update { id, name, description, bandwidth_limit, tenant } => {
+        HostsCmd::Update {
+            id,
+            name,
+            description,
+            bandwidth_limit,
+            recall_bandwidth_limit,
+            tenant,
+        } => {
             let tenant = ctx.tenant(tenant).await?;
-            let req =
-                UpdateHost { name, description, bandwidth_limit_bytes_per_second: bandwidth_limit };
+            let req = UpdateHost {
+                name,
+                description,
+                bandwidth_limit_bytes_per_second: bandwidth_limit,
+                recall_bandwidth_limit_bytes_per_second: recall_bandwidth_limit,
+            };
             print_host(ctx, &c.update_host(tenant, id, &req).await?)?;
         }
         HostsCmd::Decommission { id, tenant } => {

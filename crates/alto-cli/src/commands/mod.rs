@@ -6,6 +6,7 @@ mod auth;
 mod hosts;
 mod inventory;
 mod plans;
+mod recall;
 mod rules;
 mod scans;
 mod storage;
@@ -189,5 +190,7 @@ pub(crate) async fn run(cli: Cli, target: Target) -> Result<ExitCode> {
         Command::PlannerSettings(c) => plans::settings(&Ctx::new(&target, out)?, c).await,
         Command::Storage(c) => storage::storage(&Ctx::new(&target, out)?, c).await,
         Command::Tags(c) => storage::tags(&Ctx::new(&target, out)?, c).await,
+        Command::Recall(a) => recall::recall(&Ctx::new(&target, out)?, a).await,
+        Command::RecallSchedules(c) => recall::schedules(&Ctx::new(&target, out)?, c).await,
     }
 }

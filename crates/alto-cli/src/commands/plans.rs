@@ -312,6 +312,8 @@ fn show_settings(s: &PlannerSettings) {
         ("per-file overhead", format!("{} ms", s.per_file_overhead_ms)),
         ("plan after ingest", output::yes_no(s.plan_after_ingest)),
         ("retention after recall", format!("{} days", s.recall_retention_days)),
+        ("tiering bandwidth", cap(s.tier_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b)))),
+        ("recall bandwidth", cap(s.recall_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b)))),
         ("ruleset revision", s.ruleset_revision.to_string()),
     ]);
 }
@@ -357,6 +359,12 @@ pub(super) fn apply(s: &mut PlannerSettings, a: &SetPlannerArgs) {
     }
     if let Some(v) = a.recall_retention_days {
         s.recall_retention_days = v;
+    }
+    if let Some(v) = a.tier_bandwidth_limit {
+        s.tier_bandwidth_limit_bytes_per_second = v.0;
+    }
+    if let Some(v) = a.recall_bandwidth_limit {
+        s.recall_bandwidth_limit_bytes_per_second = v.0;
     }
 }
 
@@ -493,6 +501,8 @@ mod tests {
             plan_after_ingest: true,
             ruleset_revision: 7,
             recall_retention_days: 30,
+            tier_bandwidth_limit_bytes_per_second: None,
+            recall_bandwidth_limit_bytes_per_second: None,
         }
     }
 

@@ -215,20 +215,19 @@ pub(super) async fn schedules_update(
     Ok(Json(schedule_api(row)))
 }
 
-/// Deletes a scheduled restoration rule (recall jobs it queued go on).
+/// Deletes a scheduled restoration rule (recall jobs it queued go on); answers what it was.
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/recall-schedules/{schedule_id}",
     tag = "recall", params(("tenant_id" = Uuid, Path), ("schedule_id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Err)))]
+    responses((status = 200, body = RecallSchedule), (status = 404, body = Err)))]
 pub(super) async fn schedules_delete(
     State(state): State<AppState>,
     by: User,
     ApiPath((t, id)): ApiPath<(Uuid, Uuid)>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<RecallSchedule>> {
     let ctx = by.authorize(&state, Permission::JobOperate, CustomerId(t)).await?;
     let mut tx = state.db.begin(ctx).await?;
-    if !rdb::delete_schedule(&mut tx, t, id).await? {
-        return Err(ApiError::not_found("recall schedule"));
-    }
+    let row = rdb::get_schedule(&mut tx, t, id).await?;
+    rdb::delete_schedule(&mut tx, t, id).await?;
     let e = audit::entry(
         state.now(),
         Some(CustomerId(t)),
@@ -240,5 +239,5 @@ pub(super) async fn schedules_delete(
     );
     audit::record(&mut tx, &e).await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(schedule_api(row)))
 }
