@@ -956,3 +956,95 @@ async fn the_link_throttles_to_the_host_limit_and_pushes_cancels() {
     let min = Duration::from_secs_f64((bytes as f64 / limit as f64 - 1.0).max(0.0));
     assert!(started.elapsed() >= min, "{bytes} bytes in {:?} at {limit} B/s", started.elapsed());
 }
+
+/// Recall as a managed operation, end to end: the daemon tiers a tree; an operator recalls
+/// one directory of it through the API (its host recall limit set); the daemon takes the
+/// recall job over the link and brings exactly that tree back (bytes, times), the rest stays
+/// stubbed, the registry says `rehydrated`, and `alto-agent recall DIR` recalls a whole tree
+/// on the host itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recall_request_brings_a_tree_back_through_the_daemon() {
+    if !root() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let mut h = Host::new(&app).await;
+    h.rules(&app, "none").await;
+    let files = make_tree(&h.data, 28, 11, |_, rng| rng.random_range(1..200_000));
+    h.scan_and_upload(&app).await;
+    h.plan().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cfg = AgentConfig { roots: vec![], ..h.cfg.clone() };
+    let task = tokio::spawn(daemon::run(cfg, cancel.clone()));
+    let wait_jobs = |kind: &'static str| {
+        let h = &h;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let (_, v) = api(
+                    &h.t.admin,
+                    Method::GET,
+                    &format!("/tenants/{}/jobs?kind={kind}", h.t.id),
+                    None,
+                )
+                .await;
+                let jobs = v["items"].as_array().cloned().unwrap_or_default();
+                if !jobs.is_empty() && jobs.iter().all(|j| j["state"] == "succeeded") {
+                    return jobs;
+                }
+                assert!(Instant::now() < deadline, "{kind} jobs did not finish: {jobs:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_jobs("tier").await;
+    let target = h.target();
+    for f in &files {
+        assert!(matches!(check(&target, f), Now::Stub(_)), "{}", f.path.display());
+    }
+    // A host recall limit travels with the offer (generous: the test must not be slow).
+    let (st, v) = api(
+        &h.t.admin,
+        Method::PATCH,
+        &format!("/tenants/{}/hosts/{}", h.t.id, h.host_id),
+        Some(json!({ "recall_bandwidth_limit_bytes_per_second": 50_000_000 })),
+    )
+    .await;
+    assert_eq!((st, &v["recall_bandwidth_limit_bytes_per_second"]), (200, &json!(50_000_000)));
+    let dir = h.data.join("d3");
+    let (st, made) = api(
+        &h.t.admin,
+        Method::POST,
+        &format!("/tenants/{}/recalls", h.t.id),
+        Some(json!({ "host_id": h.host_id, "paths": [dir.to_str().unwrap()] })),
+    )
+    .await;
+    let inside: Vec<&Orig> = files.iter().filter(|f| f.path.starts_with(&dir)).collect();
+    assert_eq!((st, made["files"].as_u64()), (202, Some(inside.len() as u64)), "{made}");
+    let jobs = wait_jobs("recall").await;
+    assert_eq!(jobs.len(), 1);
+    for f in &files {
+        if f.path.starts_with(&dir) {
+            assert_recalled(f);
+        } else {
+            assert!(matches!(check(&target, f), Now::Stub(_)), "{}", f.path.display());
+        }
+    }
+    let (_, stubs) = api(
+        &h.t.admin,
+        Method::GET,
+        &format!("/tenants/{}/stubs?state=rehydrated", h.t.id),
+        None,
+    )
+    .await;
+    assert_eq!(stubs["items"].as_array().map(Vec::len), Some(inside.len()), "{stubs}");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    // On the host: a directory argument recalls every stub of its tree.
+    let other = h.data.join("d4");
+    let o = h.recall(std::slice::from_ref(&other)).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in files.iter().filter(|f| f.path.starts_with(&other)) {
+        assert_recalled(f);
+    }
+}

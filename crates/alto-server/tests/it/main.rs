@@ -19,4 +19,5 @@ mod planner;
 mod planner_prop;
 mod rbac;
 mod recall;
+mod recall_jobs;
 mod storage;

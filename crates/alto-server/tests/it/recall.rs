@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-const SHA: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+pub(crate) const SHA: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -43,7 +43,7 @@ async fn drain(ws: &mut Ws) -> Vec<Value> {
 
 /// A host with `n` files `/srv/f{i}.bin` in one running job: every file staged (its registry
 /// entry `pending`), those in `stub` stubbed. Returns the host, its agent and the job id.
-async fn tiered(app: &TestApp, t: &TestTenant, n: usize, stub: &[usize]) -> (Uuid, Client, String) {
+pub(crate) async fn tiered(app: &TestApp, t: &TestTenant, n: usize, stub: &[usize]) -> (Uuid, Client, String) {
     let (host, agent) = app.enrolled_host(t, "fs1").await;
     // No planning run after ingest: it could take the files before the manual run below.
     let mut s = t.admin.get_planner_settings(t.id).await.unwrap();
@@ -102,7 +102,7 @@ async fn recalled(agent: &Client, path: &str) -> Value {
     v
 }
 
-async fn is_stubbed(t: &TestTenant, path: &str) -> bool {
+pub(crate) async fn is_stubbed(t: &TestTenant, path: &str) -> bool {
     let (_, inv) = api(
         &t.admin,
         Method::GET,
@@ -114,7 +114,7 @@ async fn is_stubbed(t: &TestTenant, path: &str) -> bool {
 }
 
 /// Audit entries of the tenant whose action starts with `action`.
-async fn audit(t: &TestTenant, action: &str) -> Vec<Value> {
+pub(crate) async fn audit(t: &TestTenant, action: &str) -> Vec<Value> {
     let (st, v) = api(
         &t.admin,
         Method::GET,
