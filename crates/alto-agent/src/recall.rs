@@ -45,17 +45,28 @@ pub fn recall_path(
     customer: CustomerId,
     path: &Path,
 ) -> Result<Recalled, RecallError> {
-    recall_path_throttled(state_dir, base, customer, path, Vec::new())
+    recall(state_dir, base, customer, path, None)
 }
 
-/// [`recall_path`] with the download paid for in `throttles` (a recall job's host and job
-/// buckets).
+/// [`recall_path`] for a recall job: the download is paid for in `throttles` (the job's
+/// host and job buckets) and steps aside for on-access fills.
 pub fn recall_path_throttled(
     state_dir: &Path,
     base: &Path,
     customer: CustomerId,
     path: &Path,
     throttles: Vec<std::sync::Arc<crate::throttle::Throttle>>,
+) -> Result<Recalled, RecallError> {
+    recall(state_dir, base, customer, path, Some(throttles))
+}
+
+/// Recalls one path; `job`: the throttles of a recall job (a background copy).
+fn recall(
+    state_dir: &Path,
+    base: &Path,
+    customer: CustomerId,
+    path: &Path,
+    job: Option<Vec<std::sync::Arc<crate::throttle::Throttle>>>,
 ) -> Result<Recalled, RecallError> {
     alto_stub::read_attr(path)?.ok_or(RecallError::NotAStub)?;
     // One recall of a file at a time (the on-access handler takes the same lock).
@@ -67,7 +78,10 @@ pub fn recall_path_throttled(
         attr.object_key.parse().map_err(|_| RecallError::BadKey(attr.object_key.clone()))?;
     let target = crate::targets::open_for_read(state_dir, base, &attr.target, customer)?;
     let reader = target.reader(&key)?;
-    alto_stub::recall(path, crate::throttle::Throttled::all(reader, throttles))?;
+    match job {
+        Some(t) => alto_stub::recall(path, crate::throttle::Throttled::background(reader, t))?,
+        None => alto_stub::recall(path, reader)?,
+    }
     Ok(Recalled { path: path.to_owned(), size: attr.size, sha256: attr.sha256_hex() })
 }
 

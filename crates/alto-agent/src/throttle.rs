@@ -8,8 +8,42 @@
 //! more than the host's limit.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// On-access fills in progress in this process: background copies (tiering, recall jobs)
+/// step aside while there are any, so a job never delays a reader waiting on a stub.
+static FOREGROUND: AtomicUsize = AtomicUsize::new(0);
+
+/// The longest a background read waits for on-access fills before it reads one chunk anyway
+/// (so a stream of on-access recalls slows jobs down but never stops them).
+const MAX_YIELD: Duration = Duration::from_millis(250);
+
+/// Marks an on-access fill in progress until dropped.
+#[must_use]
+pub struct Foreground(());
+
+/// Starts a foreground (on-access) operation: background copies yield until it ends.
+pub fn foreground() -> Foreground {
+    FOREGROUND.fetch_add(1, Ordering::SeqCst);
+    Foreground(())
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        FOREGROUND.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most [`MAX_YIELD`]) while on-access fills are in progress; returns how long.
+fn yield_to_foreground() -> Duration {
+    let start = Instant::now();
+    while FOREGROUND.load(Ordering::SeqCst) > 0 && start.elapsed() < MAX_YIELD {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
 
 /// A token bucket of `rate` bytes per second holding at most one second of burst. A rate of 0
 /// is unlimited. Takers may go into debt: each waits until its own bytes are paid for, so
@@ -88,23 +122,33 @@ impl Throttle {
 pub struct Throttled<R> {
     inner: R,
     throttles: Vec<Arc<Throttle>>,
+    /// A job's copy: it yields to on-access fills ([`foreground`]).
+    background: bool,
 }
 
 impl<R> Throttled<R> {
     pub fn new(inner: R, throttle: Option<Arc<Throttle>>) -> Self {
-        Self { inner, throttles: throttle.into_iter().collect() }
+        Self { inner, throttles: throttle.into_iter().collect(), background: false }
     }
 
     /// Pays for every byte in each of `throttles` (e.g. the host's and the job's).
     pub fn all(inner: R, throttles: Vec<Arc<Throttle>>) -> Self {
-        Self { inner, throttles }
+        Self { inner, throttles, background: false }
+    }
+
+    /// [`Throttled::all`] for a job's copy, which also steps aside for on-access fills.
+    pub fn background(inner: R, throttles: Vec<Arc<Throttle>>) -> Self {
+        Self { inner, throttles, background: true }
     }
 }
 
 impl<R: Read> Read for Throttled<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // Small reads so that parallel copies share the buckets fairly.
-        let limited = self.throttles.iter().any(|t| t.rate() > 0);
+        if self.background {
+            yield_to_foreground();
+        }
+        let limited = self.background || self.throttles.iter().any(|t| t.rate() > 0);
         let cap = if limited { buf.len().min(256 << 10) } else { buf.len() };
         let n = self.inner.read(&mut buf[..cap])?;
         for t in &self.throttles {
@@ -117,6 +161,30 @@ impl<R: Read> Read for Throttled<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn background_copies_wait_for_on_access_fills_but_never_forever() {
+        let data = vec![1u8; 1 << 20];
+        // No fill in progress: no wait.
+        assert!(yield_to_foreground() < Duration::from_millis(50));
+        let g = foreground();
+        let start = Instant::now();
+        let mut r = Throttled::background(&data[..], Vec::new());
+        let mut buf = vec![0u8; 1 << 20];
+        let n = r.read(&mut buf).unwrap();
+        // It waited (bounded) and then read one chunk, not the whole buffer.
+        assert!(start.elapsed() >= MAX_YIELD, "{:?}", start.elapsed());
+        assert_eq!(n, 256 << 10);
+        // A foreground reader is never held back.
+        let start = Instant::now();
+        let mut f = Throttled::all(&data[..], Vec::new());
+        assert_eq!(f.read(&mut buf).unwrap(), 1 << 20);
+        assert!(start.elapsed() < MAX_YIELD);
+        drop(g);
+        let start = Instant::now();
+        r.read(&mut buf).unwrap();
+        assert!(start.elapsed() < MAX_YIELD, "the fill ended: no more waiting");
+    }
 
     #[test]
     fn unlimited_is_none() {

@@ -318,6 +318,8 @@ fn fill_loop(sh: &Shared, rx: &Mutex<mpsc::Receiver<Job>>) {
             }
         };
         let process = super::process::of_thread(job.tid, &sh.owners);
+        // Jobs' copies in this process step aside while a reader waits on this fill.
+        let _fg = crate::throttle::foreground();
         let a = handle(sh, &job.file, job.key, Some(process), job.since);
         finish(sh, job.key, a);
     }

@@ -249,7 +249,7 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
     };
     // `put` consumes (and closes) the descriptor: none of ours is open at the conversion.
     let out =
-        match ctx.target.put(crate::throttle::Throttled::all(file, ctx.throttles.clone()), &meta) {
+        match ctx.target.put(crate::throttle::Throttled::background(file, ctx.throttles.clone()), &meta) {
             Ok(o) => o,
             Err(Tier2Error::SizeMismatch { .. }) => {
                 return Prepared::Final(FileResult::skipped(seq, CHANGED))
