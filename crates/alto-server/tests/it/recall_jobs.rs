@@ -80,6 +80,14 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
     let (_, again) = recall(&t, json!({ "host_id": host, "paths": ["/srv"], "dry_run": true })).await;
     assert_eq!(again["files"], 0, "{again}");
 
+    // The tenant's recall bandwidth is shared by its running recall jobs (this one alone).
+    let mut settings = t.admin.get_planner_settings(t.id).await.unwrap();
+    settings.recall_bandwidth_limit_bytes_per_second = Some(3_000_000);
+    t.admin.put_planner_settings(t.id, &settings).await.unwrap();
+    let mut bad = settings.clone();
+    bad.tier_bandwidth_limit_bytes_per_second = Some(0);
+    assert!(t.admin.put_planner_settings(t.id, &bad).await.is_err(), "0 is refused");
+
     // Priority: the recall job comes out before the tier job queued earlier.
     let (st, claimed) =
         api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "max_jobs": 1 }))).await;
@@ -88,6 +96,7 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
     assert_eq!(job["kind"], "recall", "{claimed}");
     assert_eq!(job["job_id"], jobs[0]);
     assert_eq!(job["trigger"], "manual");
+    assert_eq!(job["bandwidth_bytes_per_second"], 3_000_000, "the tenant's share");
     assert_eq!(job["files"].as_array().unwrap().len(), 5);
     let jid = job["job_id"].as_str().unwrap().to_owned();
     let seq_of = |path: &str| {
@@ -152,6 +161,7 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
     let (_, claimed) =
         api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "max_jobs": 1 }))).await;
     assert_eq!(claimed["jobs"][0]["kind"], "tier", "{claimed}");
+    assert!(claimed["jobs"][0].get("bandwidth_bytes_per_second").is_none(), "no tiering limit");
 }
 
 #[tokio::test]
