@@ -65,9 +65,9 @@ fn journaled_paths(journal_dir: &Path) -> Result<HashSet<(String, bool)>, GcErro
     let mut out = HashSet::new();
     for p in crate::journal::Journal::list(journal_dir)? {
         match crate::journal::Journal::open(&p) {
-            Ok((_, state)) => out.extend(
-                state.doc.files().iter().map(|f| (f.file_path.clone(), f.path_escaped)),
-            ),
+            Ok((_, state)) => {
+                out.extend(state.doc.files().iter().map(|f| (f.file_path.clone(), f.path_escaped)))
+            }
             // An unreadable journal: be safe and keep everything.
             Err(e) => return Err(GcError::Journal(e)),
         }

@@ -1030,13 +1030,9 @@ async fn a_recall_request_brings_a_tree_back_through_the_daemon() {
             assert!(matches!(check(&target, f), Now::Stub(_)), "{}", f.path.display());
         }
     }
-    let (_, stubs) = api(
-        &h.t.admin,
-        Method::GET,
-        &format!("/tenants/{}/stubs?state=rehydrated", h.t.id),
-        None,
-    )
-    .await;
+    let (_, stubs) =
+        api(&h.t.admin, Method::GET, &format!("/tenants/{}/stubs?state=rehydrated", h.t.id), None)
+            .await;
     assert_eq!(stubs["items"].as_array().map(Vec::len), Some(inside.len()), "{stubs}");
     cancel.cancel();
     task.await.unwrap().unwrap();

@@ -101,6 +101,8 @@ pub enum JobPayload {
 /// scheduled one. On-access recalls are no jobs: the agent serves them at once, beside any job.
 pub const RECALL_PRIORITY_MANUAL: i32 = 3_000_000;
 pub const RECALL_PRIORITY_SCHEDULED: i32 = 2_000_000;
+const _: () = assert!(RECALL_PRIORITY_SCHEDULED > 1_000_000);
+const _: () = assert!(RECALL_PRIORITY_MANUAL > RECALL_PRIORITY_SCHEDULED);
 
 /// Why a recall job exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -572,7 +574,7 @@ mod tests {
     fn a_payload_without_kind_or_version_reads_as_version_1_of_its_column_kind() {
         let p = JobPayload::parse("tier", &payload()).unwrap();
         assert_eq!(p.version(), 1);
-        assert_eq!(p.target().kind, TargetKind::S3);
+        assert_eq!(p.target().map(|t| t.kind), Some(TargetKind::S3));
         let again = JobPayload::parse("tier", &p.to_json()).unwrap();
         assert_eq!(again, p);
         assert_eq!(p.to_json()["kind"], "tier");
@@ -634,6 +636,38 @@ mod tests {
         let mut bad = v;
         bad["storage_target"]["kind"] = json!("tape");
         assert!(ExecJob::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn a_recall_job_is_a_variant_of_the_same_contract() {
+        let p = JobPayload::Recall(RecallPayload {
+            version: 1,
+            job_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            host_id: Uuid::nil(),
+            trigger: RecallJobTrigger::Scheduled,
+            request_id: Uuid::nil(),
+            requested_by: Some("nightly".into()),
+            schedule_id: None,
+            created_at: "2026-12-07T00:00:00Z".parse().unwrap(),
+        });
+        let v = p.to_json();
+        assert_eq!(v["kind"], "recall");
+        assert_eq!(JobPayload::parse("recall", &v).unwrap(), p);
+        assert!(p.target().is_none());
+        // A recall payload is not a tier job's, and unknown fields are refused.
+        assert!(JobPayload::parse("tier", &v).is_err());
+        let mut extra = v.clone();
+        extra["paths"] = json!(["/x"]);
+        assert!(JobPayload::parse("recall", &extra).is_err());
+        let offer = json!({ "job_id": Uuid::nil(), "customer_id": Uuid::nil(),
+            "host_id": Uuid::nil(), "lease_expires_at": null, "kind": "recall",
+            "trigger": "manual", "files": [] });
+        let j = ExecJob::from_json(&offer).unwrap();
+        assert_eq!((j.kind(), j.file_count()), ("recall", 0));
+        assert!(j.tier().is_none() && j.recall().is_some());
+        let r = FileResult::recalled(1, "a".repeat(64), 5);
+        assert_eq!(serde_json::to_value(&r).unwrap()["outcome"], "recalled");
     }
 
     #[test]

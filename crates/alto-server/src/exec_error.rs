@@ -92,4 +92,3 @@ pub fn agent_text(s: &str, max: usize) -> String {
     }
     out
 }
-

@@ -14,18 +14,18 @@
 use std::collections::BTreeMap;
 
 use alto_api_types::{
-    CheckRefs, CheckedRefs, CompleteJob, ExecFile, ExecJob, ExecTarget, FileOutcome,
-    FileResult, FileResults, JobCompleted, JobEnd, JobPayload, JobProgress, JobWork,
-    ProgressReport, RecallWork, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
+    CheckRefs, CheckedRefs, CompleteJob, ExecFile, ExecJob, ExecTarget, FileOutcome, FileResult,
+    FileResults, JobCompleted, JobEnd, JobPayload, JobProgress, JobWork, ProgressReport,
+    RecallWork, ResultsAccepted, TierWork, JOB_CONTRACT_VERSION,
 };
 use alto_db::execution as xdb;
 use alto_db::DbError;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use crate::exec_error::{agent_text, ExecError};
-use crate::exec_error::valid_sha;
 use crate::audit;
+use crate::exec_error::valid_sha;
+pub use crate::exec_error::{agent_text, ExecError};
 use crate::principal::Host;
 use crate::state::AppState;
 
@@ -125,7 +125,9 @@ fn offer(
             storage_targets: targets
                 .iter()
                 .filter(|t| recall_targets.contains(&t.name))
-                .map(|t| exec_target(t.id, &t.name, alto_api_types::TargetKind::Directory, "", targets))
+                .map(|t| {
+                    exec_target(t.id, &t.name, alto_api_types::TargetKind::Directory, "", targets)
+                })
                 .collect::<Result<_, _>>()?,
             files,
         }),
@@ -464,8 +466,15 @@ async fn record_recall_results(
             FileOutcome::Skipped | FileOutcome::Failed => {
                 let error = r.error.as_deref().map(|e| agent_text(e, MAX_FILE_ERROR));
                 if f.state == "pending" {
-                    xdb::set_file_state(&mut tx, id, r.seq, r.outcome.as_str(), error.as_deref(), now)
-                        .await?;
+                    xdb::set_file_state(
+                        &mut tx,
+                        id,
+                        r.seq,
+                        r.outcome.as_str(),
+                        error.as_deref(),
+                        now,
+                    )
+                    .await?;
                 }
             }
             FileOutcome::Staged | FileOutcome::Stubbed => {

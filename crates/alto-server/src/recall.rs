@@ -306,6 +306,7 @@ pub async fn recalled(
 /// row, exactly as a report of trigger `job` would (see the module table). Returns whether
 /// the registry changed (`false` for a resend or an unknown entry). The caller audits and
 /// counts the job's results per batch.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn apply_job_result(
     state: &AppState,
     tx: &mut Tx,
@@ -365,7 +366,8 @@ pub fn normalise_paths(paths: &[String]) -> Result<Vec<String>, String> {
     }
     out.sort();
     out.dedup();
-    let under = |p: &str, q: &str| q == "/" || p.strip_prefix(q).is_some_and(|r| r.starts_with('/'));
+    let under =
+        |p: &str, q: &str| q == "/" || p.strip_prefix(q).is_some_and(|r| r.starts_with('/'));
     let all = out.clone();
     out.retain(|p| !all.iter().any(|q| q != p && under(p, q)));
     Ok(out)

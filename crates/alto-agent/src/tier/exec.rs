@@ -548,7 +548,11 @@ impl TierExecutor {
         Ok(t)
     }
 
-    pub(super) fn spawn_ticker(&self, job: Uuid, signals: Arc<Signals>) -> tokio::task::JoinHandle<()> {
+    pub(super) fn spawn_ticker(
+        &self,
+        job: Uuid,
+        signals: Arc<Signals>,
+    ) -> tokio::task::JoinHandle<()> {
         let reporter = self.reporter.clone();
         let every = self.opts.progress_interval;
         tokio::spawn(async move {

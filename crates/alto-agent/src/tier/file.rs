@@ -248,24 +248,26 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
         created_at: SystemClock.now(),
     };
     // `put` consumes (and closes) the descriptor: none of ours is open at the conversion.
-    let out =
-        match ctx.target.put(crate::throttle::Throttled::background(file, ctx.throttles.clone()), &meta) {
-            Ok(o) => o,
-            Err(Tier2Error::SizeMismatch { .. }) => {
-                return Prepared::Final(FileResult::skipped(seq, CHANGED))
+    let out = match ctx
+        .target
+        .put(crate::throttle::Throttled::background(file, ctx.throttles.clone()), &meta)
+    {
+        Ok(o) => o,
+        Err(Tier2Error::SizeMismatch { .. }) => {
+            return Prepared::Final(FileResult::skipped(seq, CHANGED))
+        }
+        Err(Tier2Error::Source(e)) => {
+            return Prepared::Final(FileResult::failed(seq, format!("reading the file: {e}")))
+        }
+        Err(e) => {
+            if let Some(why) = storage_down(&ctx.target, &e) {
+                tracing::error!(seq, error = %e, "tier-2 unavailable");
+                ctx.signals.set_storage_down(why);
+                return Prepared::StorageDown;
             }
-            Err(Tier2Error::Source(e)) => {
-                return Prepared::Final(FileResult::failed(seq, format!("reading the file: {e}")))
-            }
-            Err(e) => {
-                if let Some(why) = storage_down(&ctx.target, &e) {
-                    tracing::error!(seq, error = %e, "tier-2 unavailable");
-                    ctx.signals.set_storage_down(why);
-                    return Prepared::StorageDown;
-                }
-                return Prepared::Final(FileResult::failed(seq, format!("tier-2: {e}")));
-            }
-        };
+            return Prepared::Final(FileResult::failed(seq, format!("tier-2: {e}")));
+        }
+    };
     let key = out.key();
     if !out.deduplicated {
         if let Err(e) = ctx.target.verify(&key) {

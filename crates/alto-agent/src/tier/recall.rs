@@ -108,8 +108,7 @@ impl TierExecutor {
             let sizes: Vec<u64> = batch.iter().map(|f| f.file_size.max(0) as u64).collect();
             let c = ctx.clone();
             let results: Vec<FileResult> =
-                map_blocking(batch.to_vec(), self.opts.parallel, move |f| recall_one(&c, &f))
-                    .await;
+                map_blocking(batch.to_vec(), self.opts.parallel, move |f| recall_one(&c, &f)).await;
             // Files never started stay pending on the server.
             let results: Vec<FileResult> = results
                 .into_iter()

@@ -312,8 +312,14 @@ fn show_settings(s: &PlannerSettings) {
         ("per-file overhead", format!("{} ms", s.per_file_overhead_ms)),
         ("plan after ingest", output::yes_no(s.plan_after_ingest)),
         ("retention after recall", format!("{} days", s.recall_retention_days)),
-        ("tiering bandwidth", cap(s.tier_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b)))),
-        ("recall bandwidth", cap(s.recall_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b)))),
+        (
+            "tiering bandwidth",
+            cap(s.tier_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b))),
+        ),
+        (
+            "recall bandwidth",
+            cap(s.recall_bandwidth_limit_bytes_per_second, |b| format!("{}/s", output::bytes(b))),
+        ),
         ("ruleset revision", s.ruleset_revision.to_string()),
     ]);
 }

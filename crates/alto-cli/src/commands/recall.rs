@@ -130,13 +130,25 @@ pub(super) async fn schedules(ctx: &Ctx, cmd: RecallSchedulesCmd) -> Result<Exit
         }
         RecallSchedulesCmd::Create { name, host, cron, rule, disabled, paths, tenant } => {
             let tenant = ctx.tenant(tenant).await?;
-            let req =
-                CreateRecallSchedule { name, host_id: host, paths, rule_id: rule, cron, enabled: !disabled };
+            let req = CreateRecallSchedule {
+                name,
+                host_id: host,
+                paths,
+                rule_id: rule,
+                cron,
+                enabled: !disabled,
+            };
             show(ctx, &c.create_recall_schedule(tenant, &req).await?)?;
         }
         RecallSchedulesCmd::Update { id, cron, enable, disable, tenant } => {
             let tenant = ctx.tenant(tenant).await?;
-            let enabled = if enable { Some(true) } else if disable { Some(false) } else { None };
+            let enabled = if enable {
+                Some(true)
+            } else if disable {
+                Some(false)
+            } else {
+                None
+            };
             let req = UpdateRecallSchedule { paths: None, cron, enabled };
             show(ctx, &c.update_recall_schedule(tenant, id, &req).await?)?;
         }

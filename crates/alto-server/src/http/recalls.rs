@@ -73,7 +73,8 @@ fn schedule_api(r: ScheduleRow) -> RecallSchedule {
 
 /// The first firing of `cron` after `now` (the expression checked).
 fn next_run(cron: &str, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let c = alto_rules::schedule::parse(cron).map_err(|e| ApiError::validation(format!("cron: {e}")))?;
+    let c = alto_rules::schedule::parse(cron)
+        .map_err(|e| ApiError::validation(format!("cron: {e}")))?;
     Ok(alto_rules::schedule::next_after(&c, now))
 }
 

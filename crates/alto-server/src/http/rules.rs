@@ -699,7 +699,9 @@ pub(super) async fn put_settings(
         .flatten()
         .any(|b| !(1..=1 << 40).contains(&b))
     {
-        errs.push("bandwidth limits must be 1 to 1099511627776 bytes per second (omit them for no limit)");
+        errs.push(
+            "bandwidth limits must be 1 to 1099511627776 bytes per second (omit them for no limit)",
+        );
     }
     if !errs.is_empty() {
         return Err(ApiError::validation(errs.join("; ")));

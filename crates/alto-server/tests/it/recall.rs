@@ -43,7 +43,12 @@ async fn drain(ws: &mut Ws) -> Vec<Value> {
 
 /// A host with `n` files `/srv/f{i}.bin` in one running job: every file staged (its registry
 /// entry `pending`), those in `stub` stubbed. Returns the host, its agent and the job id.
-pub(crate) async fn tiered(app: &TestApp, t: &TestTenant, n: usize, stub: &[usize]) -> (Uuid, Client, String) {
+pub(crate) async fn tiered(
+    app: &TestApp,
+    t: &TestTenant,
+    n: usize,
+    stub: &[usize],
+) -> (Uuid, Client, String) {
     let (host, agent) = app.enrolled_host(t, "fs1").await;
     // No planning run after ingest: it could take the files before the manual run below.
     let mut s = t.admin.get_planner_settings(t.id).await.unwrap();

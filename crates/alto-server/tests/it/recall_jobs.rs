@@ -47,14 +47,21 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
         (json!({ "host_id": host, "paths": ["/srv"], "max_files": 2 }), "validation_failed"),
         (json!({ "host_id": host, "paths": ["/srv"], "tenant_id": t.id }), "invalid_json"),
         (json!({ "host_id": uuid::Uuid::now_v7(), "paths": ["/srv"] }), "not_found"),
-        (json!({ "host_id": host, "paths": ["/srv"], "rule_id": uuid::Uuid::now_v7() }), "not_found"),
+        (
+            json!({ "host_id": host, "paths": ["/srv"], "rule_id": uuid::Uuid::now_v7() }),
+            "not_found",
+        ),
     ] {
         let (st, v) = recall(&t, body.clone()).await;
         assert_eq!(v["error"]["code"], code, "{body}: {st} {v}");
     }
     let other = app.new_tenant("Other").await;
     let (st, v) = recall(&other, json!({ "host_id": host, "paths": ["/srv"] })).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")), "another tenant's host");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "another tenant's host"
+    );
 
     // Selection: a file, a tree, never a sibling that only shares a prefix.
     for (paths, n) in [
@@ -77,7 +84,8 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
     assert_eq!(jobs.len(), 1);
     assert_eq!(audit(&t, "recall.request").await.len(), 1);
     // The same stubs are not queued twice while the job is live.
-    let (_, again) = recall(&t, json!({ "host_id": host, "paths": ["/srv"], "dry_run": true })).await;
+    let (_, again) =
+        recall(&t, json!({ "host_id": host, "paths": ["/srv"], "dry_run": true })).await;
     assert_eq!(again["files"], 0, "{again}");
 
     // The tenant's recall bandwidth is shared by its running recall jobs (this one alone).
@@ -122,13 +130,15 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
         { "seq": seq_of("/srv/f3.bin"), "outcome": "skipped", "error": "not a stub" },
         { "seq": seq_of("/srv/f4.bin"), "outcome": "failed", "error": "tier-2: object missing" },
     ]});
-    let (st, v) = api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(results)).await;
+    let (st, v) =
+        api(&agent, Method::POST, &format!("/agent/jobs/{jid}/files"), Some(results)).await;
     assert_eq!(st, 200, "{v}");
     for (i, stub) in [(0, false), (1, false), (2, false), (4, true)] {
         assert_eq!(is_stubbed(&t, &format!("/srv/f{i}.bin")).await, stub, "f{i}");
     }
     let (_, stubs) =
-        api(&t.admin, Method::GET, &format!("/tenants/{}/stubs?state=rehydrated", t.id), None).await;
+        api(&t.admin, Method::GET, &format!("/tenants/{}/stubs?state=rehydrated", t.id), None)
+            .await;
     assert_eq!(stubs["items"].as_array().map(Vec::len), Some(3), "{stubs}");
     let (st, v) = api(
         &agent,
@@ -199,17 +209,20 @@ async fn a_scheduled_restoration_queues_its_recall_when_due_and_moves_on() {
     assert!(next > app.clock_now());
     // Not due yet: nothing.
     assert_eq!(app.workers.recall_schedules.step(&app.state).await.unwrap(), 0);
-    let (_, jobs) = api(&t.admin, Method::GET, &format!("/tenants/{}/jobs?kind=recall", t.id), None).await;
+    let (_, jobs) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/jobs?kind=recall", t.id), None).await;
     assert_eq!(jobs["items"], json!([]));
     // Due: one recall job of the three stubs, scheduled priority, and the next run moves on.
     app.clock.advance(next - app.clock_now() + chrono::Duration::seconds(1));
     assert_eq!(app.workers.recall_schedules.step(&app.state).await.unwrap(), 1);
-    let (_, jobs) = api(&t.admin, Method::GET, &format!("/tenants/{}/jobs?kind=recall", t.id), None).await;
+    let (_, jobs) =
+        api(&t.admin, Method::GET, &format!("/tenants/{}/jobs?kind=recall", t.id), None).await;
     let items = jobs["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{jobs}");
     assert_eq!(items[0]["file_count"], 3);
     assert_eq!(items[0]["priority"], alto_api_types::RECALL_PRIORITY_SCHEDULED);
-    let (_, after) = api(&t.admin, Method::GET, &format!("{path}/{}", sch["id"].as_str().unwrap()), None).await;
+    let (_, after) =
+        api(&t.admin, Method::GET, &format!("{path}/{}", sch["id"].as_str().unwrap()), None).await;
     assert_eq!(after["last_files"], 3, "{after}");
     let next2: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(after["next_run_at"].clone()).unwrap();
@@ -218,7 +231,9 @@ async fn a_scheduled_restoration_queues_its_recall_when_due_and_moves_on() {
     assert_eq!(app.workers.recall_schedules.step(&app.state).await.unwrap(), 0);
     // Disable, then delete.
     let id = sch["id"].as_str().unwrap();
-    let (st, v) = api(&t.admin, Method::PATCH, &format!("{path}/{id}"), Some(json!({ "enabled": false }))).await;
+    let (st, v) =
+        api(&t.admin, Method::PATCH, &format!("{path}/{id}"), Some(json!({ "enabled": false })))
+            .await;
     assert_eq!((st, &v["enabled"]), (200, &json!(false)), "{v}");
     let (st, _) = api(&t.admin, Method::DELETE, &format!("{path}/{id}"), None).await;
     assert_eq!(st, 200);
