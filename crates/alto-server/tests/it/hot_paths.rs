@@ -141,7 +141,7 @@ async fn hot_paths_never_scan_a_large_table_under_row_level_security() {
     let noise = app.new_tenant("Neighbour").await;
     let (noise_host, _) = app.enrolled_host(&noise, "big").await;
     let t = app.new_tenant("Acme").await;
-    let (_host, agent) = app.enrolled_host(&t, "fs1").await;
+    let (host, agent) = app.enrolled_host(&t, "fs1").await;
     let tp = format!("/tenants/{}", t.id);
     let owner = app.db.owner_pool().await;
     seed_neighbour(&owner, noise.id, noise_host, app.clock_now()).await;
@@ -282,6 +282,42 @@ async fn hot_paths_never_scan_a_large_table_under_row_level_security() {
         ok(&agent, Method::POST, "/agent/stubs/check", Some(json!({ "refs": refs }))).await;
     assert_eq!(checked["states"][1], "live");
 
+    // A recall request for a tree (counted, then queued with the tenant's bandwidth share),
+    // its job claimed ahead of any tiering job, and its per-file results.
+    let mut s = ok(&t.admin, Method::GET, &format!("{tp}/planner-settings"), None).await;
+    s["recall_bandwidth_limit_bytes_per_second"] = json!(10_000_000);
+    ok(&t.admin, Method::PUT, &format!("{tp}/planner-settings"), Some(s)).await;
+    let body = json!({ "host_id": host, "paths": ["/srv/d3"], "dry_run": true });
+    let dry = ok(&t.admin, Method::POST, &format!("{tp}/recalls"), Some(body)).await;
+    assert!(dry["files"].as_i64().unwrap() > 10, "{dry}");
+    let body = json!({ "host_id": host, "paths": ["/srv/d3", "/srv/d4/"] });
+    let made = ok(&t.admin, Method::POST, &format!("{tp}/recalls"), Some(body)).await;
+    let claimed =
+        ok(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "max_jobs": 1 }))).await;
+    let rj = &claimed["jobs"][0];
+    assert_eq!((&rj["kind"], &rj["job_id"]), (&json!("recall"), &made["jobs"][0]), "{claimed}");
+    let rid = rj["job_id"].as_str().unwrap().to_owned();
+    let results: Vec<Value> = rj["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| json!({ "seq": f["seq"], "outcome": "recalled", "sha256": SHA, "stored_size": 50_000 }))
+        .collect();
+    ok(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{rid}/files"),
+        Some(json!({ "results": results })),
+    )
+    .await;
+    ok(
+        &agent,
+        Method::POST,
+        &format!("/agent/jobs/{rid}/complete"),
+        Some(json!({ "state": "succeeded" })),
+    )
+    .await;
+
     // The pages a console shows, first pages and the next ones.
     for q in [
         "/inventory/files?limit=100".to_owned(),
@@ -291,6 +327,8 @@ async fn hot_paths_never_scan_a_large_table_under_row_level_security() {
         "/stubs?state=stubbed&limit=50".to_owned(),
         "/stubs/summary".to_owned(),
         "/jobs?limit=50".to_owned(),
+        "/jobs?kind=recall&limit=50".to_owned(),
+        "/recall-schedules".to_owned(),
         format!("/jobs/{jid}"),
         format!("/jobs/{jid}/files?limit=100"),
         "/plans".to_owned(),

@@ -167,6 +167,14 @@ async fn a_recall_request_selects_trees_queues_jobs_ahead_of_tiering_and_fixes_t
     // the recalled ones are no longer stubs.
     let (_, v) = recall(&t, json!({ "host_id": host, "paths": ["/srv"], "dry_run": true })).await;
     assert_eq!(v["files"], 2, "{v}");
+    // A queued recall job is cancelled like a tiering job: its files are free again.
+    let (_, again) = recall(&t, json!({ "host_id": host, "paths": ["/srv"] })).await;
+    let second = again["jobs"][0].as_str().unwrap().to_owned();
+    let (st, c) =
+        api(&t.admin, Method::POST, &format!("/tenants/{}/jobs/{second}/cancel", t.id), None).await;
+    assert_eq!((st, c["state"].as_str()), (200, Some("cancelled")), "{c}");
+    let (_, v) = recall(&t, json!({ "host_id": host, "paths": ["/srv"], "dry_run": true })).await;
+    assert_eq!(v["files"], 2, "cancelled files can be asked for again: {v}");
     // The tier job is next.
     let (_, claimed) =
         api(&agent, Method::POST, "/agent/jobs/claim", Some(json!({ "max_jobs": 1 }))).await;
