@@ -154,6 +154,7 @@ cat <<TXT
     Agent link:     https://127.0.0.1:8443  (gRPC over TLS; development CA in $DATA/tls/ca.pem)
     Data:           $DATA   (embedded PostgreSQL in $DATA/postgres; log in $LOG)
     Read a stub:    cat <a path from \`altoctl stubs list --state stubbed\`>   (recalled on access)
+    Recall a tree:  altoctl recall --host <host id> <a directory above> --wait   (a recall job)
     Recall a stub:  $BIN/alto-agent recall --state-dir $DATA/agent <a path from \`altoctl stubs list\`>
                     (with ALTO_AGENT_TIER2__DIRECTORY_BASE=$DATA/tier2)
     Try:            altoctl rules explain --tenant $TENANT_ID --host <host id> --path <a path above>
