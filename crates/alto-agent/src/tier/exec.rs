@@ -350,6 +350,16 @@ impl TierExecutor {
             Err(e) => return Err(self.journal_err(path)(e)),
         };
         let job = state.doc.job_id;
+        if state.doc.tier().is_none() {
+            // Only tier jobs keep journals; anything else here was not written by this agent.
+            let moved = Journal::quarantine(path).map_err(self.journal_err(path))?;
+            tracing::error!(%job, moved_to = %moved.display(), "a journal of a non-tier job set aside");
+            return Ok(JobReport {
+                job_id: job,
+                note: Some("a journal of a non-tier job set aside".into()),
+                ..JobReport::default()
+            });
+        }
         let mut report = JobReport { job_id: job, resumed: true, ..JobReport::default() };
         if state.completed.is_some() {
             report.end = state.completed;
