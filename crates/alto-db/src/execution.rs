@@ -121,15 +121,6 @@ pub async fn requeue_expired(tx: &mut Tx, now: DateTime<Utc>) -> Result<Vec<Requ
     .await?)
 }
 
-/// The host's upload bandwidth limit (bytes per second), if one is set.
-pub async fn host_bandwidth_limit(tx: &mut Tx, host_id: Uuid) -> Result<Option<i64>, DbError> {
-    Ok(sqlx::query_scalar("SELECT bandwidth_limit_bytes_per_second FROM hosts WHERE id = $1")
-        .bind(host_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .flatten())
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ExecFile {
     pub seq: i32,

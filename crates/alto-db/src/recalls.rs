@@ -199,23 +199,6 @@ pub async fn set_host_recall_bandwidth(
     Ok(())
 }
 
-/// A host's recall bandwidth limit.
-pub async fn host_recall_bandwidth(
-    tx: &mut Tx,
-    customer_id: Uuid,
-    host_id: Uuid,
-) -> Result<Option<i64>, DbError> {
-    Ok(sqlx::query_scalar(
-        "SELECT recall_bandwidth_limit_bytes_per_second FROM hosts
-          WHERE customer_id = $1 AND id = $2",
-    )
-    .bind(customer_id)
-    .bind(host_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .flatten())
-}
-
 // --- Scheduled restoration rules ---------------------------------------------------------
 
 #[derive(Debug, Clone, sqlx::FromRow)]
