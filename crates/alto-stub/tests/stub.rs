@@ -92,6 +92,7 @@ fn attr_for(content: &[u8]) -> StubAttr {
         size: content.len() as u64,
         mtime_ns: MTIME.tv_sec * 1_000_000_000 + MTIME.tv_nsec,
         sha256: sha,
+        chunks: None,
     }
 }
 
@@ -654,6 +655,7 @@ fn tier_stub_recall_end_to_end() {
         size: id.size,
         mtime_ns: id.mtime_ns,
         sha256: key.sha256.0,
+        chunks: None,
     };
     convert_to_stub(&p, &id, &attr).unwrap();
     assert!(is_sparse_stub_layout(&p).unwrap());
