@@ -617,6 +617,17 @@ fn dd(path: &Path, offset: usize, len: usize) -> Output {
     ))
 }
 
+/// A range-first recall lets its readers go chunk by chunk and verifies the whole file
+/// after the last one: wait for that, then check.
+async fn assert_whole_soon(p: &Path, bytes: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alto_stub::read_attr(p).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{}: still a stub", p.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_whole(p, bytes);
+}
+
 async fn wait_for_log(fx: &Fx, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !fx.log().contains(needle) {
@@ -699,7 +710,7 @@ async fn range_first_recall(fs: &str) {
     wait_for_log(&fx, "chunk 60 ").await;
     let a = alto_stub::read_attr(&path("random.bin")).unwrap().expect("still a stub");
     assert_eq!(a.state, StubState::Recalling);
-    // Already verified chunks are served at once, even now.
+    // A later access retries (the chunk it needs first).
     let o = dd(&path("random.bin"), off, 4096);
     assert!(o.status.success() && o.stdout == bytes("random.bin")[off..off + 4096]);
 
@@ -715,7 +726,7 @@ async fn range_first_recall(fs: &str) {
     for name in ["random.bin", "bad.bin"] {
         let o = sh(&format!("sha256sum '{}'", path(name).display()));
         assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes(name))), "{name}");
-        assert_whole(&path(name), bytes(name));
+        assert_whole_soon(&path(name), bytes(name)).await;
     }
 
     // mmap: a window in the middle first, then the whole file.
@@ -768,7 +779,7 @@ async fn range_first_recall(fs: &str) {
     for name in ["old.bin", "small.bin", "mmap.bin", "cat.bin", "conc.bin", "tampered.bin"] {
         let o = sh(&format!("sha256sum '{}'", path(name).display()));
         assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes(name))), "{name}");
-        assert_whole(&path(name), bytes(name));
+        assert_whole_soon(&path(name), bytes(name)).await;
     }
     for name in ["random.bin", "conc.bin", "old.bin"] {
         fx.expect_registry(name, "rehydrated").await;
@@ -839,9 +850,9 @@ async fn range_first_recall_survives_agent_crash() {
     let out = reader.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout == hang[off..off + 8192], "the waiting reader got other bytes");
-    assert_whole(&fx.data.join("hang.bin"), &hang);
+    assert_whole_soon(&fx.data.join("hang.bin"), &hang).await;
     let o = sh(&format!("sha256sum '{}'", fx.data.join("partial.bin").display()));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&partial)));
-    assert_whole(&fx.data.join("partial.bin"), &partial);
+    assert_whole_soon(&fx.data.join("partial.bin"), &partial).await;
     fx.expect_registry("hang.bin", "rehydrated").await;
 }
