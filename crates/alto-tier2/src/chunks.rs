@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn chunk_size_grows_for_huge_files() {
         assert_eq!(chunk_size_for(1 << 30, 1 << 20), 1 << 20);
-        assert_eq!(chunk_size_for(1 << 40, 1 << 20), 1 << 27);
+        assert_eq!(chunk_size_for(1 << 40, 1 << 20), 1 << 26);
         assert_eq!(chunk_size_for(100, 1000), MIN_CHUNK_SIZE);
         assert_eq!(chunk_size_for(u64::MAX, 1 << 20), MAX_CHUNK_SIZE);
     }

@@ -88,7 +88,7 @@ impl SmbStore {
             }
         }
         store.mkdir("")?;
-        for sub in ["objects", "refs", "tmp", "trash"] {
+        for sub in ["objects", "refs", "tmp", "trash", "chunks"] {
             store.mkdir(sub)?;
         }
         Ok(store)
