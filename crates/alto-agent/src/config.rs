@@ -112,6 +112,11 @@ pub struct OnAccessConfig {
     /// The chunk size of new chunk manifests (a power of two, 64 KiB to 1 GiB; larger for
     /// files of more than 16,384 chunks). Recorded in each manifest and stub.
     pub range_fill_chunk_size: u64,
+    /// Also fill range-first for accesses at offset 0 (`false`: they wait for every chunk).
+    /// Programs that read a header first (VM images, databases) then get their first byte
+    /// sooner, but a copier that skips holes (`SEEK_DATA`: `cp`, `tar --sparse`) running
+    /// during a partial fill copies the chunks not yet in place as zeros.
+    pub range_fill_offset_zero: bool,
 }
 
 /// Default of `on_access.range_fill_min_size`: 64 MiB.
@@ -148,6 +153,7 @@ impl Default for OnAccessConfig {
             user_rate_window: Duration::from_secs(3600),
             range_fill_min_size: DEFAULT_RANGE_FILL_MIN_SIZE,
             range_fill_chunk_size: DEFAULT_RANGE_FILL_CHUNK_SIZE,
+            range_fill_offset_zero: false,
         }
     }
 }
@@ -230,7 +236,8 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 27] = [
+        const KEYS: [&str; 28] = [
+            "on_access__range_fill_offset_zero",
             "on_access__range_fill_min_size",
             "on_access__range_fill_chunk_size",
             "on_access__unattended_after",

@@ -720,9 +720,22 @@ async fn range_first_recall(fs: &str) {
     assert!(String::from_utf8_lossy(&o.stderr).contains("Input/output error"), "{o:?}");
     assert!(alto_stub::read_attr(&path("bad.bin")).unwrap().is_some(), "stays a stub");
 
+    // A copier that skips holes (cp uses SEEK_DATA on a sparse file) must not copy the
+    // chunks not in place as zeros: its first read, at offset 0, waits for every chunk, and
+    // here fails with the corrupt one.
+    let copy = fx.cfg.state_dir.join("random.copy");
+    let cp = |copy: &Path| {
+        sh(&format!("cp --sparse=auto '{}' '{}'", path("random.bin").display(), copy.display()))
+    };
+    let o = cp(&copy);
+    assert!(!o.status.success(), "cp of a partly filled stub succeeded: {o:?}");
+
     // Tier-2 repaired: a later access retries and completes both.
     std::fs::write(&obj, &orig).unwrap();
     std::fs::write(&bad_obj, &bad_orig).unwrap();
+    let o = cp(&copy);
+    assert!(o.status.success(), "{o:?}");
+    assert!(std::fs::read(&copy).unwrap() == *bytes("random.bin"), "cp copied other bytes");
     for name in ["random.bin", "bad.bin"] {
         let o = sh(&format!("sha256sum '{}'", path(name).display()));
         assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes(name))), "{name}");

@@ -72,12 +72,16 @@ enum Need {
 }
 
 impl Need {
-    fn of(ev: &Event) -> Need {
+    /// An access at offset 0 needs every chunk unless `offset_zero_range_first`: a copier
+    /// that skips holes (`SEEK_DATA`: `cp`, `tar --sparse`) always reads the stub's kept
+    /// head at 0 first, and would otherwise skip the chunks not yet in place as holes and
+    /// write zeros into its copy.
+    fn of(ev: &Event, offset_zero_range_first: bool) -> Need {
         match ev.range() {
-            Some(r) if !r.is_whole_file() => {
-                Need::Range(r.offset, r.offset.saturating_add(r.count))
-            }
-            _ => Need::Whole,
+            Some(r) if r.is_whole_file() => Need::Whole,
+            Some(r) if r.offset == 0 && !offset_zero_range_first => Need::Range(0, u64::MAX),
+            Some(r) => Need::Range(r.offset, r.offset.saturating_add(r.count)),
+            None => Need::Whole,
         }
     }
 }
@@ -344,7 +348,7 @@ fn dispatch(sh: &Shared, tx: &mpsc::Sender<Job>, ev: Event) {
         return answer(sh, ev, Answer::Allow);
     }
     let key = (meta.dev(), meta.ino());
-    let need = Need::of(&ev);
+    let need = Need::of(&ev, sh.cfg.range_fill_offset_zero);
     // A range-first recall running: an access to chunks already in place goes on at once.
     let covered = sh
         .inflight
