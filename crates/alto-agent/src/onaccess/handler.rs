@@ -582,39 +582,36 @@ fn load_manifest(
     Ok((target, object, m))
 }
 
-/// The next chunks to fetch: those of the oldest waiter whose range is not in place yet,
-/// else the next missing ones from `cursor` on (wrapping). `None` when all are in place.
+/// The next chunks to fetch that nobody fetches yet (`claimed`): with `waiting`, those of
+/// the oldest waiter whose range is not in place; else the next missing ones from `cursor`
+/// on (wrapping). `None` when there are none.
 fn next_run(
     sh: &Shared,
     key: Key,
     m: &ChunkManifest,
-    done: &[bool],
+    claimed: &[bool],
     cursor: &mut usize,
+    waiting: bool,
 ) -> Option<(usize, usize)> {
-    let n = done.len();
+    let n = claimed.len();
     let max = (RUN_BYTES / m.chunk_size).max(1) as usize;
-    let wanted = {
+    let (first, limit) = if waiting {
         let inflight = sh.inflight.lock().expect("lock");
         inflight.get(&key).and_then(|e| {
             let c = e.chunks.as_ref()?;
             e.waiters.iter().find_map(|w| match w.need {
                 Need::Range(a, b) => {
                     let (f, l) = c.span(a, b);
-                    (f..l).find(|i| !done[*i]).map(|i| (i, l))
+                    (f..l).find(|i| !claimed[*i]).map(|i| (i, l))
                 }
                 Need::Whole => None,
             })
-        })
-    };
-    let (first, limit) = match wanted {
-        Some(x) => x,
-        None => {
-            let first = (0..n).map(|k| (*cursor + k) % n).find(|i| !done[*i])?;
-            (first, n)
-        }
+        })?
+    } else {
+        ((0..n).map(|k| (*cursor + k) % n).find(|i| !claimed[*i])?, n)
     };
     let mut last = first + 1;
-    while last < limit && last - first < max && !done[last] {
+    while last < limit && last - first < max && !claimed[last] {
         last += 1;
     }
     *cursor = last % n.max(1);
@@ -670,46 +667,72 @@ fn range_fill(
     if n > 0 {
         chunk_done_none(sh, key);
     }
-    let mut done = vec![false; n];
-    let mut cursor = 0;
-    while let Some((first, last)) = next_run(sh, key, m, &done, &mut cursor) {
+    // The run a waiter needs is fetched at once; meanwhile the next run in order is
+    // fetched ahead on a second thread, so tier-2 reads overlap hashing and writing.
+    let fetch = |(first, last): (usize, usize)| -> Result<(usize, usize, Vec<u8>), String> {
         let (off, _) = m.chunk(first);
         let (loff, llen) = m.chunk(last - 1);
         let len = loff + llen - off;
-        let bytes = match target.read_range(object, off, len) {
-            Ok(b) if b.len() as u64 == len => b,
-            Ok(b) => {
-                return fail(
-                    format!("tier-2 returned {} of {len} bytes at {off}", b.len()),
-                    process,
-                )
-            }
-            Err(e) => return fail(format!("tier-2: {e}"), process),
-        };
+        match target.read_range(object, off, len) {
+            Ok(b) if b.len() as u64 == len => Ok((first, last, b)),
+            Ok(b) => Err(format!("tier-2 returned {} of {len} bytes at {off}", b.len())),
+            Err(e) => Err(format!("tier-2: {e}")),
+        }
+    };
+    let write = |(first, last, bytes): (usize, usize, Vec<u8>)| -> Result<(), String> {
+        let (off, _) = m.chunk(first);
         for i in first..last {
             let (co, cl) = m.chunk(i);
             let slice = &bytes[(co - off) as usize..(co - off + cl) as usize];
             if !m.verify_chunk(i, slice) {
-                return fail(
-                    format!(
-                        "chunk {i} (bytes {co}..{}) of object {object} does not match its SHA-256",
-                        co + cl
-                    ),
-                    process,
-                );
+                return Err(format!(
+                    "chunk {i} (bytes {co}..{}) of object {object} does not match its SHA-256",
+                    co + cl
+                ));
             }
             // Never write past the end of a file someone truncated meanwhile (a pwrite there
             // would bring cut content back).
             let now = file.metadata().map(|md| md.len()).unwrap_or(0);
             let keep = cl.min(now.saturating_sub(co)) as usize;
             if keep > 0 {
-                if let Err(e) = file.write_all_at(&slice[..keep], co) {
-                    return fail(format!("writing chunk {i}: {e}"), process);
-                }
+                file.write_all_at(&slice[..keep], co)
+                    .map_err(|e| format!("writing chunk {i}: {e}"))?;
             }
-            done[i] = true;
             chunk_done(sh, key, i);
         }
+        Ok(())
+    };
+    let filled = std::thread::scope(|scope| -> Result<(), String> {
+        let mut claimed = vec![false; n];
+        let mut cursor = 0;
+        let mut ahead = None;
+        let claim = |claimed: &mut Vec<bool>, (f, l): (usize, usize)| {
+            claimed[f..l].iter_mut().for_each(|c| *c = true);
+        };
+        loop {
+            let run = if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, true) {
+                claim(&mut claimed, r);
+                fetch(r)?
+            } else if let Some(h) = ahead.take() {
+                std::thread::ScopedJoinHandle::join(h)
+                    .map_err(|_| "the tier-2 read ahead panicked".to_string())??
+            } else if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, false) {
+                claim(&mut claimed, r);
+                fetch(r)?
+            } else {
+                return Ok(());
+            };
+            if ahead.is_none() {
+                if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, false) {
+                    claim(&mut claimed, r);
+                    ahead = Some(scope.spawn(move || fetch(r)));
+                }
+            }
+            write(run)?;
+        }
+    });
+    if let Err(e) = filled {
+        return fail(e, process);
     }
     match alto_stub::finish_range_recall(file, &rr) {
         Ok(RangeFinish::Recalled) => {
