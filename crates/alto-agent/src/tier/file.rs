@@ -302,7 +302,7 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
         Ok(now) if now == id => {}
         _ => return Prepared::Final(FileResult::skipped(seq, CHANGED)),
     }
-    let chunks = manifest.and_then(|m| store_manifest(ctx, &key, m));
+    let chunks = manifest.and_then(|m| store_manifest(ctx, &key, &m));
     Prepared::Ready(Box::new(Ready {
         seq,
         path,
@@ -316,14 +316,14 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
 /// Stores the chunk manifest of a file just put, if the object it landed in is the plain one
 /// of the same content (a put may deduplicate onto a compressed object); the reference for
 /// the stub attribute. A failure only costs range-first recall of this file (logged).
-fn store_manifest(ctx: &FileCtx, key: &ObjectKey, m: ChunkManifest) -> Option<ChunkRef> {
+fn store_manifest(ctx: &FileCtx, key: &ObjectKey, m: &ChunkManifest) -> Option<ChunkRef> {
     if key.compression != Compression::None
         || m.sha256 != key.sha256
         || m.count() as u64 > alto_tier2::chunks::MAX_CHUNKS
     {
         return None;
     }
-    match ctx.target.put_chunk_manifest(&m) {
+    match ctx.target.put_chunk_manifest(m) {
         Ok(()) => Some(ChunkRef { chunk_size: m.chunk_size, manifest_sha256: m.digest() }),
         Err(e) => {
             tracing::warn!(error = %e, object = %key, "chunk manifest not stored; the stub will be recalled whole");
