@@ -503,11 +503,20 @@ fn garbage_attribute_is_a_typed_error() {
     let id = identity(&p).unwrap();
     assert!(matches!(convert_to_stub(&p, &id, &attr_for(&content)), Err(StubError::Attr(_))));
     assert!(matches!(recall(&p, &content[..]), Err(StubError::Attr(_))));
-    let future =
-        String::from_utf8(attr_for(&content).encode().unwrap()).unwrap().replace("v=1", "v=2");
+    let v1 = String::from_utf8(attr_for(&content).encode().unwrap()).unwrap();
+    // Version 2 must carry its `chunks` field.
+    rustix::fs::lsetxattr(
+        &p,
+        STUB_XATTR,
+        v1.replace("v=1", "v=2").as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::Malformed(_)))));
+    let future = v1.replace("v=1", "v=3");
     rustix::fs::lsetxattr(&p, STUB_XATTR, future.as_bytes(), rustix::fs::XattrFlags::empty())
         .unwrap();
-    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::UnsupportedVersion(2)))));
+    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::UnsupportedVersion(3)))));
     assert_eq!(read_noatime(&p), content);
 }
 
