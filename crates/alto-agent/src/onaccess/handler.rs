@@ -673,23 +673,29 @@ fn range_fill(
         let (off, _) = m.chunk(first);
         let (loff, llen) = m.chunk(last - 1);
         let len = loff + llen - off;
-        match target.read_range(object, off, len) {
-            Ok(b) if b.len() as u64 == len => Ok((first, last, b)),
-            Ok(b) => Err(format!("tier-2 returned {} of {len} bytes at {off}", b.len())),
-            Err(e) => Err(format!("tier-2: {e}")),
-        }
-    };
-    let write = |(first, last, bytes): (usize, usize, Vec<u8>)| -> Result<(), String> {
-        let (off, _) = m.chunk(first);
+        let bytes = match target.read_range(object, off, len) {
+            Ok(b) if b.len() as u64 == len => b,
+            Ok(b) => return Err(format!("tier-2 returned {} of {len} bytes at {off}", b.len())),
+            Err(e) => return Err(format!("tier-2: {e}")),
+        };
+        // Verified here, on the thread that read them (hashing overlaps writing).
         for i in first..last {
             let (co, cl) = m.chunk(i);
-            let slice = &bytes[(co - off) as usize..(co - off + cl) as usize];
-            if !m.verify_chunk(i, slice) {
+            if !m.verify_chunk(i, &bytes[(co - off) as usize..(co - off + cl) as usize]) {
                 return Err(format!(
                     "chunk {i} (bytes {co}..{}) of object {object} does not match its SHA-256",
                     co + cl
                 ));
             }
+        }
+        Ok((first, last, bytes))
+    };
+    let write = |(first, last, bytes): (usize, usize, Vec<u8>)| -> Result<(), String> {
+        let (off, _) = m.chunk(first);
+        for i in first..last {
+            let (co, cl) = m.chunk(i);
+            // Verified by `fetch`: nothing unverified is written.
+            let slice = &bytes[(co - off) as usize..(co - off + cl) as usize];
             // Never write past the end of a file someone truncated meanwhile (a pwrite there
             // would bring cut content back).
             let now = file.metadata().map(|md| md.len()).unwrap_or(0);
