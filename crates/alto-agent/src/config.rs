@@ -104,7 +104,25 @@ pub struct OnAccessConfig {
     pub user_rate_limit: u32,
     #[serde(with = "humantime_serde")]
     pub user_rate_window: Duration,
+    /// Files of at least this many bytes, tiered uncompressed, are recalled range-first: the
+    /// chunks a reader asks for come first (verified one by one), the rest follows in the
+    /// background. Needs a chunk manifest written when the file is tiered, so it applies to
+    /// files tiered from then on. 0: never.
+    pub range_fill_min_size: u64,
+    /// The chunk size of new chunk manifests (a power of two, 64 KiB to 1 GiB; larger for
+    /// files of more than 16,384 chunks). Recorded in each manifest and stub.
+    pub range_fill_chunk_size: u64,
+    /// Also fill range-first for accesses at offset 0 (`false`: they wait for every chunk).
+    /// Programs that read a header first (VM images, databases) then get their first byte
+    /// sooner, but a copier that skips holes (`SEEK_DATA`: `cp`, `tar --sparse`) running
+    /// during a partial fill copies the chunks not yet in place as zeros.
+    pub range_fill_offset_zero: bool,
 }
+
+/// Default of `on_access.range_fill_min_size`: 64 MiB.
+pub const DEFAULT_RANGE_FILL_MIN_SIZE: u64 = 64 << 20;
+/// Default of `on_access.range_fill_chunk_size`: 1 MiB.
+pub const DEFAULT_RANGE_FILL_CHUNK_SIZE: u64 = 1 << 20;
 
 /// One `[[on_access.deny]]` rule.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +151,9 @@ impl Default for OnAccessConfig {
             deny: Vec::new(),
             user_rate_limit: 0,
             user_rate_window: Duration::from_secs(3600),
+            range_fill_min_size: DEFAULT_RANGE_FILL_MIN_SIZE,
+            range_fill_chunk_size: DEFAULT_RANGE_FILL_CHUNK_SIZE,
+            range_fill_offset_zero: false,
         }
     }
 }
@@ -215,7 +236,10 @@ impl AgentConfig {
             fig = fig.merge(Toml::file(f));
         }
         // Only variables that name a key (ALTO_AGENT_ENROLL_TOKEN belongs to `enroll`).
-        const KEYS: [&str; 25] = [
+        const KEYS: [&str; 28] = [
+            "on_access__range_fill_offset_zero",
+            "on_access__range_fill_min_size",
+            "on_access__range_fill_chunk_size",
             "on_access__unattended_after",
             "on_access__enabled",
             "on_access__timeout",
@@ -281,6 +305,13 @@ impl AgentConfig {
         }
         if oa.fill_threads == 0 || oa.fill_threads > 64 {
             return Err(ConfigError::Invalid("on_access.fill_threads must be 1 to 64".into()));
+        }
+        let c = oa.range_fill_chunk_size;
+        if !c.is_power_of_two() || !(64 << 10..=1 << 30).contains(&c) {
+            return Err(ConfigError::Invalid(
+                "on_access.range_fill_chunk_size must be a power of two from 64 KiB to 1 GiB"
+                    .into(),
+            ));
         }
         if oa.timeout < Duration::from_secs(1) || oa.timeout > Duration::from_secs(3600) {
             return Err(ConfigError::Invalid("on_access.timeout must be 1s to 1h".into()));

@@ -159,6 +159,8 @@ pub fn tier_executor(
     let api = ServerApi::new(host_client(cfg, id)?);
     let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
     opts.parallel = cfg.tier_parallel_files;
+    opts.range_fill_min_size = cfg.on_access.range_fill_min_size;
+    opts.range_fill_chunk_size = cfg.on_access.range_fill_chunk_size;
     let exec = TierExecutor::new(
         std::sync::Arc::new(api.clone()),
         opts,
@@ -281,6 +283,8 @@ pub async fn run_with(
     let executor = |reporter: std::sync::Arc<dyn crate::job::Reporter>| {
         let mut opts = TierOptions::new(cfg.tier2.directory_base.clone(), &cfg.state_dir);
         opts.parallel = cfg.tier_parallel_files;
+        opts.range_fill_min_size = cfg.on_access.range_fill_min_size;
+        opts.range_fill_chunk_size = cfg.on_access.range_fill_chunk_size;
         TierExecutor::new(reporter, opts, host_id, tenant_id, cancel.clone())
     };
     let tier = match link_params(&cfg, &mut id, &host.get(), &credential).await {

@@ -586,3 +586,291 @@ async fn a_file_read_before_it_was_tiered_is_recalled_after() {
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&bytes)), "read zeros?");
     assert_whole(&p, &bytes);
 }
+
+// ---- Range-first recall (stubs with a chunk manifest) ----
+
+/// 64 KiB chunks for files of 1 MiB or more, so small files exercise many chunks.
+const RANGE_CONFIG: &str = "range_fill_min_size = 1048576\nrange_fill_chunk_size = 65536\n";
+const CHUNK: usize = 65536;
+
+impl Fx {
+    fn tier2_target(&self) -> DirTarget {
+        DirTarget::open(&self.tier2, alto_model::CustomerId(self.t.id)).unwrap()
+    }
+
+    fn manifest_path(&self, bytes: &[u8]) -> PathBuf {
+        let key = alto_tier2::ChunkManifest::rel_key(&Sha256Digest::of(bytes), CHUNK as u64);
+        self.tier2_target().location().join(key)
+    }
+
+    /// Flips one byte of the stored object of `name` at `offset`.
+    fn corrupt_object(&self, name: &str, offset: usize) -> (PathBuf, Vec<u8>) {
+        let obj = self.object_path(name);
+        let orig = std::fs::read(&obj).unwrap();
+        let mut bad = orig.clone();
+        bad[offset] ^= 0xff;
+        std::fs::write(&obj, &bad).unwrap();
+        (obj, orig)
+    }
+}
+
+/// `len` bytes at `offset` of `path` read by `dd` (its own process, like any program).
+fn dd(path: &Path, offset: usize, len: usize) -> Output {
+    sh(&format!(
+        "dd if='{}' bs={len} skip={offset} count=1 iflag=skip_bytes status=none",
+        path.display()
+    ))
+}
+
+/// A range-first recall lets its readers go chunk by chunk and verifies the whole file
+/// after the last one: wait for that, then check.
+async fn assert_whole_soon(p: &Path, bytes: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alto_stub::read_attr(p).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "{}: still a stub", p.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_whole(p, bytes);
+}
+
+async fn wait_for_log(fx: &Fx, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fx.log().contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", fx.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn range_first_recall(fs: &str) {
+    let mut fx = Fx::new(fs, RANGE_CONFIG).await;
+    let files: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("random.bin", content(1, 4 << 20), 0o644),
+        ("bad.bin", content(2, 4 << 20), 0o644),
+        ("mmap.bin", content(3, 4 << 20), 0o644),
+        ("cat.bin", content(4, (6 << 20) + 123), 0o644),
+        ("conc.bin", content(5, 8 << 20), 0o644),
+        ("tampered.bin", content(6, 2 << 20), 0o644),
+        ("forged.bin", content(7, 2 << 20), 0o644),
+        ("old.bin", content(8, 2 << 20), 0o644),
+        ("small.bin", content(9, 500_000), 0o644),
+    ];
+    fx.tier(&files).await;
+    let bytes = |name: &str| &files.iter().find(|f| f.0 == name).unwrap().1;
+    let data = fx.data.clone();
+    let path = |name: &str| data.join(name);
+    // Large files carry a chunk manifest (in tier-2, bound by its hash in the attribute).
+    for (name, b, _) in &files {
+        let a = alto_stub::read_attr(&path(name)).unwrap().unwrap();
+        if *name == "small.bin" {
+            assert_eq!(a.chunks, None, "below range_fill_min_size");
+            continue;
+        }
+        let c = a.chunks.unwrap_or_else(|| panic!("{name}: no chunks field"));
+        assert_eq!(c.chunk_size, CHUNK as u64);
+        let m = std::fs::read(fx.manifest_path(b)).unwrap();
+        assert_eq!(Sha256Digest::of(&m).0, c.manifest_sha256, "{name}: manifest bound");
+    }
+    // An old stub (attribute version 1, no chunks field) must keep recalling whole.
+    {
+        let p = path("old.bin");
+        let mut a = alto_stub::read_attr(&p).unwrap().unwrap();
+        a.chunks = None;
+        rustix::fs::setxattr(
+            &p,
+            alto_stub::STUB_XATTR,
+            &a.encode().unwrap(),
+            rustix::fs::XattrFlags::REPLACE,
+        )
+        .unwrap();
+    }
+    // random.bin: a chunk far from the read is corrupt in tier-2. The reader of another
+    // chunk gets its right bytes anyway: they were verified alone, before the rest (a
+    // whole-file recall would have failed this reader).
+    let (obj, orig) = fx.corrupt_object("random.bin", 60 * CHUNK + 5);
+    // bad.bin: the reader of the corrupt chunk gets EIO, no byte.
+    let (bad_obj, bad_orig) = fx.corrupt_object("bad.bin", 30 * CHUNK + 100);
+    // tampered.bin: its manifest's bytes changed (one chunk hash): refused, recalled whole.
+    let mp = fx.manifest_path(bytes("tampered.bin"));
+    let text = std::fs::read_to_string(&mp).unwrap();
+    let i = text.find("\"chunks\":\"").unwrap() + 10;
+    let flipped = if &text[i..=i] == "0" { "1" } else { "0" };
+    std::fs::write(&mp, format!("{}{flipped}{}", &text[..i], &text[i + 1..])).unwrap();
+    // forged.bin: tier-2 rewritten consistently (a corrupt chunk and a manifest that hashes
+    // it): the manifest is refused, the whole-file hash catches the chunk: EIO.
+    let (_, _) = fx.corrupt_object("forged.bin", 5 * CHUNK + 1);
+    {
+        let obj = fx.object_path("forged.bin");
+        let mut h = alto_tier2::ChunkHasher::new(std::fs::File::open(&obj).unwrap(), CHUNK as u64);
+        std::io::copy(&mut h, &mut std::io::sink()).unwrap();
+        let mut forged = h.finish();
+        forged.sha256 = Sha256Digest::of(bytes("forged.bin"));
+        std::fs::write(fx.manifest_path(bytes("forged.bin")), forged.encode()).unwrap();
+    }
+    fx.start(&[]);
+
+    let off = 10 * CHUNK + 3 * 4096;
+    let o = dd(&path("random.bin"), off, 4096);
+    assert!(o.status.success(), "{o:?}");
+    assert!(o.stdout == bytes("random.bin")[off..off + 4096], "random read: other bytes");
+    wait_for_log(&fx, "chunk 60 ").await;
+    let a = alto_stub::read_attr(&path("random.bin")).unwrap().expect("still a stub");
+    assert_eq!(a.state, StubState::Recalling);
+    // A later access retries (the chunk it needs first).
+    let o = dd(&path("random.bin"), off, 4096);
+    assert!(o.status.success() && o.stdout == bytes("random.bin")[off..off + 4096]);
+
+    let o = dd(&path("bad.bin"), 30 * CHUNK, 4096);
+    assert!(!o.status.success(), "a corrupt chunk was handed out");
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Input/output error"), "{o:?}");
+    assert!(alto_stub::read_attr(&path("bad.bin")).unwrap().is_some(), "stays a stub");
+
+    // A copier that skips holes (cp uses SEEK_DATA on a sparse file) must not copy the
+    // chunks not in place as zeros: its first read, at offset 0, waits for every chunk, and
+    // here fails with the corrupt one.
+    let copy = fx.cfg.state_dir.join("random.copy");
+    let cp = |copy: &Path| {
+        sh(&format!("cp --sparse=auto '{}' '{}'", path("random.bin").display(), copy.display()))
+    };
+    let o = cp(&copy);
+    assert!(!o.status.success(), "cp of a partly filled stub succeeded: {o:?}");
+
+    // Tier-2 repaired: a later access retries and completes both.
+    std::fs::write(&obj, &orig).unwrap();
+    std::fs::write(&bad_obj, &bad_orig).unwrap();
+    let o = cp(&copy);
+    assert!(o.status.success(), "{o:?}");
+    assert!(std::fs::read(&copy).unwrap() == *bytes("random.bin"), "cp copied other bytes");
+    for name in ["random.bin", "bad.bin"] {
+        let o = sh(&format!("sha256sum '{}'", path(name).display()));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes(name))), "{name}");
+        assert_whole_soon(&path(name), bytes(name)).await;
+    }
+
+    // mmap: a window in the middle first, then the whole file.
+    let o = sh(&format!(
+        "python3 -c 'import mmap,hashlib,sys; f=open(sys.argv[1],\"rb\"); m=mmap.mmap(f.fileno(),{},offset={},access=mmap.ACCESS_READ); print(hashlib.sha256(m[:]).hexdigest())' '{}'",
+        4 * CHUNK,
+        20 * CHUNK,
+        path("mmap.bin").display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        sha_hex(&bytes("mmap.bin")[20 * CHUNK..24 * CHUNK]),
+        "mmap window"
+    );
+    let o = sh(&format!(
+        "python3 -c 'import mmap,hashlib,sys; f=open(sys.argv[1],\"rb\"); m=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ); print(hashlib.sha256(m[:]).hexdigest())' '{}'",
+        path("mmap.bin").display()
+    ));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), sha_hex(bytes("mmap.bin")), "mmap");
+
+    // Sequential readers.
+    let o = sh(&format!("cat '{}' | sha256sum", path("cat.bin").display()));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes("cat.bin"))), "cat");
+
+    // Concurrent readers of different ranges of one stub share one recall.
+    let offsets: Vec<usize> = (0..8).map(|k| (k * 17 + 5) % 128 * CHUNK + k * 4096).collect();
+    let readers: Vec<_> = offsets
+        .iter()
+        .map(|&off| {
+            let p = path("conc.bin");
+            std::thread::spawn(move || (off, dd(&p, off, 3 * 4096)))
+        })
+        .collect();
+    for r in readers {
+        let (off, o) = r.join().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        assert!(o.stdout == bytes("conc.bin")[off..off + 3 * 4096], "reader at {off}");
+    }
+
+    // The tampered manifest is refused and the file recalled whole (and right).
+    let o = dd(&path("tampered.bin"), 7 * CHUNK, 4096);
+    assert!(o.status.success() && o.stdout == bytes("tampered.bin")[7 * CHUNK..7 * CHUNK + 4096]);
+    assert!(fx.log().contains("chunk manifest refused"), "{}", fx.log());
+    // The forged one: refused too, and the whole-file hash fails: EIO, still a stub.
+    let o = dd(&path("forged.bin"), 5 * CHUNK, 4096);
+    assert!(!o.status.success() && o.stdout.is_empty(), "forged content handed out");
+    assert!(alto_stub::read_attr(&path("forged.bin")).unwrap().is_some());
+
+    // The old stub and the small one recall whole, as before.
+    for name in ["old.bin", "small.bin", "mmap.bin", "cat.bin", "conc.bin", "tampered.bin"] {
+        let o = sh(&format!("sha256sum '{}'", path(name).display()));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(bytes(name))), "{name}");
+        assert_whole_soon(&path(name), bytes(name)).await;
+    }
+    for name in ["random.bin", "conc.bin", "old.bin"] {
+        fx.expect_registry(name, "rehydrated").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_first_recall_on_ext4() {
+    if !root() {
+        return;
+    }
+    range_first_recall("ext4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_first_recall_on_xfs() {
+    if !root() {
+        return;
+    }
+    range_first_recall("xfs").await;
+}
+
+/// The agent dies (SIGKILL) during range-first recalls: one stub left partly filled (a
+/// later chunk failed), one whose tier-2 read hangs while a reader of a range waits. The
+/// next agent answers the waiting reader with the right bytes and refills both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_first_recall_survives_agent_crash() {
+    if !root() {
+        return;
+    }
+    let mut fx = Fx::new("ext4", RANGE_CONFIG).await;
+    let partial = content(1, 4 << 20);
+    let hang = content(2, 4 << 20);
+    fx.tier(&[("partial.bin", partial.clone(), 0o644), ("hang.bin", hang.clone(), 0o644)]).await;
+    fx.start(&[]);
+    let (pobj, porig) = fx.corrupt_object("partial.bin", 50 * CHUNK);
+    let o = dd(&fx.data.join("partial.bin"), 2 * CHUNK, 4096);
+    assert!(o.status.success() && o.stdout == partial[2 * CHUNK..2 * CHUNK + 4096]);
+    wait_for_log(&fx, "chunk 50 ").await;
+    // hang.bin: its object is a FIFO nobody writes: the reader blocks.
+    let obj = fx.object_path("hang.bin");
+    let aside = obj.with_extension("aside");
+    std::fs::rename(&obj, &aside).unwrap();
+    assert!(Command::new("mkfifo").arg(&obj).status().unwrap().success());
+    let off = 33 * CHUNK;
+    let mut reader = Command::new("dd")
+        .arg(format!("if={}", fx.data.join("hang.bin").display()))
+        .args(["bs=8192", &format!("skip={off}"), "count=1", "iflag=skip_bytes", "status=none"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(reader.try_wait().unwrap().is_none(), "the reader waits for its chunk");
+    fx.kill("-KILL");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(reader.try_wait().unwrap().is_none(), "the reader stays blocked without an agent");
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags_nonblock().open(&obj);
+    std::fs::remove_file(&obj).unwrap();
+    std::fs::rename(&aside, &obj).unwrap();
+    std::fs::write(&pobj, &porig).unwrap();
+    fx.start(&[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reader.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the restarted agent did not answer the reader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = reader.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout == hang[off..off + 8192], "the waiting reader got other bytes");
+    assert_whole_soon(&fx.data.join("hang.bin"), &hang).await;
+    let o = sh(&format!("sha256sum '{}'", fx.data.join("partial.bin").display()));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&sha_hex(&partial)));
+    assert_whole_soon(&fx.data.join("partial.bin"), &partial).await;
+    fx.expect_registry("hang.bin", "rehydrated").await;
+}

@@ -4,17 +4,19 @@
 //!
 //! ```text
 //! v=1;st=stubbed;obj=<key>;tgt=<target>;size=<bytes>;mtime=<ns>;sha256=<64 hex>
+//! v=2;st=stubbed;obj=<key>;tgt=<target>;size=<bytes>;mtime=<ns>;sha256=<64 hex>;chunks=<chunk size>:<64 hex>
 //! ```
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `v` | format version; this crate reads and writes `1` and rejects every other |
+//! | `v` | format version: `1` (no `chunks`) or `2` (with `chunks`, and only then); every other is rejected |
 //! | `st` | [`StubState`]: `stubbing`, `stubbed` or `recalling` |
 //! | `obj` | the tier-2 object key that holds the content, percent-encoded (see below) |
 //! | `tgt` | the name of the tier-2 target that holds the object, percent-encoded |
 //! | `size` | `st_size` of the original, decimal |
 //! | `mtime` | `st_mtime` of the original in nanoseconds since the epoch, decimal, may be negative |
 //! | `sha256` | SHA-256 of the original content, 64 lower-case hex digits |
+//! | `chunks` | version 2 only: the chunk size of the content's chunk manifest in tier-2 (a power of two, 64 KiB to 1 GiB, decimal) and the SHA-256 of the manifest's bytes ([`ChunkRef`]); a manifest that hashes otherwise is refused, so range-first recall never trusts tier-2 more than the attribute |
 //!
 //! Text rather than binary so that `getfattr -n trusted.alto.stub` is readable and the scanner
 //! can report the value as a string. The price is size: a typical value is about 230 bytes,
@@ -39,8 +41,22 @@ use std::fmt;
 /// owner to point at someone else's tier-2 object (`research/fanotify-hsm-lab.md` §9).
 pub const STUB_XATTR: &str = "trusted.alto.stub";
 
-/// The attribute format this crate writes and the only one it accepts.
+/// The attribute format of a stub without a chunk manifest.
 pub const STUB_ATTR_VERSION: u32 = 1;
+/// The attribute format of a stub with a chunk manifest ([`StubAttr::chunks`]).
+pub const STUB_ATTR_VERSION_CHUNKS: u32 = 2;
+/// Smallest chunk size a `chunks` field may name.
+pub const MIN_CHUNK_SIZE: u64 = 64 << 10;
+/// Largest chunk size a `chunks` field may name.
+pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
+
+/// Where a stub's chunk manifest is and how to recognise it: the manifest of the content
+/// at `chunk_size` in tier-2 must hash to `manifest_sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkRef {
+    pub chunk_size: u64,
+    pub manifest_sha256: [u8; 32],
+}
 
 /// Longest accepted object key, in bytes after decoding.
 pub const MAX_KEY_LEN: usize = 512;
@@ -101,12 +117,15 @@ pub struct StubAttr {
     pub mtime_ns: i64,
     /// SHA-256 of the original content.
     pub sha256: [u8; 32],
+    /// The chunk manifest that allows range-first recall (attribute version 2); `None` for
+    /// stubs recalled whole.
+    pub chunks: Option<ChunkRef>,
 }
 
 /// Why an attribute value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttrError {
-    #[error("stub attribute version {0} is not supported (this build reads version {STUB_ATTR_VERSION})")]
+    #[error("stub attribute version {0} is not supported (this build reads versions {STUB_ATTR_VERSION} and {STUB_ATTR_VERSION_CHUNKS})")]
     UnsupportedVersion(u32),
     #[error("malformed stub attribute: {0}")]
     Malformed(&'static str),
@@ -135,14 +154,25 @@ impl StubAttr {
         if self.target.is_empty() || self.target.len() > MAX_TARGET_LEN {
             return Err(AttrError::Malformed("target name must be 1 to 128 bytes"));
         }
+        if let Some(c) = &self.chunks {
+            if !c.chunk_size.is_power_of_two()
+                || !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&c.chunk_size)
+            {
+                return Err(AttrError::Malformed(
+                    "chunk size must be a power of two, 64 KiB to 1 GiB",
+                ));
+            }
+        }
         Ok(())
     }
 
     /// The attribute value (see the module documentation for the format).
     pub fn encode(&self) -> Result<Vec<u8>, AttrError> {
         self.validate()?;
-        let s = format!(
-            "v={STUB_ATTR_VERSION};st={};obj={};tgt={};size={};mtime={};sha256={}",
+        let version =
+            if self.chunks.is_some() { STUB_ATTR_VERSION_CHUNKS } else { STUB_ATTR_VERSION };
+        let mut s = format!(
+            "v={version};st={};obj={};tgt={};size={};mtime={};sha256={}",
             self.state,
             pct_encode(&self.object_key),
             pct_encode(&self.target),
@@ -150,6 +180,9 @@ impl StubAttr {
             self.mtime_ns,
             self.sha256_hex(),
         );
+        if let Some(c) = &self.chunks {
+            s.push_str(&format!(";chunks={}:{}", c.chunk_size, hex::encode(c.manifest_sha256)));
+        }
         if s.len() > MAX_ATTR_LEN {
             return Err(AttrError::TooLong(s.len()));
         }
@@ -176,7 +209,8 @@ impl StubAttr {
             Ok(v)
         };
         let version = parse_u64(next("v")?).ok_or(AttrError::Malformed("bad version"))?;
-        if version != u64::from(STUB_ATTR_VERSION) {
+        if version != u64::from(STUB_ATTR_VERSION) && version != u64::from(STUB_ATTR_VERSION_CHUNKS)
+        {
             return Err(AttrError::UnsupportedVersion(u32::try_from(version).unwrap_or(u32::MAX)));
         }
         let state = StubState::parse(next("st")?).ok_or(AttrError::Malformed("unknown state"))?;
@@ -184,16 +218,22 @@ impl StubAttr {
         let target = pct_decode(next("tgt")?).ok_or(AttrError::Malformed("bad target name"))?;
         let size = parse_u64(next("size")?).ok_or(AttrError::Malformed("bad size"))?;
         let mtime_ns = parse_i64(next("mtime")?).ok_or(AttrError::Malformed("bad mtime"))?;
-        let sha = next("sha256")?;
-        if sha.len() != 64 || !sha.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(AttrError::Malformed("sha256 must be 64 lower-case hex digits"));
-        }
-        let mut sha256 = [0u8; 32];
-        hex::decode_to_slice(sha, &mut sha256).map_err(|_| AttrError::Malformed("bad sha256"))?;
+        let sha256 = parse_sha256(next("sha256")?)
+            .ok_or(AttrError::Malformed("sha256 must be 64 lower-case hex digits"))?;
+        let chunks = if version == u64::from(STUB_ATTR_VERSION_CHUNKS) {
+            let v = next("chunks")?;
+            let (size, sha) = v.split_once(':').ok_or(AttrError::Malformed("bad chunks"))?;
+            let chunk_size = parse_u64(size).ok_or(AttrError::Malformed("bad chunk size"))?;
+            let manifest_sha256 = parse_sha256(sha)
+                .ok_or(AttrError::Malformed("manifest sha256 must be 64 lower-case hex digits"))?;
+            Some(ChunkRef { chunk_size, manifest_sha256 })
+        } else {
+            None
+        };
         if fields.next().is_some() {
             return Err(AttrError::Malformed("trailing fields"));
         }
-        let attr = StubAttr { state, object_key, target, size, mtime_ns, sha256 };
+        let attr = StubAttr { state, object_key, target, size, mtime_ns, sha256, chunks };
         attr.validate()?;
         Ok(attr)
     }
@@ -205,7 +245,17 @@ impl StubAttr {
             && self.size == other.size
             && self.mtime_ns == other.mtime_ns
             && self.sha256 == other.sha256
+            && self.chunks == other.chunks
     }
+}
+
+fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
 }
 
 fn unreserved(b: u8) -> bool {
@@ -286,7 +336,53 @@ mod tests {
             size: 1 << 20,
             mtime_ns: -1_234_567_890,
             sha256: [0xab; 32],
+            chunks: None,
         }
+    }
+
+    fn chunked() -> StubAttr {
+        StubAttr {
+            chunks: Some(ChunkRef { chunk_size: 1 << 20, manifest_sha256: [0xcd; 32] }),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn chunks_field_round_trip_and_strict() {
+        let a = chunked();
+        let v = a.encode().unwrap();
+        let text = String::from_utf8(v.clone()).unwrap();
+        assert!(text.starts_with("v=2;"), "{text}");
+        assert!(text.ends_with(&format!(";chunks=1048576:{}", "cd".repeat(32))), "{text}");
+        assert_eq!(StubAttr::parse(&v).unwrap(), a);
+        assert!(!a.same_object(&sample()));
+        // Old attributes (version 1, no field) still read, and write exactly as before.
+        let old = sample().encode().unwrap();
+        assert!(old.starts_with(b"v=1;"));
+        assert_eq!(StubAttr::parse(&old).unwrap().chunks, None);
+        let hostile = [
+            text.replace("v=2", "v=1"),
+            String::from_utf8(old.clone()).unwrap().replace("v=1", "v=2"),
+            format!("{}{}", String::from_utf8(old.clone()).unwrap(), ";chunks=1048576:00"),
+            text.replace("chunks=1048576", "chunks=1048577"),
+            text.replace("chunks=1048576", "chunks=01048576"),
+            text.replace("chunks=1048576", "chunks=4096"),
+            text.replace("chunks=1048576", "chunks=2147483648"),
+            text.replace("chunks=1048576", "chunks=18446744073709551616"),
+            text.replace("chunks=1048576:", "chunks=1048576"),
+            text.replace("chunks=1048576:", "chunks=1048576::"),
+            text.replace(&"cd".repeat(32), &"CD".repeat(32)),
+            text.replace(&"cd".repeat(32), &"cd".repeat(31)),
+            text.replace(";chunks=", ";chunk="),
+            format!("{text};chunks=1048576:{}", "cd".repeat(32)),
+            text.replace(";chunks=", ";x=1;chunks="),
+        ];
+        for b in hostile {
+            assert!(StubAttr::parse(b.as_bytes()).is_err(), "accepted {b:?}");
+        }
+        let mut bad = chunked();
+        bad.chunks = Some(ChunkRef { chunk_size: 3 << 20, manifest_sha256: [0; 32] });
+        assert!(bad.encode().is_err());
     }
 
     #[test]

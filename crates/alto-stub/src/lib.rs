@@ -82,9 +82,13 @@ pub mod attr;
 mod lease;
 mod stub;
 
-pub use attr::{AttrError, StubAttr, StubState, STUB_ATTR_VERSION, STUB_XATTR};
+pub use attr::{
+    AttrError, ChunkRef, StubAttr, StubState, STUB_ATTR_VERSION, STUB_ATTR_VERSION_CHUNKS,
+    STUB_XATTR,
+};
 pub use stub::{
-    convert_to_stub, convert_to_stub_with, identity, is_sparse_stub_layout, read_attr, recall,
-    recall_file, reconcile, release_replaced, stub_status, FileIdentity, Reconciled, StubError,
-    StubOutcome, StubStatus, STUB_HEAD,
+    begin_range_recall, convert_to_stub, convert_to_stub_with, finish_range_recall, identity,
+    is_sparse_stub_layout, read_attr, recall, recall_file, reconcile, release_replaced,
+    stub_status, FileIdentity, RangeFinish, RangeRecall, Reconciled, StubError, StubOutcome,
+    StubStatus, STUB_HEAD,
 };

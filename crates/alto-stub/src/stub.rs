@@ -480,6 +480,86 @@ pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> 
     fsync(file)
 }
 
+/// A range-first recall in progress ([`begin_range_recall`]): the stub is `recalling`, and
+/// its caller writes verified chunks into it (`pwrite` through a descriptor that raises no
+/// events) in any order, then calls [`finish_range_recall`].
+#[derive(Debug, Clone)]
+pub struct RangeRecall {
+    pub attr: StubAttr,
+    atime: Timespec,
+}
+
+/// How [`finish_range_recall`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeFinish {
+    /// The whole content hashes to the attribute's SHA-256: times restored, attribute
+    /// removed, synced. The file is whole.
+    Recalled,
+    /// Every chunk was written (and verified by the caller), there is no hole left, but the
+    /// file no longer hashes (or measures) as the original: a program wrote to it during
+    /// the fill, on content that was already in place. Its bytes are the program's: the
+    /// attribute was removed and nothing else changed (report it as replaced).
+    Modified,
+}
+
+/// Starts a range-first recall of the stub open as `file`: the same checks as
+/// [`recall_file`] (a `stubbed` or `recalling` attribute; size and mtime match), then the
+/// state `recalling` (which tells a restarted agent or [`reconcile`] that content may be
+/// partly in place). Nothing is written and nothing is punched: chunks already in place
+/// from an earlier attempt stay (they were verified when written).
+pub fn begin_range_recall(file: &File) -> Result<RangeRecall, StubError> {
+    let m = fstat(file)?;
+    if !m.regular {
+        return Err(StubError::NotRegular { path: PathBuf::from("(descriptor)") });
+    }
+    let attr = get_attr(file)?.ok_or(StubError::NotAStub)?;
+    if attr.state == StubState::Stubbing {
+        return Err(StubError::BadState { state: attr.state, op: "recall" });
+    }
+    let mtime_ok = m.mtime_ns == attr.mtime_ns || attr.state == StubState::Recalling;
+    if m.size != attr.size || !mtime_ok {
+        return Err(StubError::StaleStub {
+            attr_size: attr.size,
+            attr_mtime_ns: attr.mtime_ns,
+            size: m.size,
+            mtime_ns: m.mtime_ns,
+        });
+    }
+    if attr.state != StubState::Recalling {
+        set_attr(file, &attr.with_state(StubState::Recalling), XattrFlags::REPLACE)?;
+    }
+    Ok(RangeRecall { attr, atime: m.atime })
+}
+
+/// Ends a range-first recall once every chunk is in place: `fdatasync`, hash the whole
+/// file, and only if it is the original restore the times, remove the attribute and
+/// `fsync` ([`RangeFinish::Recalled`]). See [`RangeFinish::Modified`] for a file written
+/// during the fill. A file with a hole left in its tail is an error
+/// ([`StubError::HashMismatch`]) and stays a stub: never is a file with missing content
+/// released.
+pub fn finish_range_recall(file: &File, r: &RangeRecall) -> Result<RangeFinish, StubError> {
+    rustix::fs::fdatasync(file).map_err(io_err("fdatasync"))?;
+    let m = fstat(file)?;
+    let whole = m.size == r.attr.size && hash_file(file, m.size).ok() == Some(r.attr.sha256);
+    if whole {
+        set_times(file, r.atime, timespec_of(r.attr.mtime_ns))?;
+        remove_attr(file)?;
+        fsync(file)?;
+        return Ok(RangeFinish::Recalled);
+    }
+    if m.size < r.attr.size || tail_has_hole(file, m.size.min(r.attr.size))? {
+        return Err(StubError::HashMismatch {
+            expected: r.attr.sha256_hex(),
+            actual: "(content missing: the file has a hole or was truncated during the fill)"
+                .into(),
+            bytes: m.size,
+        });
+    }
+    remove_attr(file)?;
+    fsync(file)?;
+    Ok(RangeFinish::Modified)
+}
+
 /// Streams `source` into `file`: bytes at offsets ≥ [`STUB_HEAD`] are written in place, the
 /// head is returned. Stops reading as soon as more than `size` bytes arrived.
 fn stream_tail(

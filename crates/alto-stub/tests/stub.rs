@@ -92,6 +92,7 @@ fn attr_for(content: &[u8]) -> StubAttr {
         size: content.len() as u64,
         mtime_ns: MTIME.tv_sec * 1_000_000_000 + MTIME.tv_nsec,
         sha256: sha,
+        chunks: None,
     }
 }
 
@@ -502,11 +503,20 @@ fn garbage_attribute_is_a_typed_error() {
     let id = identity(&p).unwrap();
     assert!(matches!(convert_to_stub(&p, &id, &attr_for(&content)), Err(StubError::Attr(_))));
     assert!(matches!(recall(&p, &content[..]), Err(StubError::Attr(_))));
-    let future =
-        String::from_utf8(attr_for(&content).encode().unwrap()).unwrap().replace("v=1", "v=2");
+    let v1 = String::from_utf8(attr_for(&content).encode().unwrap()).unwrap();
+    // Version 2 must carry its `chunks` field.
+    rustix::fs::lsetxattr(
+        &p,
+        STUB_XATTR,
+        v1.replace("v=1", "v=2").as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::Malformed(_)))));
+    let future = v1.replace("v=1", "v=3");
     rustix::fs::lsetxattr(&p, STUB_XATTR, future.as_bytes(), rustix::fs::XattrFlags::empty())
         .unwrap();
-    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::UnsupportedVersion(2)))));
+    assert!(matches!(read_attr(&p), Err(StubError::Attr(AttrError::UnsupportedVersion(3)))));
     assert_eq!(read_noatime(&p), content);
 }
 
@@ -654,6 +664,7 @@ fn tier_stub_recall_end_to_end() {
         size: id.size,
         mtime_ns: id.mtime_ns,
         sha256: key.sha256.0,
+        chunks: None,
     };
     convert_to_stub(&p, &id, &attr).unwrap();
     assert!(is_sparse_stub_layout(&p).unwrap());

@@ -13,6 +13,7 @@ use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
+use crate::chunks::ChunkManifest;
 use crate::types::{
     Compression, DeleteOutcome, InvalidRef, ObjectKey, PutMeta, PutOutcome, RefId, RefListing,
     RefRecord, Sha256Digest, Usage, REF_FORMAT,
@@ -20,6 +21,9 @@ use crate::types::{
 use crate::Tier2Error;
 
 pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Largest range [`DirTarget::read_range`] reads at once.
+const MAX_RANGE: usize = 1 << 30;
 
 /// zstd level for new compressed objects (zstd's default: fast, about 3:1 on text).
 pub const ZSTD_LEVEL: i32 = 3;
@@ -506,6 +510,95 @@ impl DirTarget {
         ObjectReader::new(*key, Origin::Path(path), Box::new(file))
     }
 
+    /// `len` bytes of the uncompressed object `key` from `offset` (`pread`; fewer only at
+    /// its end). Unverified: the caller checks them against a [`ChunkManifest`].
+    pub fn read_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Tier2Error> {
+        use std::os::unix::fs::FileExt as _;
+        if key.compression != Compression::None {
+            return Err(Tier2Error::Config(format!("object {key} is compressed: no range reads")));
+        }
+        let path = self.object_path(key);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Tier2Error::NotFound(*key))
+            }
+            Err(e) => return Err(io_at("open", &path)(e)),
+        };
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(MAX_RANGE)];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_at("pread", &path)(e)),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    /// Stores `m` under `chunks/` (temporary, `fsync`, rename, `fsync` directory).
+    pub fn put_chunk_manifest(&self, m: &ChunkManifest) -> Result<(), Tier2Error> {
+        let tmp = TmpFile::create(&self.tmp_dir(), "json")?;
+        (&tmp.file).write_all(&m.encode()).map_err(io_at("write", &tmp.path))?;
+        tmp.file.sync_all().map_err(io_at("fsync", &tmp.path))?;
+        let dest = self.location.join(ChunkManifest::rel_key(&m.sha256, m.chunk_size));
+        if let Some(shard) = dest.parent() {
+            ensure_dir(&self.location.join("chunks"))?;
+            ensure_dir(shard)?;
+        }
+        tmp.commit(&dest)
+    }
+
+    /// The stored bytes of the manifest of `sha256` at `chunk_size`; `None` if absent.
+    pub fn read_chunk_manifest(
+        &self,
+        sha256: &Sha256Digest,
+        chunk_size: u64,
+    ) -> Result<Option<Vec<u8>>, Tier2Error> {
+        let path = self.location.join(ChunkManifest::rel_key(sha256, chunk_size));
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_at("read", &path)(e)),
+        }
+    }
+
+    /// Deletes the manifests of `sha256` (every chunk size); returns how many.
+    fn delete_chunk_manifests(&self, sha256: &Sha256Digest) -> Result<usize, Tier2Error> {
+        let hex = sha256.to_hex();
+        let shard = self.location.join("chunks").join(&hex[..2]);
+        let entries = match fs::read_dir(&shard) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_at("read directory", &shard)(e)),
+        };
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry.map_err(io_at("read directory", &shard))?;
+            let name = entry.file_name();
+            if name.to_str().and_then(ChunkManifest::sha_of_name) != Some(*sha256) {
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at("delete", &entry.path())(e)),
+            }
+        }
+        if n > 0 {
+            sync_dir(&shard)?;
+        }
+        Ok(n)
+    }
+
     /// The object holding content `sha256`, in whichever compression it exists (plain
     /// first), without verifying it.
     pub fn find_object(&self, sha256: &Sha256Digest) -> Option<ObjectKey> {
@@ -626,6 +719,9 @@ impl DirTarget {
                 if let Some(dir) = path.parent() {
                     sync_dir(dir)?;
                 }
+                if key.compression == Compression::None {
+                    self.delete_chunk_manifests(&key.sha256)?;
+                }
                 Ok(DeleteOutcome::Deleted)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(DeleteOutcome::NotFound),
@@ -722,6 +818,46 @@ impl DirTarget {
                 Ok(()) => removed += 1,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_at("delete", &path)(e)),
+            }
+        }
+        removed += self.cleanup_chunk_manifests(older_than)?;
+        Ok(removed)
+    }
+
+    /// Deletes chunk manifests older than `older_than` whose plain object is gone (a
+    /// deletion killed between the object and its manifests). A manifest is written after
+    /// its object, so one younger than the cut-off may be one being written.
+    fn cleanup_chunk_manifests(&self, older_than: DateTime<Utc>) -> Result<usize, Tier2Error> {
+        let chunks = self.location.join("chunks");
+        let shards = match fs::read_dir(&chunks) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_at("read directory", &chunks)(e)),
+        };
+        let mut removed = 0;
+        for shard in shards {
+            let shard = shard.map_err(io_at("read directory", &chunks))?;
+            let shard_path = shard.path();
+            if !shard.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            for entry in fs::read_dir(&shard_path).map_err(io_at("read directory", &shard_path))? {
+                let entry = entry.map_err(io_at("read directory", &shard_path))?;
+                let Some(sha) = entry.file_name().to_str().and_then(ChunkManifest::sha_of_name)
+                else {
+                    continue;
+                };
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| DateTime::<Utc>::from(t) < older_than);
+                if old && !self.object_path(&ObjectKey::new(sha, Compression::None)).exists() {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_at("delete", &entry.path())(e)),
+                    }
+                }
             }
         }
         Ok(removed)

@@ -24,6 +24,7 @@
 //!   objects/ab/<sha256 hex>.zst      zstd-compressed copy
 //!   refs/<host_id>/<sha256 hex>.<16 hex of sha256(original path)>.json   one sidecar per stored file
 //!   tmp/<random>.*                   in-flight puts (and garbage of killed ones); health probes
+//!   chunks/ab/<sha256 hex>.<chunk size>.json   chunk manifests of large plain objects ([`chunks`])
 //!   lock                             directory only — flock: puts shared, object deletion exclusive
 //!   trash/<random>.<object key>      object stores and SMB only — objects being deleted
 //! ```
@@ -190,6 +191,7 @@
 //! secret) and checks a target's `kind`, `location` and `config` as an API receives them,
 //! with a typed error naming the field at fault ([`validate::SpecError`]).
 
+pub mod chunks;
 pub mod classify;
 mod dir;
 mod objstore;
@@ -203,6 +205,7 @@ pub mod validate;
 use std::io;
 use std::path::PathBuf;
 
+pub use chunks::{ChunkHasher, ChunkManifest, ManifestError};
 pub use classify::{classify, Failure, FailureClass};
 pub use dir::{DirTarget, ObjectReader, ZSTD_LEVEL};
 pub use target::{

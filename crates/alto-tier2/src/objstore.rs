@@ -267,6 +267,22 @@ impl Store for ObjStore {
         Ok(Some(Box::new(StreamRead { rx, buf: Bytes::new() })))
     }
 
+    fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, Tier2Error> {
+        // One request, no HEAD first: callers ask for ranges inside the object (a range
+        // past its end fails, which the caller treats as a failed recall).
+        let end = offset.saturating_add(len);
+        if len == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let path = self.path(key);
+        let store = self.store.clone();
+        match run(&self.handle, async move { store.get_range(&path, offset..end).await }) {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.err("get range", key, e)),
+        }
+    }
+
     fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>, Tier2Error> {
         self.read_many(vec![key.to_owned()]).pop().unwrap_or(Ok(None))
     }

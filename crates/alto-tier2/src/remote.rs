@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use alto_model::CustomerId;
 use chrono::{DateTime, Utc};
 
+use crate::chunks::ChunkManifest;
 use crate::dir::{host_id_of, parse_sidecar, put_path_bytes, spool_into, ObjectReader, Origin};
 use crate::types::{
     Compression, DeleteOutcome, InvalidRef, ObjectKey, PutMeta, PutOutcome, RefId, RefListing,
@@ -56,6 +57,9 @@ pub(crate) trait Store: Send + Sync {
     fn put_small(&self, key: &str, body: Vec<u8>) -> Result<(), Tier2Error>;
     /// The stored bytes of `key`, streamed; `None` if it does not exist.
     fn open(&self, key: &str) -> Result<Option<Box<dyn Read + Send>>, Tier2Error>;
+    /// `len` bytes of `key` from `offset` (fewer only at its end); `None` if it does not
+    /// exist.
+    fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, Tier2Error>;
     /// The whole (small) content of `key`; `None` if it does not exist.
     fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>, Tier2Error>;
     /// [`Store::read_small`] of many keys (backends may run them concurrently).
@@ -242,6 +246,43 @@ impl RemoteTarget {
         ObjectReader::new(*key, origin, raw)
     }
 
+    /// See [`crate::Target::read_range`].
+    pub(crate) fn read_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Tier2Error> {
+        if key.compression != Compression::None {
+            return Err(Tier2Error::Config(format!("object {key} is compressed: no range reads")));
+        }
+        self.store.read_range(&object_key(key), offset, len)?.ok_or(Tier2Error::NotFound(*key))
+    }
+
+    pub(crate) fn put_chunk_manifest(&self, m: &ChunkManifest) -> Result<(), Tier2Error> {
+        self.store.put_small(&ChunkManifest::rel_key(&m.sha256, m.chunk_size), m.encode())
+    }
+
+    pub(crate) fn read_chunk_manifest(
+        &self,
+        sha256: &Sha256Digest,
+        chunk_size: u64,
+    ) -> Result<Option<Vec<u8>>, Tier2Error> {
+        self.store.read_small(&ChunkManifest::rel_key(sha256, chunk_size))
+    }
+
+    /// Deletes the chunk manifests of content `sha256` (all chunk sizes).
+    fn delete_chunk_manifests(&self, sha256: &Sha256Digest) -> Result<(), Tier2Error> {
+        let hex = sha256.to_hex();
+        for e in self.store.list(&format!("chunks/{}", &hex[..2]))? {
+            let name = e.key.rsplit('/').next().unwrap_or_default();
+            if ChunkManifest::sha_of_name(name) == Some(*sha256) {
+                self.store.delete(&e.key)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn find_object(
         &self,
         sha256: &Sha256Digest,
@@ -362,6 +403,9 @@ impl RemoteTarget {
             return Ok(DeleteOutcome::Referenced(referenced));
         }
         self.store.delete(&trash)?;
+        if key.compression == Compression::None {
+            self.delete_chunk_manifests(&key.sha256)?;
+        }
         Ok(DeleteOutcome::Deleted)
     }
 
@@ -422,6 +466,16 @@ impl RemoteTarget {
                 self.store.delete(&e.key)?;
             }
             removed += 1;
+        }
+        // Chunk manifests whose plain object is gone (a deletion killed between the object
+        // and its manifests).
+        for e in self.store.list("chunks")? {
+            let name = e.key.rsplit('/').next().unwrap_or_default();
+            let Some(sha) = ChunkManifest::sha_of_name(name) else { continue };
+            let plain = object_key(&ObjectKey::new(sha, Compression::None));
+            if old(&e) && self.store.head(&plain)?.is_none() && self.store.delete(&e.key)? {
+                removed += 1;
+            }
         }
         Ok(removed)
     }

@@ -88,7 +88,7 @@ impl SmbStore {
             }
         }
         store.mkdir("")?;
-        for sub in ["objects", "refs", "tmp", "trash"] {
+        for sub in ["objects", "refs", "tmp", "trash", "chunks"] {
             store.mkdir(sub)?;
         }
         Ok(store)
@@ -304,6 +304,20 @@ impl Store for SmbStore {
             Ok(Err(e)) => Err(self.err("open", key, e)),
             Err(_) => Err(self.err("open", key, "reader thread ended")),
         }
+    }
+
+    fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Option<Vec<u8>>, Tier2Error> {
+        use std::io::{Seek as _, SeekFrom};
+        let mut f =
+            match self.client.open_with(self.path(key), SmbOpenOptions::default().read(true)) {
+                Ok(f) => f,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(self.err("open", key, e)),
+            };
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err("seek", key, e))?;
+        let mut body = Vec::with_capacity(len.min(1 << 30) as usize);
+        (&mut f).take(len).read_to_end(&mut body).map_err(|e| self.err("read", key, e))?;
+        Ok(Some(body))
     }
 
     fn read_small(&self, key: &str) -> Result<Option<Vec<u8>>, Tier2Error> {

@@ -10,6 +10,7 @@ use alto_model::CustomerId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::chunks::ChunkManifest;
 use crate::dir::{DirTarget, ObjectReader};
 use crate::objstore::{runtime, ObjStore};
 use crate::remote::{customer_root, valid_prefix, RemoteTarget};
@@ -599,6 +600,44 @@ impl Target {
         match &self.inner {
             Inner::Dir(d) => d.reader(key),
             Inner::Remote(r) => r.reader(key),
+        }
+    }
+
+    /// `len` bytes of the uncompressed object `key` from `offset` (fewer only at its end),
+    /// **unverified**: check them against the object's [`ChunkManifest`]. Directory:
+    /// `pread`; S3 and Azure: one ranged GET; SMB: open, seek, read. A compressed object
+    /// is refused ([`Tier2Error::Config`]).
+    pub fn read_range(
+        &self,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Tier2Error> {
+        match &self.inner {
+            Inner::Dir(d) => d.read_range(key, offset, len),
+            Inner::Remote(r) => r.read_range(key, offset, len),
+        }
+    }
+
+    /// Stores the chunk manifest `m` beside the objects (`chunks/ab/<sha256>.<chunk>.json`,
+    /// atomically; the same content and chunk size always give the same bytes).
+    pub fn put_chunk_manifest(&self, m: &ChunkManifest) -> Result<(), Tier2Error> {
+        match &self.inner {
+            Inner::Dir(d) => d.put_chunk_manifest(m),
+            Inner::Remote(r) => r.put_chunk_manifest(m),
+        }
+    }
+
+    /// The stored bytes of the chunk manifest of `sha256` at `chunk_size`; `None` if there
+    /// is none. Check them with [`ChunkManifest::parse_bound`].
+    pub fn read_chunk_manifest(
+        &self,
+        sha256: &Sha256Digest,
+        chunk_size: u64,
+    ) -> Result<Option<Vec<u8>>, Tier2Error> {
+        match &self.inner {
+            Inner::Dir(d) => d.read_chunk_manifest(sha256, chunk_size),
+            Inner::Remote(r) => r.read_chunk_manifest(sha256, chunk_size),
         }
     }
 

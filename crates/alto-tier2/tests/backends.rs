@@ -283,6 +283,50 @@ fn exercise(b: &Backend) {
         datas.push(data);
     }
 
+    // Range reads and chunk manifests (range-first recall), on plain objects only.
+    let manifest_of = |data: &[u8]| {
+        let mut h = alto_tier2::ChunkHasher::new(data, MIB as u64);
+        std::io::copy(&mut h, &mut std::io::sink()).unwrap();
+        h.finish()
+    };
+    {
+        let data = &datas[4];
+        let key = outcomes[4].key();
+        let n = data.len() as u64;
+        for (off, len) in [(0, 4096), (5 * MIB as u64 + 3, MIB as u64), (n - 5, 5), (7, 1)] {
+            let got = t.read_range(&key, off, len).unwrap();
+            assert!(
+                got == data[off as usize..(off + len) as usize],
+                "{}: range {off}+{len}",
+                b.name
+            );
+        }
+        let m = manifest_of(data);
+        assert_eq!(t.read_chunk_manifest(&key.sha256, MIB as u64).unwrap(), None);
+        t.put_chunk_manifest(&m).unwrap();
+        t.put_chunk_manifest(&m).unwrap(); // the same bytes again
+        let bytes = t.read_chunk_manifest(&key.sha256, MIB as u64).unwrap().unwrap();
+        let back = alto_tier2::ChunkManifest::parse_bound(
+            &bytes,
+            &m.digest(),
+            MIB as u64,
+            n,
+            &key.sha256.0,
+        )
+        .unwrap();
+        assert_eq!(back, m);
+        for i in 0..m.count() {
+            let (o, l) = m.chunk(i);
+            assert!(m.verify_chunk(i, &t.read_range(&key, o, l).unwrap()), "{}: chunk {i}", b.name);
+        }
+        assert!(matches!(t.read_range(&outcomes[5].key(), 0, 10), Err(Tier2Error::Config(_))));
+        let missing = ObjectKey::new(Sha256Digest::of(b"nothing"), Compression::None);
+        assert!(matches!(t.read_range(&missing, 0, 10), Err(Tier2Error::NotFound(_))));
+        // The object deleted below and an orphan (no object at all) get manifests too.
+        t.put_chunk_manifest(&manifest_of(&datas[2])).unwrap();
+        t.put_chunk_manifest(&manifest_of(&content(2 * MIB, 77))).unwrap();
+    }
+
     // Dedupe: the same content from another path and host, asking for the other
     // compression, reuses the object.
     let data = &datas[2];
@@ -335,6 +379,12 @@ fn exercise(b: &Backend) {
     t.verify(&first).unwrap();
     assert!(t.delete_ref(&copy.ref_id).unwrap());
     assert_eq!(t.delete_object_if_unreferenced(&first).unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(
+        t.read_chunk_manifest(&first.sha256, MIB as u64).unwrap(),
+        None,
+        "{}: the manifest goes with its object",
+        b.name
+    );
     assert!(matches!(t.verify(&first), Err(Tier2Error::NotFound(_))));
     assert!(matches!(get_vec(&t, &first), Err(Tier2Error::NotFound(_))));
     assert_eq!(t.delete_object_if_unreferenced(&first).unwrap(), DeleteOutcome::NotFound);
@@ -410,6 +460,9 @@ fn exercise(b: &Backend) {
     for o in &outcomes[3..5] {
         t.verify(&o.key()).unwrap();
     }
+    let orphan = Sha256Digest::of(&content(2 * MIB, 77));
+    assert_eq!(t.read_chunk_manifest(&orphan, MIB as u64).unwrap(), None, "{}", b.name);
+    assert!(t.read_chunk_manifest(&outcomes[4].key().sha256, MIB as u64).unwrap().is_some());
 
     // Wrong credentials, missing bucket / container / share / directory.
     if let Some(spec) = &b.bad_credentials {

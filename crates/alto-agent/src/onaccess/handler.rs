@@ -28,8 +28,10 @@ use std::time::{Duration, Instant};
 use alto_api_types::{RecallOutcome, RecallProcess, RecallTrigger, Recalled};
 use alto_hsm::{DenyErrno, Event, FileHandle, HsmGroup};
 use alto_model::CustomerId;
-use alto_stub::{StubAttr, StubStatus};
-use alto_tier2::ObjectKey;
+use std::os::unix::fs::FileExt as _;
+
+use alto_stub::{ChunkRef, RangeFinish, StubAttr, StubState, StubStatus};
+use alto_tier2::{ChunkManifest, ObjectKey};
 use serde::{Deserialize, Serialize};
 
 use super::outbox::Outbox;
@@ -57,6 +59,66 @@ enum Answer {
 struct Waiter {
     ev: Event,
     since: Instant,
+    need: Need,
+}
+
+/// What an access needs in place before it may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// The whole file, recalled and verified (no range, `count == 0`: truncate, clone).
+    Whole,
+    /// The bytes `[start, end)` (page-rounded by the kernel).
+    Range(u64, u64),
+}
+
+impl Need {
+    /// An access at offset 0 needs every chunk unless `offset_zero_range_first`: a copier
+    /// that skips holes (`SEEK_DATA`: `cp`, `tar --sparse`) always reads the stub's kept
+    /// head at 0 first, and would otherwise skip the chunks not yet in place as holes and
+    /// write zeros into its copy.
+    fn of(ev: &Event, offset_zero_range_first: bool) -> Need {
+        match ev.range() {
+            Some(r) if r.is_whole_file() => Need::Whole,
+            Some(r) if r.offset == 0 && !offset_zero_range_first => Need::Range(0, u64::MAX),
+            Some(r) => Need::Range(r.offset, r.offset.saturating_add(r.count)),
+            None => Need::Whole,
+        }
+    }
+}
+
+/// Which chunks of a range-first recall are in place (verified and written).
+struct Chunks {
+    chunk_size: u64,
+    size: u64,
+    filled: Vec<bool>,
+}
+
+impl Chunks {
+    /// The chunks `[first, last)` under `[start, end)` (clipped to the file).
+    fn span(&self, start: u64, end: u64) -> (usize, usize) {
+        let end = end.min(self.size);
+        if start >= end {
+            return (0, 0);
+        }
+        ((start / self.chunk_size) as usize, end.div_ceil(self.chunk_size) as usize)
+    }
+
+    fn covers(&self, need: Need) -> bool {
+        match need {
+            Need::Whole => false,
+            Need::Range(a, b) => {
+                let (f, l) = self.span(a, b);
+                self.filled[f..l].iter().all(|x| *x)
+            }
+        }
+    }
+}
+
+/// The accesses waiting on one file's recall, and that recall's progress when range-first.
+#[derive(Default)]
+struct Entry {
+    waiters: Vec<Waiter>,
+    chunks: Option<Chunks>,
 }
 
 type Key = (u64, u64);
@@ -72,7 +134,7 @@ struct Shared {
     outbox: Outbox,
     owners: Owners,
     policy: Mutex<Policy>,
-    inflight: Mutex<HashMap<Key, Vec<Waiter>>>,
+    inflight: Mutex<HashMap<Key, Entry>>,
     stop: AtomicBool,
 }
 
@@ -172,8 +234,14 @@ impl Service {
         while Instant::now() < deadline && !self.shared.inflight.lock().expect("lock").is_empty() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let left: Vec<Waiter> =
-            self.shared.inflight.lock().expect("lock").drain().flat_map(|(_, w)| w).collect();
+        let left: Vec<Waiter> = self
+            .shared
+            .inflight
+            .lock()
+            .expect("lock")
+            .drain()
+            .flat_map(|(_, e)| e.waiters)
+            .collect();
         if holder {
             if !left.is_empty() {
                 tracing::warn!(
@@ -279,12 +347,28 @@ fn dispatch(sh: &Shared, tx: &mpsc::Sender<Job>, ev: Event) {
         }
         return answer(sh, ev, Answer::Allow);
     }
-    journal(sh, &ev, meta.dev());
     let key = (meta.dev(), meta.ino());
+    let need = Need::of(&ev, sh.cfg.range_fill_offset_zero);
+    // A range-first recall running: an access to chunks already in place goes on at once.
+    let covered = sh
+        .inflight
+        .lock()
+        .expect("lock")
+        .get(&key)
+        .and_then(|e| e.chunks.as_ref())
+        .is_some_and(|c| c.covers(need));
+    if covered {
+        return answer(sh, ev, Answer::Allow);
+    }
+    journal(sh, &ev, meta.dev());
     let mut inflight = sh.inflight.lock().expect("lock");
     let since = Instant::now();
-    if let Some(w) = inflight.get_mut(&key) {
-        w.push(Waiter { ev, since });
+    if let Some(e) = inflight.get_mut(&key) {
+        if e.chunks.as_ref().is_some_and(|c| c.covers(need)) {
+            drop(inflight);
+            return answer(sh, ev, Answer::Allow);
+        }
+        e.waiters.push(Waiter { ev, since, need });
         return;
     }
     let (file, tid) = match ev.file().try_clone() {
@@ -295,7 +379,7 @@ fn dispatch(sh: &Shared, tx: &mpsc::Sender<Job>, ev: Event) {
             return answer(sh, ev, Answer::Deny(sh.error));
         }
     };
-    inflight.insert(key, vec![Waiter { ev, since }]);
+    inflight.insert(key, Entry { waiters: vec![Waiter { ev, since, need }], chunks: None });
     drop(inflight);
     if let Err(mpsc::SendError(job)) = tx.send(Job { key, file, tid, since }) {
         finish(sh, job.key, Answer::Deny(DenyErrno::Again));
@@ -327,7 +411,7 @@ fn fill_loop(sh: &Shared, rx: &Mutex<mpsc::Receiver<Job>>) {
 
 /// Answers every waiter of `key` and forgets the key.
 fn finish(sh: &Shared, key: Key, a: Answer) {
-    let waiters = sh.inflight.lock().expect("lock").remove(&key).unwrap_or_default();
+    let waiters = sh.inflight.lock().expect("lock").remove(&key).unwrap_or_default().waiters;
     for w in waiters {
         answer(sh, w.ev, a);
     }
@@ -340,10 +424,12 @@ fn deadline_loop(sh: &Shared) {
         let mut late = Vec::new();
         {
             let mut inflight = sh.inflight.lock().expect("lock");
-            for w in inflight.values_mut() {
-                let (old, keep): (Vec<Waiter>, Vec<Waiter>) =
-                    w.drain(..).partition(|w| now.duration_since(w.since) >= sh.cfg.timeout);
-                *w = keep;
+            for e in inflight.values_mut() {
+                let (old, keep): (Vec<Waiter>, Vec<Waiter>) = e
+                    .waiters
+                    .drain(..)
+                    .partition(|w| now.duration_since(w.since) >= sh.cfg.timeout);
+                e.waiters = keep;
                 late.extend(old);
             }
             // A key stays while its fill runs, even with nobody waiting on it.
@@ -424,6 +510,25 @@ fn handle(
         }
         _ => return Answer::Deny(sh.error),
     }
+    if let Some(chunks) = attr.chunks {
+        match load_manifest(sh, &attr, chunks) {
+            Ok((target, object, m)) => {
+                return range_fill(sh, file, key, &attr, (&target, &object, &m), process, since)
+            }
+            // Nothing was ever let through: the whole-file recall (verified by the whole
+            // SHA-256) is safe and keeps the file available.
+            Err(e) if attr.state == StubState::Stubbed => {
+                tracing::warn!(path = %path_of(file).display(), error = %e, "chunk manifest refused; recalling the whole file");
+            }
+            // A range-first recall already let readers at some chunks; a whole-file recall
+            // that fails would punch them again under those readers' maps. Refuse.
+            Err(e) => {
+                tracing::error!(path = %path_of(file).display(), error = %e, "chunk manifest refused; the reader gets an error");
+                report(sh, file, &attr, RecallOutcome::Failed, Some(e), process, since);
+                return Answer::Deny(sh.error);
+            }
+        }
+    }
     match fill(sh, file, &attr) {
         Ok(()) => {
             let _ = sh.group.ignore_inode_evictable(file);
@@ -447,6 +552,226 @@ fn fill(sh: &Shared, file: &File, attr: &StubAttr) -> Result<(), String> {
         .map_err(|e| format!("tier-2 target {:?}: {e}", attr.target))?;
     let reader = target.reader(&key).map_err(|e| format!("tier-2: {e}"))?;
     alto_stub::recall_file(file, reader).map_err(|e| e.to_string())
+}
+
+/// Most bytes one tier-2 request of a range-first recall fetches (a run of chunks).
+const RUN_BYTES: u64 = 8 << 20;
+
+/// The target, the object and the verified chunk manifest of a stub with a `chunks` field.
+fn load_manifest(
+    sh: &Shared,
+    attr: &StubAttr,
+    c: ChunkRef,
+) -> Result<(alto_tier2::Target, ObjectKey, ChunkManifest), String> {
+    let object: ObjectKey = attr
+        .object_key
+        .parse()
+        .map_err(|_| format!("unknown object key {:?} in the stub attribute", attr.object_key))?;
+    let target = crate::targets::open_for_read(&sh.state_dir, &sh.base, &attr.target, sh.customer)
+        .map_err(|e| format!("tier-2 target {:?}: {e}", attr.target))?;
+    let bytes = target
+        .read_chunk_manifest(&object.sha256, c.chunk_size)
+        .map_err(|e| format!("tier-2: {e}"))?
+        .ok_or_else(|| "the chunk manifest is missing in tier-2".to_string())?;
+    let m = ChunkManifest::parse_bound(
+        &bytes,
+        &c.manifest_sha256,
+        c.chunk_size,
+        attr.size,
+        &attr.sha256,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((target, object, m))
+}
+
+/// The next chunks to fetch that nobody fetches yet (`claimed`): with `waiting`, those of
+/// the oldest waiter whose range is not in place; else the next missing ones from `cursor`
+/// on (wrapping). `None` when there are none.
+fn next_run(
+    sh: &Shared,
+    key: Key,
+    m: &ChunkManifest,
+    claimed: &[bool],
+    cursor: &mut usize,
+    waiting: bool,
+) -> Option<(usize, usize)> {
+    let n = claimed.len();
+    let max = (RUN_BYTES / m.chunk_size).max(1) as usize;
+    let (first, limit) = if waiting {
+        let inflight = sh.inflight.lock().expect("lock");
+        inflight.get(&key).and_then(|e| {
+            let c = e.chunks.as_ref()?;
+            e.waiters.iter().find_map(|w| match w.need {
+                Need::Range(a, b) => {
+                    let (f, l) = c.span(a, b);
+                    (f..l).find(|i| !claimed[*i]).map(|i| (i, l))
+                }
+                Need::Whole => None,
+            })
+        })?
+    } else {
+        ((0..n).map(|k| (*cursor + k) % n).find(|i| !claimed[*i])?, n)
+    };
+    let mut last = first + 1;
+    while last < limit && last - first < max && !claimed[last] {
+        last += 1;
+    }
+    *cursor = last % n.max(1);
+    Some((first, last))
+}
+
+/// Marks chunk `i` in place and lets go every waiter whose range now is.
+fn chunk_done(sh: &Shared, key: Key, i: usize) {
+    let ready: Vec<Waiter> = {
+        let mut inflight = sh.inflight.lock().expect("lock");
+        let Some(e) = inflight.get_mut(&key) else { return };
+        let Some(c) = e.chunks.as_mut() else { return };
+        c.filled[i] = true;
+        let (ready, wait): (Vec<Waiter>, Vec<Waiter>) =
+            e.waiters.drain(..).partition(|w| c.covers(w.need));
+        e.waiters = wait;
+        ready
+    };
+    for w in ready {
+        answer(sh, w.ev, Answer::Allow);
+    }
+}
+
+/// Range-first recall of a stub with a verified chunk manifest: chunks are fetched (the
+/// ones waiters need first, then the rest in order), each verified against the manifest
+/// and written through `file` (an event's descriptor or the silent mount: no events);
+/// every waiter goes on as soon as its range is in place. When all chunks are in place the
+/// whole file is hashed before the stub state is dropped. Any failure leaves the file a
+/// stub (`recalling`, the chunks written so far in place and correct) and answers the rest
+/// with the configured error; the next access starts again.
+fn range_fill(
+    sh: &Shared,
+    file: &File,
+    key: Key,
+    attr: &StubAttr,
+    (target, object, m): (&alto_tier2::Target, &ObjectKey, &ChunkManifest),
+    process: Option<RecallProcess>,
+    since: Instant,
+) -> Answer {
+    let fail = |e: String, process: Option<RecallProcess>| {
+        tracing::error!(path = %path_of(file).display(), error = %e, "on-access recall failed; the reader gets an error");
+        report(sh, file, attr, RecallOutcome::Failed, Some(e), process, since);
+        Answer::Deny(sh.error)
+    };
+    let rr = match alto_stub::begin_range_recall(file) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string(), process),
+    };
+    let n = m.count();
+    if let Some(e) = sh.inflight.lock().expect("lock").get_mut(&key) {
+        e.chunks = Some(Chunks { chunk_size: m.chunk_size, size: m.size, filled: vec![false; n] });
+    }
+    if n > 0 {
+        chunk_done_none(sh, key);
+    }
+    // The run a waiter needs is fetched at once; meanwhile the next run in order is
+    // fetched ahead on a second thread, so tier-2 reads overlap hashing and writing.
+    let fetch = |(first, last): (usize, usize)| -> Result<(usize, usize, Vec<u8>), String> {
+        let (off, _) = m.chunk(first);
+        let (loff, llen) = m.chunk(last - 1);
+        let len = loff + llen - off;
+        let bytes = match target.read_range(object, off, len) {
+            Ok(b) if b.len() as u64 == len => b,
+            Ok(b) => return Err(format!("tier-2 returned {} of {len} bytes at {off}", b.len())),
+            Err(e) => return Err(format!("tier-2: {e}")),
+        };
+        // Verified here, on the thread that read them (hashing overlaps writing).
+        for i in first..last {
+            let (co, cl) = m.chunk(i);
+            if !m.verify_chunk(i, &bytes[(co - off) as usize..(co - off + cl) as usize]) {
+                return Err(format!(
+                    "chunk {i} (bytes {co}..{}) of object {object} does not match its SHA-256",
+                    co + cl
+                ));
+            }
+        }
+        Ok((first, last, bytes))
+    };
+    let write = |(first, last, bytes): (usize, usize, Vec<u8>)| -> Result<(), String> {
+        let (off, _) = m.chunk(first);
+        for i in first..last {
+            let (co, cl) = m.chunk(i);
+            // Verified by `fetch`: nothing unverified is written.
+            let slice = &bytes[(co - off) as usize..(co - off + cl) as usize];
+            // Never write past the end of a file someone truncated meanwhile (a pwrite there
+            // would bring cut content back).
+            let now = file.metadata().map(|md| md.len()).unwrap_or(0);
+            let keep = cl.min(now.saturating_sub(co)) as usize;
+            if keep > 0 {
+                file.write_all_at(&slice[..keep], co)
+                    .map_err(|e| format!("writing chunk {i}: {e}"))?;
+            }
+            chunk_done(sh, key, i);
+        }
+        Ok(())
+    };
+    let filled = std::thread::scope(|scope| -> Result<(), String> {
+        let mut claimed = vec![false; n];
+        let mut cursor = 0;
+        let mut ahead = None;
+        let claim = |claimed: &mut Vec<bool>, (f, l): (usize, usize)| {
+            claimed[f..l].iter_mut().for_each(|c| *c = true);
+        };
+        loop {
+            let run = if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, true) {
+                claim(&mut claimed, r);
+                fetch(r)?
+            } else if let Some(h) = ahead.take() {
+                std::thread::ScopedJoinHandle::join(h)
+                    .map_err(|_| "the tier-2 read ahead panicked".to_string())??
+            } else if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, false) {
+                claim(&mut claimed, r);
+                fetch(r)?
+            } else {
+                return Ok(());
+            };
+            if ahead.is_none() {
+                if let Some(r) = next_run(sh, key, m, &claimed, &mut cursor, false) {
+                    claim(&mut claimed, r);
+                    ahead = Some(scope.spawn(move || fetch(r)));
+                }
+            }
+            write(run)?;
+        }
+    });
+    if let Err(e) = filled {
+        return fail(e, process);
+    }
+    match alto_stub::finish_range_recall(file, &rr) {
+        Ok(RangeFinish::Recalled) => {
+            let _ = sh.group.ignore_inode_evictable(file);
+            report(sh, file, attr, RecallOutcome::Recalled, None, process, since);
+            Answer::Allow
+        }
+        Ok(RangeFinish::Modified) => {
+            let _ = sh.group.ignore_inode_evictable(file);
+            tracing::warn!(path = %path_of(file).display(), "written during its range-first recall: kept as it is, no longer a stub");
+            report(sh, file, attr, RecallOutcome::Replaced, None, process, since);
+            Answer::Allow
+        }
+        Err(e) => fail(e.to_string(), process),
+    }
+}
+
+/// Lets go the waiters whose range holds no content (past the end of the file).
+fn chunk_done_none(sh: &Shared, key: Key) {
+    let ready: Vec<Waiter> = {
+        let mut inflight = sh.inflight.lock().expect("lock");
+        let Some(e) = inflight.get_mut(&key) else { return };
+        let Some(c) = e.chunks.as_ref() else { return };
+        let (ready, wait): (Vec<Waiter>, Vec<Waiter>) =
+            e.waiters.drain(..).partition(|w| c.covers(w.need));
+        e.waiters = wait;
+        ready
+    };
+    for w in ready {
+        answer(sh, w.ev, Answer::Allow);
+    }
 }
 
 fn path_of(file: &File) -> PathBuf {

@@ -50,6 +50,12 @@ pub struct TierOptions {
     pub progress_interval: Duration,
     /// First retry delay; doubles per attempt.
     pub retry_delay: Duration,
+    /// Files of at least this many bytes, stored uncompressed, get a chunk manifest in
+    /// tier-2 and a `chunks` field in their stub attribute (range-first recall;
+    /// `on_access.range_fill_min_size`, 0: never).
+    pub range_fill_min_size: u64,
+    /// The preferred chunk size of those manifests (`on_access.range_fill_chunk_size`).
+    pub range_fill_chunk_size: u64,
 }
 
 impl TierOptions {
@@ -63,6 +69,8 @@ impl TierOptions {
             batch_bytes: 256 << 20,
             progress_interval: Duration::from_secs(30),
             retry_delay: Duration::from_millis(500),
+            range_fill_min_size: crate::config::DEFAULT_RANGE_FILL_MIN_SIZE,
+            range_fill_chunk_size: crate::config::DEFAULT_RANGE_FILL_CHUNK_SIZE,
         }
     }
 }
@@ -505,6 +513,8 @@ impl TierExecutor {
             host_id: self.host_id,
             compression,
             signals: signals.clone(),
+            range_fill_min_size: self.opts.range_fill_min_size,
+            range_fill_chunk_size: self.opts.range_fill_chunk_size,
         });
         let ticker = self.spawn_ticker(job, signals.clone());
         let result =

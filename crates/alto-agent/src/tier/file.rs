@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use alto_model::{Clock as _, HostId, SystemClock};
-use alto_stub::{FileIdentity, Reconciled, StubAttr, StubError, StubState};
-use alto_tier2::{Compression, ObjectKey, PutMeta, Target, Tier2Error};
+use alto_stub::{ChunkRef, FileIdentity, Reconciled, StubAttr, StubError, StubState};
+use alto_tier2::chunks::chunk_size_for;
+use alto_tier2::{ChunkHasher, ChunkManifest, Compression, ObjectKey, PutMeta, Target, Tier2Error};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 use tokio_util::sync::CancellationToken;
@@ -69,6 +70,9 @@ pub(super) struct FileCtx {
     pub(super) host_id: HostId,
     pub(super) compression: Compression,
     pub(super) signals: Arc<Signals>,
+    /// See [`super::TierOptions::range_fill_min_size`].
+    pub(super) range_fill_min_size: u64,
+    pub(super) range_fill_chunk_size: u64,
 }
 
 /// A file copied and verified, ready to be staged and converted.
@@ -79,6 +83,8 @@ pub(super) struct Ready {
     identity: FileIdentity,
     pub(super) key: ObjectKey,
     pub(super) stored_size: u64,
+    /// The chunk manifest stored beside the object, for the stub attribute.
+    chunks: Option<ChunkRef>,
 }
 
 impl Ready {
@@ -247,11 +253,21 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
         compression: ctx.compression,
         created_at: SystemClock.now(),
     };
-    // `put` consumes (and closes) the descriptor: none of ours is open at the conversion.
-    let out = match ctx
-        .target
-        .put(crate::throttle::Throttled::background(file, ctx.throttles.clone()), &meta)
-    {
+    // Large files stored uncompressed also get their chunk hashes, from the same pass.
+    let chunked = ctx.range_fill_min_size > 0
+        && id.size >= ctx.range_fill_min_size
+        && ctx.compression == Compression::None;
+    // `put` consumes (and closes) the descriptor, or the hasher holding it is consumed
+    // just after: none of ours is open at the conversion.
+    let src = crate::throttle::Throttled::background(file, ctx.throttles.clone());
+    let (put, manifest) = if chunked {
+        let mut h = ChunkHasher::new(src, chunk_size_for(id.size, ctx.range_fill_chunk_size));
+        let put = ctx.target.put(&mut h, &meta);
+        (put, Some(h.finish()))
+    } else {
+        (ctx.target.put(src, &meta), None)
+    };
+    let out = match put {
         Ok(o) => o,
         Err(Tier2Error::SizeMismatch { .. }) => {
             return Prepared::Final(FileResult::skipped(seq, CHANGED))
@@ -286,13 +302,34 @@ pub(super) fn prepare(ctx: &FileCtx, f: &ExecFile) -> Prepared {
         Ok(now) if now == id => {}
         _ => return Prepared::Final(FileResult::skipped(seq, CHANGED)),
     }
+    let chunks = manifest.and_then(|m| store_manifest(ctx, &key, &m));
     Prepared::Ready(Box::new(Ready {
         seq,
         path,
         identity: id,
         key,
         stored_size: out.record.stored_size,
+        chunks,
     }))
+}
+
+/// Stores the chunk manifest of a file just put, if the object it landed in is the plain one
+/// of the same content (a put may deduplicate onto a compressed object); the reference for
+/// the stub attribute. A failure only costs range-first recall of this file (logged).
+fn store_manifest(ctx: &FileCtx, key: &ObjectKey, m: &ChunkManifest) -> Option<ChunkRef> {
+    if key.compression != Compression::None
+        || m.sha256 != key.sha256
+        || m.count() as u64 > alto_tier2::chunks::MAX_CHUNKS
+    {
+        return None;
+    }
+    match ctx.target.put_chunk_manifest(m) {
+        Ok(()) => Some(ChunkRef { chunk_size: m.chunk_size, manifest_sha256: m.digest() }),
+        Err(e) => {
+            tracing::warn!(error = %e, object = %key, "chunk manifest not stored; the stub will be recalled whole");
+            None
+        }
+    }
 }
 
 /// Step 4 of a file (after the server acknowledged `staged`).
@@ -304,6 +341,7 @@ pub(super) fn convert(ctx: &FileCtx, r: &Ready) -> FileResult {
         size: r.identity.size,
         mtime_ns: r.identity.mtime_ns,
         sha256: r.key.sha256.0,
+        chunks: r.chunks,
     };
     // The file's on-access ignore mark goes under the lease, before the punch: an ignored
     // stub would read as zeros without an event.

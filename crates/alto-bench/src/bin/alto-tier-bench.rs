@@ -107,6 +107,7 @@ fn tier_all(src: &Path, t2: &Path, files: &[(String, usize)]) -> Result<Duration
             size: id.size,
             mtime_ns: id.mtime_ns,
             sha256: out.record.sha256.0,
+            chunks: None,
         };
         alto_stub::convert_to_stub(&p, &id, &attr)?;
     }
