@@ -734,6 +734,13 @@ pub fn stub_status(file: &File) -> Result<StubStatus, StubError> {
     Ok(match attr.state {
         StubState::Stubbing => StubStatus::Converting(attr),
         StubState::Recalling if m.size == attr.size => StubStatus::Stub(attr),
+        // An interrupted (range-first) recall of a file whose size changed since (a write
+        // past the end, a truncate): while any of the content is still missing, it stays a
+        // stub, and recalling it fails (`StaleStub`), so readers get an error; releasing it
+        // would hand them the holes as zeros.
+        StubState::Recalling if tail_has_hole(file, m.size.min(attr.size))? => {
+            StubStatus::Stub(attr)
+        }
         StubState::Stubbed if m.size == attr.size && m.mtime_ns == attr.mtime_ns => {
             StubStatus::Stub(attr)
         }

@@ -727,6 +727,23 @@ fn status_release_resume_and_the_caller_step() {
     assert_eq!(raw_attr(&p), None);
     assert_eq!(snap(&p).mtime, before.mtime);
 
+    // An interrupted recall whose file then grew (a write past the end): while content is
+    // still missing it stays a stub and recalling it is refused, never released with holes;
+    // once nothing is missing, it is an ordinary replaced file.
+    let sub = dir.path().join("grown");
+    fs::create_dir(&sub).unwrap();
+    let (p, content, attr) = stubbed_file(&sub);
+    set_raw_attr(&p, &attr.with_state(StubState::Recalling));
+    open(&p).write_all_at(&content[8192..65_536], 8192).unwrap();
+    open(&p).write_all_at(b"appended", content.len() as u64).unwrap();
+    let recalling = attr.with_state(StubState::Recalling);
+    assert_eq!(stub_status(&open(&p)).unwrap(), StubStatus::Stub(recalling.clone()));
+    assert!(matches!(release_replaced(&open(&p)), Err(StubError::BadState { .. })));
+    assert!(matches!(recall_file(&open(&p), &content[..]), Err(StubError::StaleStub { .. })));
+    assert_eq!(raw_attr(&p).map(|a| StubAttr::parse(&a).unwrap()), Some(recalling.clone()));
+    open(&p).write_all_at(&content[4096..], 4096).unwrap();
+    assert_eq!(stub_status(&open(&p)).unwrap(), StubStatus::Replaced(recalling));
+
     // Replaced with `>` (O_TRUNC raises no event): released, the new bytes untouched.
     let sub = dir.path().join("b");
     fs::create_dir(&sub).unwrap();
