@@ -415,26 +415,10 @@ pub fn recall(path: &Path, source: impl Read) -> Result<(), StubError> {
     recall_file(&file, source)
 }
 
-/// Recall into an already open, writable descriptor of the stub (for example a fanotify
-/// event's descriptor, which produces no events of its own).
-///
-/// 1. The attribute must be `stubbed` (or `recalling`: a recall that was interrupted), and
-///    size and mtime must equal the attribute's, else [`StubError::StaleStub`] and nothing
-///    changes.
-/// 2. Set the state `recalling`.
-/// 3. Stream `source`: hash every byte; write everything after the first 4096 bytes in place
-///    (`pwrite`), hold the first 4096 in memory. More or fewer than `size` bytes is a
-///    mismatch.
-/// 4. If the hash differs from the attribute's, or the source fails: punch the tail again,
-///    restore the times, set the state back to `stubbed` and return
-///    [`StubError::HashMismatch`] (or [`StubError::Source`]). The first 4096 bytes were never
-///    touched, so the file is exactly the stub it was.
-/// 5. Otherwise write the first 4096 bytes, `fdatasync`, restore atime and mtime, remove the
-///    attribute, `fsync`. Only now does the file claim to be whole.
-///
-/// No write lease is taken: a recall usually runs while the reader that triggered it holds
-/// the file open.
-pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> {
+/// The checks every recall starts with (a regular file with a `stubbed` or `recalling`
+/// attribute whose size — and, unless `recalling`, mtime — still match), then the state
+/// `recalling`. Returns the attribute as it was and the file's metadata.
+fn start_recall(file: &File) -> Result<(StubAttr, Meta), StubError> {
     let m = fstat(file)?;
     if !m.regular {
         return Err(StubError::NotRegular { path: PathBuf::from("(descriptor)") });
@@ -457,6 +441,30 @@ pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> 
     if attr.state != StubState::Recalling {
         set_attr(file, &attr.with_state(StubState::Recalling), XattrFlags::REPLACE)?;
     }
+    Ok((attr, m))
+}
+
+/// Recall into an already open, writable descriptor of the stub (for example a fanotify
+/// event's descriptor, which produces no events of its own).
+///
+/// 1. The attribute must be `stubbed` (or `recalling`: a recall that was interrupted), and
+///    size and mtime must equal the attribute's, else [`StubError::StaleStub`] and nothing
+///    changes.
+/// 2. Set the state `recalling`.
+/// 3. Stream `source`: hash every byte; write everything after the first 4096 bytes in place
+///    (`pwrite`), hold the first 4096 in memory. More or fewer than `size` bytes is a
+///    mismatch.
+/// 4. If the hash differs from the attribute's, or the source fails: punch the tail again,
+///    restore the times, set the state back to `stubbed` and return
+///    [`StubError::HashMismatch`] (or [`StubError::Source`]). The first 4096 bytes were never
+///    touched, so the file is exactly the stub it was.
+/// 5. Otherwise write the first 4096 bytes, `fdatasync`, restore atime and mtime, remove the
+///    attribute, `fsync`. Only now does the file claim to be whole.
+///
+/// No write lease is taken: a recall usually runs while the reader that triggered it holds
+/// the file open.
+pub fn recall_file(file: &File, mut source: impl Read) -> Result<(), StubError> {
+    let (attr, m) = start_recall(file)?;
     let streamed = stream_tail(file, &mut source, attr.size);
     let (head, digest, bytes) = match streamed {
         Ok(s) => s,
@@ -508,26 +516,7 @@ pub enum RangeFinish {
 /// partly in place). Nothing is written and nothing is punched: chunks already in place
 /// from an earlier attempt stay (they were verified when written).
 pub fn begin_range_recall(file: &File) -> Result<RangeRecall, StubError> {
-    let m = fstat(file)?;
-    if !m.regular {
-        return Err(StubError::NotRegular { path: PathBuf::from("(descriptor)") });
-    }
-    let attr = get_attr(file)?.ok_or(StubError::NotAStub)?;
-    if attr.state == StubState::Stubbing {
-        return Err(StubError::BadState { state: attr.state, op: "recall" });
-    }
-    let mtime_ok = m.mtime_ns == attr.mtime_ns || attr.state == StubState::Recalling;
-    if m.size != attr.size || !mtime_ok {
-        return Err(StubError::StaleStub {
-            attr_size: attr.size,
-            attr_mtime_ns: attr.mtime_ns,
-            size: m.size,
-            mtime_ns: m.mtime_ns,
-        });
-    }
-    if attr.state != StubState::Recalling {
-        set_attr(file, &attr.with_state(StubState::Recalling), XattrFlags::REPLACE)?;
-    }
+    let (attr, m) = start_recall(file)?;
     Ok(RangeRecall { attr, atime: m.atime })
 }
 
